@@ -1,0 +1,13 @@
+// Package node is flocon's network side: it gets package blobs from the best
+// peer on the LAN (libp2p) or, failing that, from the upstream mirrors, and
+// verifies every byte with package verify before it reaches the store. It
+// also serves verified blobs to peers, announces what it has and bans peers
+// that send bad data.
+//
+//	n, err := node.New(node.Config{Store: s, Keyring: kr, Mirrors: m})
+//	go n.Run(ctx)
+//	p, err := n.Fetch(ctx, "core", "x86_64", exp) // *store.Pending
+//
+// The gateway never imports node: it declares the interface it consumes
+// (gateway.Fetcher) and cmd/flocon passes a *node.Node in.
+package node

@@ -1,0 +1,8 @@
+// Package repodb parses pacman sync databases (core.db, core.files): a tar
+// archive, plain or compressed with gzip, zstd, xz or bzip2, holding one
+// NAME-VERSION/desc per package. Parsing gives every package file its
+// expected sha256 (hence its CID) before any byte of it is downloaded.
+//
+//	db, err := repodb.Parse(r)
+//	e := db.ByFilename["zstd-1.5.6-1-x86_64.pkg.tar.zst"]
+package repodb
