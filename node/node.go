@@ -29,6 +29,13 @@ type Config struct {
 	MDNS        bool
 	ShareDirs   []string // read-only caches to index, verify, announce and serve
 
+	// Peer-to-peer tuning (zero values: defaults).
+	PSKFile            string        // private swarm key (/key/swarm/psk/1.0.0/); turns QUIC off
+	AllowPeers         []string      // when set, only these peer IDs may connect
+	BlobStreamsPerPeer int           // blob streams served to one peer at once; default 4
+	PeerBytesPerSec    int64         // upload cap per peer (bytes/s); 0: unlimited
+	HaveTimeout        time.Duration // bound of a have lookup on peers; default 150ms
+
 	// MirrorTimeout bounds connecting and the first byte from one mirror.
 	MirrorTimeout time.Duration // default 10s
 	// MinSpeed: a transfer slower than this (bytes/s over 10 s) moves to the next source.
@@ -40,6 +47,7 @@ type Node struct {
 	cfg Config
 	log *slog.Logger
 	// STUB: the node implementation fills the rest in.
+	p2p *p2pState
 }
 
 // New validates cfg and builds a Node; nothing listens until Run.
