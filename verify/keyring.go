@@ -1,11 +1,69 @@
 package verify
 
-import "time"
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+)
+
+// ErrKeyring reports a keyring folder that cannot be used.
+var ErrKeyring = errors.New("unusable keyring")
 
 // Keyring is a parsed Arch-style keyring folder with pacman's trust decisions.
+// The expensive part (verifying the masters' certifications) is done once by
+// LoadKeyring; verdicts are then evaluated cheaply at any time, so key and
+// certification expiry is always checked at verification time.
 type Keyring struct {
-	// STUB: the verify implementation fills this in.
+	keys     []*keyEntry          // in file order
+	byFpr    map[string]*keyEntry // upper-case hex fingerprint
+	byKeyID  map[uint64][]*keyEntry
+	masters  []*keyEntry
+	now      func() time.Time
+	logger   *slog.Logger
+	dir      string
+	marginal int // marginals-needed (gpg default 3)
+	complete int // completes-needed (gpg default 1)
 }
+
+// keyEntry is one key of the keyring and what the trust model needs of it.
+type keyEntry struct {
+	fpr        string
+	uid        string
+	entity     *openpgp.Entity         // nil when the key could not be parsed
+	ownertrust int                     // gpg ownertrust from NAME-trusted (0: none)
+	disabled   bool                    // listed in NAME-revoked
+	certs      map[string][]masterCert // by user ID: verified certifications by masters
+}
+
+// masterCert is a cryptographically verified certification (or certification
+// revocation) of one user ID by one master key.
+type masterCert struct {
+	master *keyEntry
+	sig    *packet.Signature // a certification or a 0x30 certification revocation
+}
+
+// Option configures LoadKeyring.
+type Option func(*Keyring)
+
+// WithClock sets the clock used for verification-time checks (key, subkey,
+// certification and signature expiry). Default: time.Now.
+func WithClock(now func() time.Time) Option { return func(k *Keyring) { k.now = now } }
+
+// WithLogger sets the logger that reports keys that cannot be parsed.
+func WithLogger(l *slog.Logger) Option { return func(k *Keyring) { k.logger = l } }
 
 // KeyVerdict is the validity of one key, as gpg would report it after
 // pacman-key --populate.
@@ -28,12 +86,332 @@ type KeyInfo struct {
 	Master      bool       `json:"master"`
 }
 
+// keyringDirs are the places archlinux-keyring installs to: Arch, then Debian.
+var keyringDirs = []string{"/usr/share/pacman/keyrings", "/usr/share/keyrings"}
+
 // DefaultKeyringDir is the first of /usr/share/pacman/keyrings and
 // /usr/share/keyrings that exists.
-func DefaultKeyringDir() string { panic("unimplemented") }
+func DefaultKeyringDir() string {
+	for _, d := range keyringDirs {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			return d
+		}
+	}
+	return keyringDirs[0]
+}
 
 // LoadKeyring reads every NAME.gpg / NAME-trusted / NAME-revoked set in dir.
-func LoadKeyring(dir string) (*Keyring, error) { panic("unimplemented") }
+// Only NAME.gpg files with a NAME-trusted beside them are keyrings (Debian's
+// /usr/share/keyrings holds many unrelated *.gpg files).
+func LoadKeyring(dir string, opts ...Option) (*Keyring, error) {
+	k := &Keyring{
+		byFpr: map[string]*keyEntry{}, byKeyID: map[uint64][]*keyEntry{},
+		now: time.Now, logger: slog.New(slog.DiscardHandler), dir: dir,
+		marginal: 3, complete: 1,
+	}
+	for _, o := range opts {
+		o(k)
+	}
+	names, err := keyringNames(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		if err := k.loadSet(dir, name); err != nil {
+			return nil, err
+		}
+	}
+	if len(k.keys) == 0 {
+		return nil, fmt.Errorf("load keyring %s: %w: no keys", dir, ErrKeyring)
+	}
+	k.verifyMasterCerts()
+	return k, nil
+}
 
-// Keys lists every key with its verdict at time now.
-func (k *Keyring) Keys(now time.Time) []KeyInfo { panic("unimplemented") }
+// keyringNames lists the NAME of every NAME.gpg that has a NAME-trusted.
+func keyringNames(dir string) ([]string, error) {
+	matches, err := filepath.Glob(filepath.Join(dir, "*.gpg"))
+	if err != nil {
+		return nil, fmt.Errorf("load keyring %s: %w", dir, err)
+	}
+	var names []string
+	for _, m := range matches {
+		name := strings.TrimSuffix(filepath.Base(m), ".gpg")
+		if _, err := os.Stat(filepath.Join(dir, name+"-trusted")); err == nil {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("load keyring %s: %w: no NAME.gpg with a NAME-trusted", dir, ErrKeyring)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func (k *Keyring) loadSet(dir, name string) error {
+	data, err := os.ReadFile(filepath.Join(dir, name+".gpg"))
+	if err != nil {
+		return fmt.Errorf("load keyring %s: %w", name, err)
+	}
+	entries, err := parseKeys(data, k.logger)
+	if err != nil {
+		return fmt.Errorf("load keyring %s: %w", name, err)
+	}
+	for _, e := range entries {
+		if _, dup := k.byFpr[e.fpr]; dup {
+			continue
+		}
+		k.keys = append(k.keys, e)
+		k.byFpr[e.fpr] = e
+		if e.entity == nil {
+			continue
+		}
+		k.byKeyID[e.entity.PrimaryKey.KeyId] = append(k.byKeyID[e.entity.PrimaryKey.KeyId], e)
+		for _, sk := range e.entity.Subkeys {
+			k.byKeyID[sk.PublicKey.KeyId] = append(k.byKeyID[sk.PublicKey.KeyId], e)
+		}
+	}
+	trusted, err := readTrusted(filepath.Join(dir, name+"-trusted"))
+	if err != nil {
+		return fmt.Errorf("load keyring %s: %w", name, err)
+	}
+	for fpr, level := range trusted {
+		if e, ok := k.byFpr[fpr]; ok && e.ownertrust == 0 {
+			e.ownertrust = level
+			k.masters = append(k.masters, e)
+		}
+	}
+	revoked, err := readFingerprints(filepath.Join(dir, name+"-revoked"))
+	if err != nil {
+		return fmt.Errorf("load keyring %s: %w", name, err)
+	}
+	for _, fpr := range revoked {
+		if e, ok := k.byFpr[fpr]; ok {
+			e.disabled = true
+		}
+	}
+	sort.Slice(k.masters, func(i, j int) bool { return k.masters[i].fpr < k.masters[j].fpr })
+	return nil
+}
+
+// readTrusted reads a gpg ownertrust file: "FPR:LEVEL:" lines.
+func readTrusted(path string) (map[string]int, error) {
+	lines, err := readLines(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, l := range lines {
+		fields := strings.Split(l, ":")
+		if len(fields) < 2 {
+			return nil, fmt.Errorf("%s: %w: bad ownertrust line %q", path, ErrKeyring, l)
+		}
+		level, err := strconv.Atoi(fields[1])
+		if err != nil || !isFingerprint(fields[0]) {
+			return nil, fmt.Errorf("%s: %w: bad ownertrust line %q", path, ErrKeyring, l)
+		}
+		out[strings.ToUpper(fields[0])] = level
+	}
+	return out, nil
+}
+
+// readFingerprints reads one fingerprint per line; a missing file is empty.
+func readFingerprints(path string) ([]string, error) {
+	lines, err := readLines(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(lines))
+	for _, l := range lines {
+		f := strings.Fields(l)[0]
+		if !isFingerprint(f) {
+			return nil, fmt.Errorf("%s: %w: bad fingerprint %q", path, ErrKeyring, l)
+		}
+		out = append(out, strings.ToUpper(f))
+	}
+	return out, nil
+}
+
+// readLines returns the non-empty, non-comment lines of a file.
+func readLines(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		if l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out, sc.Err()
+}
+
+func isFingerprint(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
+}
+
+const armorBegin = "-----BEGIN PGP PUBLIC KEY BLOCK-----"
+
+// parseKeys reads every key of a keyring file: one or more armored blocks
+// (possibly separated by text), or binary packets.
+func parseKeys(data []byte, logger *slog.Logger) ([]*keyEntry, error) {
+	if !bytes.Contains(data, []byte(armorBegin)) {
+		return parsePackets(bytes.NewReader(data), logger)
+	}
+	var out []*keyEntry
+	for {
+		i := bytes.Index(data, []byte(armorBegin))
+		if i < 0 {
+			return out, nil
+		}
+		data = data[i:]
+		block, err := armor.Decode(bytes.NewReader(data))
+		if err != nil {
+			return nil, fmt.Errorf("armored block: %w", err)
+		}
+		keys, err := parsePackets(block.Body, logger)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, keys...)
+		data = data[len(armorBegin):]
+	}
+}
+
+// parsePackets groups packets by primary key and parses each group. A group
+// that go-crypto refuses is retried without the signatures that do not
+// belong where they are (gpg ignores them too); a key that still cannot be
+// parsed is kept, untrusted, so that listings stay complete.
+func parsePackets(r io.Reader, logger *slog.Logger) ([]*keyEntry, error) {
+	pr := packet.NewReader(r)
+	var groups [][]packet.Packet
+	for {
+		p, err := pr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read key packets: %w", err)
+		}
+		if pk, ok := p.(*packet.PublicKey); ok && !pk.IsSubkey {
+			groups = append(groups, nil)
+		}
+		if len(groups) > 0 {
+			groups[len(groups)-1] = append(groups[len(groups)-1], p)
+		}
+	}
+	out := make([]*keyEntry, 0, len(groups))
+	for _, g := range groups {
+		out = append(out, parseGroup(g, logger))
+	}
+	return out, nil
+}
+
+func parseGroup(g []packet.Packet, logger *slog.Logger) *keyEntry {
+	pk := g[0].(*packet.PublicKey)
+	e := &keyEntry{fpr: fmt.Sprintf("%X", pk.Fingerprint)}
+	ent, err := readEntity(g)
+	if err != nil {
+		ent, err = readEntity(filterGroup(g))
+	}
+	if err != nil {
+		logger.Warn("key not usable", "fingerprint", e.fpr, "err", err)
+		for _, p := range g {
+			if u, ok := p.(*packet.UserId); ok {
+				e.uid = u.Id
+				break
+			}
+		}
+		return e
+	}
+	e.entity = ent
+	if id := ent.PrimaryIdentity(); id != nil {
+		e.uid = id.Name
+	}
+	return e
+}
+
+// readEntity feeds already-read packets to openpgp.ReadEntity.
+func readEntity(g []packet.Packet) (*openpgp.Entity, error) {
+	pr := packet.NewReader(bytes.NewReader(nil))
+	for i := len(g) - 1; i >= 0; i-- {
+		pr.Unread(g[i])
+	}
+	return openpgp.ReadEntity(pr)
+}
+
+// filterGroup drops signatures whose type does not fit their place (after a
+// user ID: certifications; after a subkey: bindings) and key revocations not
+// made by the key itself.
+func filterGroup(g []packet.Packet) []packet.Packet {
+	out := []packet.Packet{g[0]}
+	primary := g[0].(*packet.PublicKey)
+	var after packet.Packet = g[0]
+	for _, p := range g[1:] {
+		sig, ok := p.(*packet.Signature)
+		if !ok {
+			after = p
+			out = append(out, p)
+			continue
+		}
+		keep := false
+		switch a := after.(type) {
+		case *packet.UserId:
+			keep = isCertType(sig.SigType) &&
+				(!sig.CheckKeyIdOrFingerprint(primary) || primary.VerifyUserIdSignature(a.Id, primary, sig) == nil)
+		case *packet.PublicKey:
+			if a.IsSubkey {
+				keep = (sig.SigType == packet.SigTypeSubkeyBinding || sig.SigType == packet.SigTypeSubkeyRevocation) &&
+					primary.VerifyKeySignature(a, sig) == nil
+			} else {
+				keep = sig.SigType == packet.SigTypeDirectSignature ||
+					(sig.SigType == packet.SigTypeKeyRevocation && primary.VerifyRevocationSignature(sig) == nil)
+			}
+		}
+		if keep {
+			out = append(out, p)
+		}
+	}
+	return dropUnboundSubkeys(out)
+}
+
+// dropUnboundSubkeys removes subkeys left without any binding signature.
+func dropUnboundSubkeys(g []packet.Packet) []packet.Packet {
+	out := g[:0:0]
+	for i, p := range g {
+		if pk, ok := p.(*packet.PublicKey); ok && pk.IsSubkey {
+			if i+1 >= len(g) {
+				continue
+			}
+			if _, ok := g[i+1].(*packet.Signature); !ok {
+				continue
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func isCertType(t packet.SignatureType) bool {
+	switch t {
+	case packet.SigTypeGenericCert, packet.SigTypePersonaCert, packet.SigTypeCasualCert,
+		packet.SigTypePositiveCert, packet.SigTypeCertificationRevocation:
+		return true
+	}
+	return false
+}

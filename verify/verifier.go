@@ -1,6 +1,17 @@
 package verify
 
 import (
+	"bytes"
+	"crypto"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/ipfs/go-cid"
 )
 
@@ -35,24 +46,237 @@ type Signer struct {
 }
 
 // Verifier checks bytes as they are written, in one pass: sha256 for the CID
-// and the signature's hash together. Write never fails on bad content; Finish
-// gives the verdict.
+// and the signature's hash together. Write never fails on bad content (only
+// once the stream exceeds Expect.Size); Finish gives the verdict.
+//
+// When Expect.CID is undefined the package's .PKGINFO is read from the same
+// bytes by a goroutine: call Finish or Close so that it ends.
 type Verifier struct {
-	// STUB: the verify implementation fills this in.
+	kr      *Keyring
+	exp     Expect
+	now     func() time.Time
+	wantSum []byte
+	file    PkgFile
+
+	sum     hash.Hash // sha256 of the file
+	sigHash hash.Hash // the signature's hash; == sum when it is SHA-256 (v4)
+	sig     *packet.Signature
+	signer  signingKey
+	written int64
+	tooLong bool
+
+	ident *identityCheck
 }
 
 // NewVerifier prepares a verifier. It fails early (before any byte is read)
 // when the signature cannot be parsed or its key is unknown, untrusted,
-// revoked, disabled or expired, so a doomed download is never started.
+// revoked, disabled or expired, so a doomed download is never started. Key
+// validity is evaluated with the keyring's clock, now and again at Finish.
 func NewVerifier(kr *Keyring, exp Expect) (*Verifier, error) {
-	panic("unimplemented")
+	now := time.Now
+	if kr != nil {
+		now = kr.now
+	}
+	return newVerifier(kr, exp, now)
 }
 
-// Write hashes p.
-func (v *Verifier) Write(p []byte) (int, error) { panic("unimplemented") }
+// NewVerifierAt is NewVerifier with every time check made at the instant now.
+func NewVerifierAt(kr *Keyring, exp Expect, now time.Time) (*Verifier, error) {
+	return newVerifier(kr, exp, func() time.Time { return now })
+}
+
+func newVerifier(kr *Keyring, exp Expect, now func() time.Time) (*Verifier, error) {
+	v := &Verifier{kr: kr, exp: exp, now: now, sum: sha256.New()}
+	if exp.CID.Defined() {
+		want, err := SHA256Of(exp.CID)
+		if err != nil {
+			return nil, fmt.Errorf("verify %s: %w: %w", exp.Filename, ErrDigestMismatch, err)
+		}
+		v.wantSum = want
+	} else {
+		f, err := ParsePkgFilename(exp.Filename)
+		if err != nil {
+			return nil, fmt.Errorf("verify %s: no cid and %w", exp.Filename, err)
+		}
+		v.file = f
+	}
+	if err := v.prepareSignature(); err != nil {
+		return nil, fmt.Errorf("verify %s: %w", exp.Filename, err)
+	}
+	if !exp.CID.Defined() {
+		v.ident = startIdentityCheck()
+	}
+	return v, nil
+}
+
+// prepareSignature applies the policy, parses the signature and resolves its
+// key, so that all key-related refusals happen before any byte.
+func (v *Verifier) prepareSignature() error {
+	switch {
+	case v.exp.Policy == SigNever:
+		return nil
+	case len(v.exp.Signature) == 0 && v.exp.Policy == SigOptional:
+		return nil
+	case len(v.exp.Signature) == 0:
+		return ErrNoSignature
+	case v.kr == nil:
+		return fmt.Errorf("no keyring: %w", ErrUnknownKey)
+	}
+	sig, err := ParseSignature(v.exp.Signature)
+	if err != nil {
+		return err
+	}
+	sk, err := v.kr.findSigner(sig, v.now())
+	if err != nil {
+		return err
+	}
+	h, err := sig.PrepareVerify()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadSignature, err)
+	}
+	v.sig, v.signer, v.sigHash = sig, sk, h
+	if sig.Hash == crypto.SHA256 && sig.Version == 4 {
+		v.sum = h // one pass: the signed hash is the file's sha256 until the trailer
+	}
+	return nil
+}
+
+// Write hashes p. It fails only once more than Expect.Size bytes arrived
+// (ErrSizeMismatch), to cut a lying source early.
+func (v *Verifier) Write(p []byte) (int, error) {
+	if v.exp.Size >= 0 && v.written+int64(len(p)) > v.exp.Size {
+		v.tooLong = true
+		v.written += int64(len(p))
+		return 0, fmt.Errorf("verify %s: %w: more than %d bytes", v.exp.Filename, ErrSizeMismatch, v.exp.Size)
+	}
+	v.written += int64(len(p))
+	v.sum.Write(p)
+	if v.sigHash != nil && v.sigHash != v.sum {
+		v.sigHash.Write(p)
+	}
+	if v.ident != nil {
+		v.ident.write(p)
+	}
+	return len(p), nil
+}
 
 // Written is the number of bytes hashed so far.
-func (v *Verifier) Written() int64 { panic("unimplemented") }
+func (v *Verifier) Written() int64 { return v.written }
 
-// Finish returns the verdict over everything written.
-func (v *Verifier) Finish() (Result, error) { panic("unimplemented") }
+// Close releases the verifier without a verdict (an abandoned download). It
+// is safe to call after Finish and more than once.
+func (v *Verifier) Close() error {
+	if v.ident != nil {
+		v.ident.stop(errAbandoned)
+	}
+	return nil
+}
+
+// Finish returns the verdict over everything written. The error wraps
+// exactly one sentinel; a digest mismatch is a *DigestMismatchError.
+func (v *Verifier) Finish() (Result, error) {
+	name := v.exp.Filename
+	var ident identityResult
+	if v.ident != nil {
+		ident = v.ident.stop(nil)
+	}
+	if v.tooLong || (v.exp.Size >= 0 && v.written != v.exp.Size) {
+		return Result{}, fmt.Errorf("verify %s: %w: want %d bytes, got %d", name, ErrSizeMismatch, v.exp.Size, v.written)
+	}
+	got := v.sum.Sum(nil)
+	if v.wantSum != nil && !bytes.Equal(got, v.wantSum) {
+		return Result{}, fmt.Errorf("verify %s: %w", name, &DigestMismatchError{Want: v.wantSum, Got: got})
+	}
+	res := Result{Size: v.written}
+	var err error
+	if res.CID, err = CIDFromSHA256(got); err != nil {
+		return Result{}, fmt.Errorf("verify %s: %w", name, err)
+	}
+	if v.sig != nil {
+		if err := v.checkSignature(); err != nil {
+			return Result{}, fmt.Errorf("verify %s: %w", name, err)
+		}
+		res.Signer = v.signer.signer()
+	}
+	if v.ident != nil {
+		if ident.err != nil {
+			return Result{}, fmt.Errorf("verify %s: %w: %v", name, ErrIdentityMismatch, ident.err)
+		}
+		if !ident.info.Matches(v.file) {
+			return Result{}, fmt.Errorf("verify %s: %w: .PKGINFO says %s %s %s", name, ErrIdentityMismatch,
+				ident.info.Name, ident.info.Version, ident.info.Arch)
+		}
+	}
+	return res, nil
+}
+
+// checkSignature re-checks the key at the verification instant, then the
+// signature itself.
+func (v *Verifier) checkSignature() error {
+	now := v.now()
+	if _, err := v.kr.checkSigner(v.signer.entry, issuerKeyID(v.sig), now); err != nil {
+		return err
+	}
+	if v.sig.SigExpired(now) {
+		return fmt.Errorf("%w: signature expired", ErrBadSignature)
+	}
+	if err := v.signer.pub.VerifySignature(v.sigHash, v.sig); err != nil {
+		return fmt.Errorf("%w: by %s: %v", ErrBadSignature, v.signer.entry.fpr, err)
+	}
+	return nil
+}
+
+var errAbandoned = errors.New("verification abandoned")
+
+// identityResult is what the .PKGINFO reader found.
+type identityResult struct {
+	info PKGINFO
+	err  error
+}
+
+// identityCheck reads .PKGINFO from a copy of the written bytes, through a
+// pipe, while they are written. Once .PKGINFO is found the reader closes
+// the pipe and later writes skip it.
+type identityCheck struct {
+	pw     *io.PipeWriter
+	done   chan struct{}
+	res    identityResult
+	closed bool // the reader is gone: stop copying
+	once   sync.Once
+}
+
+func startIdentityCheck() *identityCheck {
+	pr, pw := io.Pipe()
+	c := &identityCheck{pw: pw, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		c.res.info, c.res.err = ReadPKGINFO(pr)
+		pr.CloseWithError(errIdentityRead) // unblocks and fails any later write
+	}()
+	return c
+}
+
+var errIdentityRead = errors.New(".PKGINFO already read")
+
+func (c *identityCheck) write(p []byte) {
+	if c.closed {
+		return
+	}
+	if _, err := c.pw.Write(p); err != nil {
+		c.closed = true
+	}
+}
+
+// stop ends the input (EOF, or cause) and waits for the reader goroutine.
+func (c *identityCheck) stop(cause error) identityResult {
+	c.once.Do(func() {
+		c.closed = true
+		if cause != nil {
+			c.pw.CloseWithError(cause)
+		} else {
+			c.pw.Close()
+		}
+		<-c.done
+	})
+	return c.res
+}

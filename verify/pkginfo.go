@@ -1,0 +1,121 @@
+package verify
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+)
+
+// ErrNoPKGINFO reports a package archive without a readable .PKGINFO.
+var ErrNoPKGINFO = errors.New("no readable .PKGINFO in package")
+
+// zstdMaxWindow bounds the zstd window a package may ask for: Arch packages
+// use up to 32 MiB (zstd --long); 128 MiB leaves room while keeping a hostile
+// file from reserving gigabytes.
+const zstdMaxWindow = 128 << 20
+
+// maxPKGINFO bounds the size of the .PKGINFO member that is read in memory.
+const maxPKGINFO = 1 << 20
+
+// PKGINFO is the identity part of a package's .PKGINFO.
+type PKGINFO struct {
+	Name    string // pkgname
+	Base    string // pkgbase
+	Version string // pkgver: [epoch:]pkgver-pkgrel
+	Arch    string
+}
+
+// Matches reports whether the package is the one its file name says.
+func (p PKGINFO) Matches(f PkgFile) bool {
+	return p.Name == f.Name && p.Version == f.Version && p.Arch == f.Arch
+}
+
+// ReadPKGINFO reads a package archive (zstd, xz, gzip, bzip2 or plain tar)
+// up to its .PKGINFO and parses it. It does not read the rest of r.
+func ReadPKGINFO(r io.Reader) (PKGINFO, error) {
+	dr, closeFn, err := decompress(r)
+	if err != nil {
+		return PKGINFO{}, fmt.Errorf("read .PKGINFO: %w: %w", ErrNoPKGINFO, err)
+	}
+	defer closeFn()
+	tr := tar.NewReader(dr)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return PKGINFO{}, fmt.Errorf("read .PKGINFO: %w: %w", ErrNoPKGINFO, err)
+		}
+		if h.Name != ".PKGINFO" {
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(tr, maxPKGINFO+1))
+		if err != nil {
+			return PKGINFO{}, fmt.Errorf("read .PKGINFO: %w: %w", ErrNoPKGINFO, err)
+		}
+		if len(b) > maxPKGINFO {
+			return PKGINFO{}, fmt.Errorf("read .PKGINFO: %w: larger than %d bytes", ErrNoPKGINFO, maxPKGINFO)
+		}
+		return parsePKGINFO(b)
+	}
+}
+
+// decompress sniffs the compression of a package by its magic bytes.
+func decompress(r io.Reader) (io.Reader, func(), error) {
+	br := bufio.NewReader(r)
+	magic, _ := br.Peek(6)
+	nop := func() {}
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(zstdMaxWindow))
+		if err != nil {
+			return nil, nop, err
+		}
+		return zr, zr.Close, nil
+	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		xr, err := xz.NewReader(br)
+		return xr, nop, err
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		gr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, nop, err
+		}
+		return gr, func() { _ = gr.Close() }, nil
+	case bytes.HasPrefix(magic, []byte("BZh")):
+		return bzip2.NewReader(br), nop, nil
+	}
+	return br, nop, nil // plain tar (.pkg.tar); tar.Reader reports anything else
+}
+
+// parsePKGINFO reads "key = value" lines.
+func parsePKGINFO(b []byte) (PKGINFO, error) {
+	var p PKGINFO
+	for line := range strings.SplitSeq(string(b), "\n") {
+		key, val, ok := strings.Cut(line, " = ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		switch key {
+		case "pkgname":
+			p.Name = val
+		case "pkgbase":
+			p.Base = val
+		case "pkgver":
+			p.Version = val
+		case "arch":
+			p.Arch = val
+		}
+	}
+	if p.Name == "" || p.Version == "" || p.Arch == "" {
+		return PKGINFO{}, fmt.Errorf("parse .PKGINFO: %w: pkgname, pkgver or arch missing", ErrNoPKGINFO)
+	}
+	return p, nil
+}
