@@ -2,9 +2,15 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/flocon/flocon/store"
 	"github.com/flocon/flocon/verify"
@@ -35,6 +41,12 @@ var DefaultRepos = []Repo{
 	{Name: "core-testing"}, {Name: "extra-testing"}, {Name: "multilib-testing"},
 }
 
+// Defaults of the zero Config.
+const (
+	DefaultMaxStreams = 1024             // concurrent package downloads being streamed
+	DefaultSigWait    = 20 * time.Second // how long a .sig request waits for its package's download
+)
+
 // Config configures a Gateway. Store and Fetcher are required.
 type Config struct {
 	Store   *store.Store
@@ -44,16 +56,126 @@ type Config struct {
 	// DBMaxAge: a db younger than this is served without asking upstream
 	// (0: always revalidate with If-Modified-Since, like a mirror would).
 	DBMaxAge time.Duration
+	// Registry receives the gateway's metrics (default: a new registry,
+	// served at GET /metrics either way).
+	Registry *prometheus.Registry
+	// MaxStreams bounds the package requests served from downloads in
+	// flight; beyond it clients get 429 (default DefaultMaxStreams).
+	MaxStreams int
+	// SigWait bounds how long a .sig request waits for the download that
+	// brings the signature (default DefaultSigWait).
+	SigWait time.Duration
 }
 
 // Gateway is the pacman-facing http.Handler.
 type Gateway struct {
-	cfg Config
-	// STUB: the gateway implementation fills the rest in.
+	cfg     Config
+	log     *slog.Logger
+	repos   map[string]Repo
+	handler http.Handler
+	metrics *metrics
+	streams chan struct{} // semaphore of MaxStreams
+
+	dbGroup singleflight.Group
+	dbMu    sync.Mutex
+	dbSeen  map[string]dbState // by dbKey
+}
+
+// dbState is when a repo database file was last checked upstream.
+type dbState struct {
+	attempted time.Time // last conditional GET, whatever its outcome
+	confirmed time.Time // last time upstream confirmed our copy (200 or 304)
 }
 
 // New validates cfg.
-func New(cfg Config) (*Gateway, error) { panic("unimplemented") }
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("gateway config: store is required")
+	}
+	if cfg.Fetcher == nil {
+		return nil, errors.New("gateway config: fetcher is required")
+	}
+	if cfg.Repos == nil {
+		cfg.Repos = DefaultRepos
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
+	if cfg.SigWait <= 0 {
+		cfg.SigWait = DefaultSigWait
+	}
+	repos, err := indexRepos(cfg.Repos)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("gateway config: %w", err)
+	}
+	g := &Gateway{
+		cfg: cfg, log: cfg.Logger, repos: repos, metrics: m,
+		streams: make(chan struct{}, cfg.MaxStreams),
+		dbSeen:  make(map[string]dbState),
+	}
+	g.handler = g.middleware(g.routes())
+	return g, nil
+}
 
-// ServeHTTP serves the pacman mirror layout and GET /healthz.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { panic("unimplemented") }
+func indexRepos(list []Repo) (map[string]Repo, error) {
+	repos := make(map[string]Repo, len(list))
+	for _, r := range list {
+		if !validName(r.Name) {
+			return nil, fmt.Errorf("gateway config: invalid repo name %q", r.Name)
+		}
+		if _, dup := repos[r.Name]; dup {
+			return nil, fmt.Errorf("gateway config: repo %q listed twice", r.Name)
+		}
+		for _, a := range r.Arches {
+			if !validArch(a) {
+				return nil, fmt.Errorf("gateway config: repo %q: invalid arch %q", r.Name, a)
+			}
+		}
+		repos[r.Name] = r
+	}
+	return repos, nil
+}
+
+func (g *Gateway) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", g.metrics.handler)
+	mux.HandleFunc("GET /{repo}/os/{arch}/{file}", g.serveRepoFile)
+	return mux
+}
+
+// ServeHTTP serves the pacman mirror layout, GET /healthz and GET /metrics.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.handler.ServeHTTP(w, r)
+}
+
+// serveRepoFile dispatches GET|HEAD /{repo}/os/{arch}/{file}.
+func (g *Gateway) serveRepoFile(w http.ResponseWriter, r *http.Request) {
+	t, err := g.parseTarget(r.PathValue("repo"), r.PathValue("arch"), r.PathValue("file"))
+	if err != nil {
+		g.fail(w, r, nil, err)
+		return
+	}
+	noteTarget(w, &t)
+	switch t.kind {
+	case kindDB:
+		g.serveDB(w, r, &t)
+	case kindPkg:
+		g.servePkg(w, r, &t)
+	case kindPkgSig:
+		g.serveSig(w, r, &t)
+	}
+}

@@ -1,0 +1,81 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/flocon/flocon/store"
+	"github.com/flocon/flocon/verify"
+)
+
+// Sentinel errors of the gateway. Errors from store and verify are mapped
+// alongside them by statusOf.
+var (
+	ErrBadRequest = errors.New("malformed request")
+	ErrNotFound   = errors.New("not found")
+	ErrBusy       = errors.New("too many downloads in flight")
+	ErrUpstream   = errors.New("upstream answered unexpectedly")
+	ErrTooLarge   = errors.New("file exceeds its size limit")
+)
+
+// retryAfter is what a busy gateway tells clients to wait, in seconds.
+const retryAfter = 5
+
+// refusals are the verification verdicts: the bytes we could get are not
+// the ones Arch signed, so as a gateway we answer 502.
+var refusals = []error{
+	verify.ErrDigestMismatch, verify.ErrSizeMismatch, verify.ErrBadSignature,
+	verify.ErrNoSignature, verify.ErrUnknownKey, verify.ErrUntrustedKey,
+	verify.ErrRevokedKey, verify.ErrDisabledKey, verify.ErrExpiredKey,
+	verify.ErrIdentityMismatch, ErrUpstream, ErrTooLarge, store.ErrAborted,
+}
+
+// statusOf is the one mapping from errors to HTTP status codes.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, ErrBadRequest):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrBusy):
+		return http.StatusTooManyRequests
+	case errors.Is(err, ErrNotFound), errors.Is(err, store.ErrNotFound), errors.Is(err, verify.ErrBadFilename):
+		return http.StatusNotFound
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	case errors.Is(err, store.ErrClosed):
+		return http.StatusServiceUnavailable
+	}
+	for _, e := range refusals {
+		if errors.Is(err, e) {
+			return http.StatusBadGateway
+		}
+	}
+	return http.StatusBadGateway
+}
+
+// fail answers err with its status and a body that carries no user input.
+// Not-found is routine (pacman asks every server in turn), so it logs at
+// debug level; every other refusal is a warning.
+func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, t *target, err error) {
+	code := statusOf(err)
+	level := slog.LevelWarn
+	if code == http.StatusNotFound {
+		level = slog.LevelDebug
+	}
+	args := []any{"status", code, "err", err}
+	if t != nil { // validated, so safe to log
+		args = append(args, "repo", t.repo.Name, "arch", t.arch, "file", t.file)
+	}
+	g.log.Log(r.Context(), level, "request refused", args...)
+	if code == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	}
+	h := w.Header()
+	h.Del("Content-Length")
+	h.Del("Content-Range")
+	h.Del("ETag")
+	h.Del("Last-Modified")
+	http.Error(w, http.StatusText(code), code)
+}

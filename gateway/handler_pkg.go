@@ -1,0 +1,250 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/flocon/flocon/store"
+	"github.com/flocon/flocon/store/repodb"
+	"github.com/flocon/flocon/verify"
+)
+
+const copyBufSize = 256 << 10
+
+// entry finds the db entry of t.pkg and its CID. An unknown file refreshes
+// its repo's database once (bounded by dbRecheckFloor) before it is a 404,
+// so a package published since the last sync is found.
+func (g *Gateway) entry(ctx context.Context, t *target) (repodb.Entry, cid.Cid, error) {
+	e, err := g.cfg.Store.Entry(t.repo.Name, t.arch, t.pkg)
+	dbName := t.repo.Name + ".db"
+	if errors.Is(err, store.ErrNotFound) &&
+		time.Since(g.dbState(dbKey(t.repo.Name, t.arch, dbName)).attempted) >= dbRecheckFloor {
+		if _, rerr := g.refreshDB(ctx, t.repo.Name, t.arch, dbName, 0); rerr != nil {
+			g.log.Debug("db refresh for unknown package failed", "repo", t.repo.Name, "arch", t.arch, "err", rerr)
+		}
+		e, err = g.cfg.Store.Entry(t.repo.Name, t.arch, t.pkg)
+	}
+	if err != nil {
+		return repodb.Entry{}, cid.Undef, fmt.Errorf("entry %s/%s/%s: %w", t.repo.Name, t.arch, t.pkg, err)
+	}
+	c, err := verify.CIDFromHex(e.SHA256)
+	if err != nil {
+		return repodb.Entry{}, cid.Undef, fmt.Errorf("entry %s/%s/%s: %w: %w", t.repo.Name, t.arch, t.pkg, ErrUpstream, err)
+	}
+	return e, c, nil
+}
+
+// servePkg serves a package: from the store when verified and present, else
+// from the shared download while it grows.
+func (g *Gateway) servePkg(w http.ResponseWriter, r *http.Request, t *target) {
+	e, c, err := g.entry(r.Context(), t)
+	if err != nil {
+		g.fail(w, r, t, err)
+		return
+	}
+	if g.serveStored(w, r, c, e) {
+		return
+	}
+	g.serveDownload(w, r, t, c, e)
+}
+
+func etagOf(e repodb.Entry) string { return `"` + e.SHA256 + `"` }
+
+// modTime is a package's Last-Modified: its build date, else when its blob
+// was added (zero, so no header, while that is not known yet).
+func modTime(e repodb.Entry, added time.Time) time.Time {
+	if e.BuildDate > 0 {
+		return time.Unix(e.BuildDate, 0).UTC()
+	}
+	return added
+}
+
+func setPkgHeaders(h http.Header, e repodb.Entry) {
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("ETag", etagOf(e))
+	h.Set("Accept-Ranges", "bytes")
+}
+
+// serveStored serves the verified blob c with http.ServeContent (Range,
+// HEAD, conditional requests, sendfile); false when it is not stored.
+func (g *Gateway) serveStored(w http.ResponseWriter, r *http.Request, c cid.Cid, e repodb.Entry) bool {
+	f, info, err := g.cfg.Store.OpenBlob(c)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			g.log.Warn("stored blob unreadable", "cid", c, "err", err)
+		}
+		return false
+	}
+	defer f.Close()
+	setOutcome(w, outcomeHit)
+	setPkgHeaders(w.Header(), e)
+	http.ServeContent(w, r, "", modTime(e, info.Added), f)
+	return true
+}
+
+// serveDownload streams a package from its download in flight, starting it
+// when none runs.
+func (g *Gateway) serveDownload(w http.ResponseWriter, r *http.Request, t *target, c cid.Cid, e repodb.Entry) {
+	select {
+	case g.streams <- struct{}{}:
+		defer func() { <-g.streams }()
+	default:
+		g.fail(w, r, t, fmt.Errorf("download %s: %w", t.pkg, ErrBusy))
+		return
+	}
+	outcome := outcomeMiss
+	if g.cfg.Store.Inflight(c) != nil {
+		outcome = outcomeJoin
+	}
+	p, err := g.cfg.Fetcher.Fetch(r.Context(), t.repo.Name, t.arch, verify.Expect{
+		CID: c, Size: e.CSize, Filename: t.pkg, Signature: e.PGPSig, Policy: t.repo.SigPolicy,
+	})
+	if err != nil {
+		g.fail(w, r, t, fmt.Errorf("fetch %s: %w", t.pkg, err))
+		return
+	}
+	setOutcome(w, outcome)
+	size := e.CSize
+	if size <= 0 {
+		size = p.Size()
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" && (inm == "*" || inm == etagOf(e)) {
+		setPkgHeaders(w.Header(), e)
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	rng, ranged, err := parseRange(requestRange(r, e), size)
+	switch {
+	case size < 0 || errors.Is(err, errMultiRange):
+		// Only the finished blob can answer these; ServeContent does.
+		g.serveAfterDownload(w, r, t, p, c, e)
+	case err != nil:
+		w.Header().Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+		http.Error(w, http.StatusText(http.StatusRequestedRangeNotSatisfiable), http.StatusRequestedRangeNotSatisfiable)
+	default:
+		g.streamDownload(w, r, t, p, e, rng, ranged, size)
+	}
+}
+
+// requestRange is the Range header, unless an If-Range names another version.
+func requestRange(r *http.Request, e repodb.Entry) string {
+	ir := r.Header.Get("If-Range")
+	if ir == "" || ir == etagOf(e) {
+		return r.Header.Get("Range")
+	}
+	if t, err := http.ParseTime(ir); err == nil && e.BuildDate > 0 && t.Unix() == e.BuildDate {
+		return r.Header.Get("Range")
+	}
+	return ""
+}
+
+// streamDownload answers from the temp file of p. The first byte is awaited
+// before the headers so that a download that fails at once still gets a
+// proper status (404 lets pacman move on to its next server); a failure
+// after that cuts the connection, so the client never holds a complete body.
+func (g *Gateway) streamDownload(w http.ResponseWriter, r *http.Request, t *target, p *store.Pending,
+	e repodb.Entry, rng byteRange, ranged bool, size int64) {
+	rd := p.NewReader(r.Context(), rng.start)
+	defer rd.Close()
+	buf := make([]byte, copyBufSize)
+	n, err := readSome(rd, buf[:min(int64(len(buf)), rng.length)])
+	if n == 0 {
+		if r.Context().Err() == nil {
+			g.fail(w, r, t, fmt.Errorf("download %s: %w", t.pkg, downloadErr(p, err)))
+		}
+		return
+	}
+	h := w.Header()
+	setPkgHeaders(h, e)
+	if mt := modTime(e, time.Time{}); !mt.IsZero() {
+		h.Set("Last-Modified", mt.Format(http.TimeFormat))
+	}
+	h.Set("Content-Length", strconv.FormatInt(rng.length, 10))
+	status := http.StatusOK
+	if ranged {
+		status = http.StatusPartialContent
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", rng.start, rng.start+rng.length-1, size))
+	}
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if _, err := w.Write(buf[:n]); err != nil {
+		return // client gone
+	}
+	_ = http.NewResponseController(w).Flush()
+	g.copyRest(w, r, t, rd, buf, rng.length-int64(n))
+}
+
+// copyRest copies left more bytes, flushing as they come.
+func (g *Gateway) copyRest(w http.ResponseWriter, r *http.Request, t *target, rd io.Reader, buf []byte, left int64) {
+	rc := http.NewResponseController(w)
+	for left > 0 {
+		n, err := rd.Read(buf[:min(int64(len(buf)), left)])
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return // client gone
+			}
+			left -= int64(n)
+			_ = rc.Flush()
+		}
+		if left > 0 && err != nil {
+			if r.Context().Err() != nil {
+				return
+			}
+			g.log.Warn("download failed mid-response, cutting connection",
+				"repo", t.repo.Name, "arch", t.arch, "file", t.file, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+// serveAfterDownload waits for p to finish and serves the stored blob.
+func (g *Gateway) serveAfterDownload(w http.ResponseWriter, r *http.Request, t *target, p *store.Pending,
+	c cid.Cid, e repodb.Entry) {
+	select {
+	case <-p.Done():
+	case <-r.Context().Done():
+		return
+	}
+	if err := p.Err(); err != nil {
+		g.fail(w, r, t, fmt.Errorf("download %s: %w", t.pkg, err))
+		return
+	}
+	if !g.serveStored(w, r, c, e) {
+		g.fail(w, r, t, fmt.Errorf("download %s: %w: committed blob missing", t.pkg, ErrNotFound))
+	}
+}
+
+// readSome reads until it gets at least one byte or an error.
+func readSome(r io.Reader, p []byte) (int, error) {
+	for {
+		n, err := r.Read(p)
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+}
+
+// downloadErr is why a download gave no byte: its abort error when it has
+// one, else what the reader said (an early EOF is a size mismatch).
+func downloadErr(p *store.Pending, err error) error {
+	select {
+	case <-p.Done():
+		if perr := p.Err(); perr != nil {
+			return perr
+		}
+	default:
+	}
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: %w", verify.ErrSizeMismatch, io.ErrUnexpectedEOF)
+	}
+	return err
+}
