@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# bench.sh: flocon's foundation benchmark (`make bench`). Measures, in one run
+# on this machine, flocon beside Debian's nginx serving the same files from
+# disk (the limit here); the same nginx is flocon's upstream mirror, and its
+# access log counts upstream fetches. Prints a markdown table at the end.
+#
+# Rows: cold and warm 200 MiB, 8 concurrent clients on one cold file (wall
+# time + upstream fetches, which must be 1), a client joining a download in
+# flight (time to its first byte), 200 x 50 KiB over one keep-alive
+# connection cold and warm, flocon's peak RSS (VmHWM).
+#
+# Environment:
+#   BIG_MB [200]  SMALL_N [200]  SMALL_KB [50]  WARM_RUNS [3] (median of)  CLIENTS [8]
+#   BENCH_CACHE [~/.cache/flocon-bench]: generated test repos are kept there,
+#       keyed by the generator's hash and the sizes ("" = always regenerate)
+#   BENCH_OUT []: directory that receives the table, logs and profiles
+#   BENCH_PROFILE []: 1 = record flocon with `perf record -g` during its rows
+#       and write the hottest symbols to BENCH_OUT (or print them)
+#   BENCH_VERIFY [auto]: run scripts/bench-verify.sh too when it exists (0 = no)
+#   MAKE_REPO [test/e2e/testdata/make-repo.sh]: the signed-repo generator
+#   FLOCON_BIN []: use this binary instead of building ./cmd/flocon
+set -euo pipefail
+export LC_ALL=C
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+BIG_MB=${BIG_MB:-200}
+SMALL_N=${SMALL_N:-200}
+SMALL_KB=${SMALL_KB:-50}
+WARM_RUNS=${WARM_RUNS:-3}
+CLIENTS=${CLIENTS:-8}
+BENCH_CACHE=${BENCH_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/flocon-bench}
+BENCH_OUT=${BENCH_OUT:-}
+BENCH_PROFILE=${BENCH_PROFILE:-}
+BENCH_VERIFY=${BENCH_VERIFY:-auto}
+MAKE_REPO=${MAKE_REPO:-$ROOT/test/e2e/testdata/make-repo.sh}
+ARCH=x86_64
+REPO=bench
+
+log() { echo "bench.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+for t in nginx curl go awk sha256sum; do
+	command -v "$t" >/dev/null || die "missing tool: $t (scripts/deps.sh installs it)"
+done
+[[ -f $MAKE_REPO ]] || die "missing repo generator $MAKE_REPO (set MAKE_REPO)"
+[[ -z $BENCH_PROFILE ]] || command -v perf >/dev/null || die "BENCH_PROFILE needs perf (linux-perf)"
+
+TMP=$(mktemp -d /tmp/flocon-bench.XXXXXX)
+PIDS=()
+cleanup() {
+	local rc=$? p
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	if ((rc != 0)) && [[ -f $TMP/flocon.log ]]; then
+		log "last lines of the flocon log:"; tail -n 20 "$TMP/flocon.log" >&2 || true
+	fi
+	rm -rf "$TMP"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------------ build
+log "building flocon and httpbench"
+HB=$TMP/httpbench
+go build -o "$HB" ./scripts/bench/httpbench
+if [[ -n ${FLOCON_BIN:-} ]]; then
+	FLOCON=$FLOCON_BIN
+else
+	FLOCON=$TMP/flocon
+	# a daemon that does not build still leaves the nginx columns to show
+	go build -trimpath -o "$FLOCON" ./cmd/flocon 2>"$TMP/build.err" ||
+		{ head -n 20 "$TMP/build.err" >&2; log "flocon does not build: its rows will fail"; FLOCON=""; }
+fi
+
+# ------------------------------------------------------------------ test repo
+# make_repo DIR: a signed mirror with the bench repo (big, c8big, joinbig and
+# SMALL_N small packages), generated once per generator version and sizes.
+make_repo() {
+	local out=$1
+	log "generating the signed test repo (${BIG_MB} MiB x 3 + ${SMALL_N} x ${SMALL_KB} KiB), about a minute"
+	rm -rf "$out.partial"
+	BIG_MB=$BIG_MB BENCH_SMALL=$SMALL_N BENCH_SMALL_KB=$SMALL_KB \
+		bash "$MAKE_REPO" "$out.partial" >"$TMP/make-repo.log" 2>&1 ||
+		{ tail -n 20 "$TMP/make-repo.log" >&2; die "make-repo.sh failed"; }
+	mv "$out.partial" "$out"
+}
+if [[ -n $BENCH_CACHE ]]; then
+	key=$( { sha256sum < "$MAKE_REPO"; echo "$BIG_MB $SMALL_N $SMALL_KB"; } | sha256sum | cut -c1-16)
+	DATA=$BENCH_CACHE/repo-$key
+	mkdir -p "$BENCH_CACHE"
+	[[ -f $DATA/MANIFEST.tsv ]] || make_repo "$DATA"
+else
+	DATA=$TMP/repo
+	make_repo "$DATA"
+fi
+MIRROR=$DATA/mirror
+PKGDIR=$MIRROR/$REPO/os/$ARCH
+[[ -d $PKGDIR ]] || die "$PKGDIR missing: the generator has no bench mode (BENCH_SMALL)"
+pkgfile() { # pkgfile NAME -> file name of package NAME in the bench repo
+	local f
+	f=$(cd "$PKGDIR" && ls -- "$1"-*-*-*.pkg.tar.zst 2>/dev/null | head -n 1)
+	[[ -n $f ]] || die "package $1 missing from $PKGDIR"
+	echo "$f"
+}
+BIG=$(pkgfile big); C8=$(pkgfile c8big); JOIN=$(pkgfile joinbig)
+BIG_SIZE=$(stat -c %s "$PKGDIR/$BIG")
+C8_SIZE=$(stat -c %s "$PKGDIR/$C8")
+JOIN_SIZE=$(stat -c %s "$PKGDIR/$JOIN")
+(cd "$PKGDIR" && ls -- small*.pkg.tar.zst) > "$TMP/small.txt"
+(( $(wc -l < "$TMP/small.txt") == SMALL_N )) || die "want $SMALL_N small packages in $PKGDIR"
+# keyring folder with only the NAME.gpg / -trusted / -revoked set
+KEYRING=$TMP/keyring
+mkdir -p "$KEYRING"
+for f in "$DATA"/keyring/*-trusted; do
+	n=${f##*/}; n=${n%-trusted}
+	cp "$DATA/keyring/$n.gpg" "$DATA/keyring/$n-trusted" "$DATA/keyring/$n-revoked" "$KEYRING/"
+done
+
+# ------------------------------------------------------------------ nginx (the upstream)
+NGINX_PORT=$("$HB" freeport)
+NG=$TMP/nginx
+mkdir -p "$NG"
+NGINX_USER=""
+(( EUID != 0 )) || NGINX_USER="user root root;" # workers must read the cache dir, which may be 0700
+cat > "$NG/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes auto;
+$NGINX_USER
+pid $NG/nginx.pid;
+error_log $NG/error.log warn;
+events { worker_connections 1024; }
+http {
+	log_format bench '\$request \$status \$body_bytes_sent';
+	access_log $NG/access.log bench;
+	client_body_temp_path $NG/body;
+	proxy_temp_path $NG/proxy;
+	fastcgi_temp_path $NG/fastcgi;
+	uwsgi_temp_path $NG/uwsgi;
+	scgi_temp_path $NG/scgi;
+	sendfile on;
+	tcp_nopush on;
+	tcp_nodelay on;
+	keepalive_timeout 65;
+	keepalive_requests 100000;
+	default_type application/octet-stream;
+	server {
+		listen 127.0.0.1:$NGINX_PORT;
+		root $MIRROR;
+		location / { }
+	}
+}
+EOF
+nginx -p "$NG" -e "$NG/error.log" -c "$NG/nginx.conf" >"$NG/stderr.log" 2>&1 &
+PIDS+=($!)
+NGINX_URL=http://127.0.0.1:$NGINX_PORT/$REPO/os/$ARCH
+"$HB" wait -timeout 10s "$NGINX_URL/$REPO.db" || { cat "$NG/error.log" "$NG/stderr.log" >&2; die "nginx did not start"; }
+# upstream_fetches FILE: GETs of FILE that nginx answered with its body
+upstream_fetches() {
+	awk -v f="/$REPO/os/$ARCH/$1" '$1 == "GET" && $2 == f && ($4 == 200 || $4 == 206)' "$NG/access.log" | wc -l
+}
+
+# ------------------------------------------------------------------ helpers
+median() { sort -g | awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]; else print "err"}'; }
+kv() { # kv KEY "k=v k=v ..." -> v
+	local pair
+	for pair in $2; do [[ ${pair%%=*} != "$1" ]] || { echo "${pair#*=}"; return; }; done
+	echo err
+}
+ms() { awk -v s="$1" 'BEGIN { if (s == "err" || s == "") print "err"; else printf "%.1f ms", s * 1000 }'; }
+sec() { awk -v s="$1" 'BEGIN { if (s == "err" || s == "") print "err"; else printf "%.3f s", s }'; }
+# curl_time URL SIZE -> seconds (time_total), after checking status and size
+curl_time() {
+	local out code total size
+	out=$(curl -sS -o /dev/null --noproxy '*' -w '%{http_code} %{time_total} %{size_download}' "$1") || { echo err; return; }
+	read -r code total size <<<"$out"
+	if [[ $code != 200 || $size != "$2" ]]; then log "GET $1: status $code, $size bytes (want $2)"; echo err; return; fi
+	echo "$total"
+}
+warm_curl() { # warm_curl URL SIZE -> median seconds of WARM_RUNS
+	local i
+	for ((i = 0; i < WARM_RUNS; i++)); do curl_time "$1" "$2"; done | median
+}
+hb() { # hb ARGS... -> httpbench's key=value line, or "error=1"
+	"$HB" "$@" 2>>"$TMP/httpbench.err" || echo "error=1"
+}
+warm_seq() { # warm_seq BASE -> median wall seconds of WARM_RUNS sequential runs
+	local i
+	for ((i = 0; i < WARM_RUNS; i++)); do kv wall "$(hb seq -base "$1" -list "$TMP/small.txt")"; done | median
+}
+sha_ok() { # sha_ok URL FILE: the body at URL is byte-identical to FILE
+	[[ $(curl -sS --noproxy '*' "$1" | sha256sum | cut -d' ' -f1) == "$(sha256sum < "$2" | cut -d' ' -f1)" ]]
+}
+
+# ------------------------------------------------------------------ nginx direct
+log "measuring nginx direct (port $NGINX_PORT)"
+cat "$PKGDIR"/* >/dev/null # page cache: both servers read from memory
+NG_BIG=$(warm_curl "$NGINX_URL/$BIG" "$BIG_SIZE")
+NG_C8=$(kv wall "$(hb concurrent -n "$CLIENTS" -size "$C8_SIZE" "$NGINX_URL/$C8")")
+NG_JOIN=$(kv firstbyte "$(hb join -after $((JOIN_SIZE / 8)) -size "$JOIN_SIZE" "$NGINX_URL/$JOIN")")
+NG_SMALL=$(warm_seq "$NGINX_URL")
+: > "$NG/access.log" # nginx appends (O_APPEND): from here on it counts flocon's fetches only
+
+# ------------------------------------------------------------------ flocon
+FL_COLD=err FL_WARM=err FL_BIG_UP=err FL_C8=err FL_C8_UP=err FL_JOIN=err FL_JOIN_INFLIGHT=err
+FL_JOIN_UP=err FL_SMALL_COLD=err FL_SMALL_UP=err FL_SMALL_WARM=err SHA=err FL_HWM=err FL_RSS=err
+DB_T="not fetched"
+FL_PID="" PERF_PID=""
+
+start_flocon() {
+	[[ -n $FLOCON ]] || return 1
+	FL_PORT=$("$HB" freeport)
+	cat > "$TMP/flocon.toml" <<-EOF
+		# generated by scripts/bench.sh
+		[[repo]]
+		name = "$REPO"
+		mirrors = ["http://127.0.0.1:$NGINX_PORT/\$repo/os/\$arch"]
+		sig_level = "Required"
+		keyring = "$KEYRING"
+	EOF
+	log "starting flocon on port $FL_PORT"
+	"$FLOCON" serve --config "$TMP/flocon.toml" --no-p2p --listen "127.0.0.1:$FL_PORT" \
+		--data-dir "$TMP/data" --mirror "http://127.0.0.1:$NGINX_PORT/\$repo/os/\$arch" \
+		--keyring "$KEYRING" >"$TMP/flocon.log" 2>&1 &
+	FL_PID=$!
+	PIDS+=("$FL_PID")
+	FL_URL=http://127.0.0.1:$FL_PORT/$REPO/os/$ARCH
+	"$HB" wait -timeout 30s "http://127.0.0.1:$FL_PORT/healthz" 2>>"$TMP/httpbench.err" ||
+		{ log "flocon did not become healthy; its log:"; tail -n 20 "$TMP/flocon.log" >&2; return 1; }
+	if [[ -n $BENCH_PROFILE ]]; then
+		perf record -F 499 -g -p "$FL_PID" -o "$TMP/perf.data" >"$TMP/perf.log" 2>&1 &
+		PERF_PID=$!
+		PIDS+=("$PERF_PID")
+		sleep 0.5
+	fi
+	# pacman -Sy first: the db tells flocon which packages exist and their sums
+	DB_T=$(curl -sS -o /dev/null --noproxy '*' -w 'status %{http_code} in %{time_total} s' \
+		"$FL_URL/$REPO.db" || echo "failed")
+	[[ $DB_T == "status 200 "* ]] || { log "GET $REPO.db through flocon: $DB_T"; return 1; }
+}
+
+measure_flocon() {
+	local line f
+	log "measuring flocon"
+	FL_COLD=$(curl_time "$FL_URL/$BIG" "$BIG_SIZE")
+	FL_WARM=$(warm_curl "$FL_URL/$BIG" "$BIG_SIZE")
+	FL_BIG_UP=$(upstream_fetches "$BIG")
+	FL_C8=$(kv wall "$(hb concurrent -n "$CLIENTS" -size "$C8_SIZE" "$FL_URL/$C8")")
+	FL_C8_UP=$(upstream_fetches "$C8")
+	line=$(hb join -after $((JOIN_SIZE / 8)) -size "$JOIN_SIZE" "$FL_URL/$JOIN")
+	FL_JOIN=$(kv firstbyte "$line")
+	FL_JOIN_INFLIGHT=$(kv inflight "$line")
+	FL_JOIN_UP=$(upstream_fetches "$JOIN")
+	FL_SMALL_COLD=$(kv wall "$(hb seq -base "$FL_URL" -list "$TMP/small.txt")")
+	FL_SMALL_UP=0
+	while read -r f; do FL_SMALL_UP=$((FL_SMALL_UP + $(upstream_fetches "$f"))); done < "$TMP/small.txt"
+	FL_SMALL_WARM=$(warm_seq "$FL_URL")
+	SHA=ok
+	sha_ok "$FL_URL/$BIG" "$PKGDIR/$BIG" || SHA=MISMATCH
+}
+
+if start_flocon; then
+	measure_flocon
+fi
+if [[ -n $FL_PID && -r /proc/$FL_PID/status ]]; then
+	FL_HWM=$(awk '/^VmHWM:/ {printf "%.1f MiB", $2 / 1024}' "/proc/$FL_PID/status")
+	FL_RSS=$(awk '/^VmRSS:/ {printf "%.1f MiB", $2 / 1024}' "/proc/$FL_PID/status")
+fi
+if [[ -n $PERF_PID ]]; then
+	kill -INT "$PERF_PID" 2>/dev/null || true
+	wait "$PERF_PID" 2>/dev/null || true
+fi
+
+# ------------------------------------------------------------------ table
+REF_NOTE="best existing pacman cache on this kind of machine"
+TABLE=$(cat <<EOF
+## flocon foundation benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')
+
+| row | flocon | nginx direct (limit) | reference ($REF_NOTE) |
+|---|---|---|---|
+| 1. cold ${BIG_MB} MiB (upstream fetches) | $(sec "$FL_COLD") ($FL_BIG_UP) | $(sec "$NG_BIG") | 0.20 s |
+| 2. warm ${BIG_MB} MiB, median of $WARM_RUNS | $(sec "$FL_WARM") | $(sec "$NG_BIG") | 0.088 s (nginx 0.071 s) |
+| 3. $CLIENTS clients on one cold ${BIG_MB} MiB: wall (upstream fetches, want 1) | $(sec "$FL_C8") ($FL_C8_UP) | $(sec "$NG_C8") | 0.57 s (1) |
+| 4. client joining a download in flight: first byte (joined in flight; upstream fetches) | $(ms "$FL_JOIN") ($FL_JOIN_INFLIGHT; $FL_JOIN_UP) | $(ms "$NG_JOIN") | ~1 ms |
+| 5a. $SMALL_N x ${SMALL_KB} KiB, one keep-alive connection, cold (upstream fetches) | $(sec "$FL_SMALL_COLD") ($FL_SMALL_UP) | $(sec "$NG_SMALL") | — |
+| 5b. $SMALL_N x ${SMALL_KB} KiB, one keep-alive connection, warm, median of $WARM_RUNS | $(sec "$FL_SMALL_WARM") | $(sec "$NG_SMALL") | 0.042 s (nginx 0.038 s) |
+| 6. flocon peak RSS (VmHWM; VmRSS at end) | $FL_HWM ($FL_RSS) | — | 12–24 MiB |
+
+Checks: warm ${BIG_MB} MiB body through flocon byte-identical to the mirror's: $SHA. db through flocon: ${DB_T}.
+EOF
+)
+
+if [[ $BENCH_VERIFY != 0 && -x $ROOT/scripts/bench-verify.sh ]]; then
+	log "running scripts/bench-verify.sh"
+	VERIFY_OUT=$("$ROOT/scripts/bench-verify.sh" 2>&1 | tail -n 20) || VERIFY_OUT="bench-verify.sh failed: $VERIFY_OUT"
+	TABLE+=$'\n\n### verify throughput (scripts/bench-verify.sh)\n\n```\n'"$VERIFY_OUT"$'\n```'
+fi
+
+if [[ -n $BENCH_OUT ]]; then
+	mkdir -p "$BENCH_OUT"
+	echo "$TABLE" > "$BENCH_OUT/table.md"
+	cp "$TMP/flocon.log" "$NG/access.log" "$BENCH_OUT/" 2>/dev/null || true
+	[[ ! -s $TMP/httpbench.err ]] || cp "$TMP/httpbench.err" "$BENCH_OUT/"
+fi
+if [[ -n $PERF_PID && -f $TMP/perf.data ]]; then
+	PERF_OUT=${BENCH_OUT:-$TMP}
+	perf report -i "$TMP/perf.data" --stdio --no-children --sort symbol 2>/dev/null |
+		grep -v '^#' | grep -v '^$' | grep '%' | head -n 40 > "$PERF_OUT/perf-top.txt" || true
+	perf report -i "$TMP/perf.data" --stdio --children --sort symbol -g none 2>/dev/null |
+		grep -v '^#' | grep '%' | head -n 60 > "$PERF_OUT/perf-children.txt" || true
+	[[ -n $BENCH_OUT ]] && cp "$TMP/perf.data" "$BENCH_OUT/" && log "profile in $BENCH_OUT" ||
+		{ echo "### flocon CPU profile (self time)"; cat "$PERF_OUT/perf-top.txt"; } >&2
+fi
+[[ ! -s $TMP/httpbench.err ]] || { log "client errors:"; cat "$TMP/httpbench.err" >&2; }
+
+echo
+echo "$TABLE"
+# a broken row is a failed benchmark, after the table is shown
+for v in "$NG_BIG" "$NG_C8" "$NG_JOIN" "$NG_SMALL" "$FL_COLD" "$FL_WARM" "$FL_C8" "$FL_JOIN" \
+	"$FL_SMALL_COLD" "$FL_SMALL_WARM" "$FL_HWM"; do
+	[[ $v != err ]] || die "some rows failed (err in the table)"
+done
+[[ $SHA == ok && $FL_BIG_UP == 1 && $FL_C8_UP == 1 && $FL_JOIN_UP == 1 ]] ||
+	die "flocon served wrong bytes or fetched a file upstream more than once"
