@@ -1,0 +1,139 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/flocon/flocon/store"
+)
+
+// Ban is one banned peer, as persisted in the store (namespace "ban", key the
+// peer ID) and shown by `flocon bans`.
+type Ban struct {
+	Peer     string    `json:"peer"`
+	Reason   string    `json:"reason"`
+	Evidence Evidence  `json:"evidence"`
+	Time     time.Time `json:"time"`
+}
+
+// banList is the set of banned peers plus the optional allow-list; it is the
+// host's ConnectionGater, so a banned peer can neither be dialed nor connect.
+type banList struct {
+	mu    sync.RWMutex
+	st    localStore
+	m     map[peer.ID]Ban
+	allow map[peer.ID]bool // nil: every peer not banned is allowed
+}
+
+// loadBans reads the persisted bans; a row that does not parse is reported,
+// not dropped, so a damaged row never silently lifts a ban.
+func loadBans(st localStore, allow []peer.ID) (*banList, error) {
+	b := &banList{st: st, m: make(map[peer.ID]Ban)}
+	if len(allow) > 0 {
+		b.allow = make(map[peer.ID]bool, len(allow))
+		for _, p := range allow {
+			b.allow[p] = true
+		}
+	}
+	err := st.MetaList(banNamespace, func(key string, value []byte) error {
+		p, err := peer.Decode(key)
+		if err != nil {
+			return fmt.Errorf("ban row %q: %w", key, ErrBadPeerID)
+		}
+		var ban Ban
+		if err := json.Unmarshal(value, &ban); err != nil {
+			return fmt.Errorf("ban row %s: %w", key, err)
+		}
+		b.m[p] = ban
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load bans: %w", err)
+	}
+	return b, nil
+}
+
+// add enforces a ban at once and persists it (an error means it holds only
+// until restart).
+func (b *banList) add(p peer.ID, ban Ban) error {
+	b.mu.Lock()
+	b.m[p] = ban
+	b.mu.Unlock()
+	v, err := json.Marshal(ban)
+	if err != nil {
+		return fmt.Errorf("ban %s: %w", p, err)
+	}
+	if err := b.st.PutMeta(banNamespace, p.String(), v); err != nil {
+		return fmt.Errorf("ban %s: %w", p, err)
+	}
+	return nil
+}
+
+// remove lifts a ban (ErrNotBanned when there is none).
+func (b *banList) remove(p peer.ID) error {
+	b.mu.RLock()
+	_, ok := b.m[p]
+	b.mu.RUnlock()
+	if !ok {
+		if _, err := b.st.Meta(banNamespace, p.String()); errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("unban %s: %w", p, ErrNotBanned)
+		}
+	}
+	if err := b.st.PutMeta(banNamespace, p.String(), nil); err != nil {
+		return fmt.Errorf("unban %s: %w", p, err)
+	}
+	b.mu.Lock()
+	delete(b.m, p)
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *banList) banned(p peer.ID) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if _, ok := b.m[p]; ok {
+		return true
+	}
+	return b.allow != nil && !b.allow[p]
+}
+
+// list returns every ban, oldest first.
+func (b *banList) list() []Ban {
+	b.mu.RLock()
+	out := make([]Ban, 0, len(b.m))
+	for _, ban := range b.m {
+		out = append(out, ban)
+	}
+	b.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out
+}
+
+// InterceptPeerDial refuses to dial a banned peer.
+func (b *banList) InterceptPeerDial(p peer.ID) bool { return !b.banned(p) }
+
+// InterceptAddrDial refuses every address of a banned peer.
+func (b *banList) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool { return !b.banned(p) }
+
+// InterceptAccept lets every connection start: bans are by peer ID, known
+// only once the handshake is done (InterceptSecured).
+func (b *banList) InterceptAccept(network.ConnMultiaddrs) bool { return true }
+
+// InterceptSecured drops a banned peer once its identity is proven.
+func (b *banList) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	return !b.banned(p)
+}
+
+// InterceptUpgraded re-checks, for a ban that landed during the upgrade.
+func (b *banList) InterceptUpgraded(c network.Conn) (bool, control.DisconnectReason) {
+	return !b.banned(c.RemotePeer()), 0
+}

@@ -1,0 +1,286 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// haveAnswer is one peer's answer to a have query.
+type haveAnswer struct {
+	p      peer.ID
+	header header
+	rtt    time.Duration
+}
+
+// lookup asks every connected peer, in parallel, whether it has c, and
+// returns those that do, best first. It never waits longer than the have
+// timeout, and returns as soon as every peer has answered.
+func (s *p2pState) lookup(ctx context.Context, c cid.Cid) []source {
+	peers := s.connectedPeers()
+	if len(peers) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.haveTimeout)
+	defer cancel()
+	answers := make(chan haveAnswer, len(peers))
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Go(func() {
+			if a, err := s.queryHave(ctx, p, c); err == nil && a.header.code != haveNone {
+				answers <- a
+			}
+		})
+	}
+	wg.Wait()
+	close(answers)
+	found := make([]haveAnswer, 0, len(peers))
+	for a := range answers {
+		found = append(found, a)
+	}
+	return s.rank(found)
+}
+
+// rank orders answers: complete copies first, then by score (latency and
+// history).
+func (s *p2pState) rank(found []haveAnswer) []source {
+	now := time.Now()
+	score := make(map[peer.ID]float64, len(found))
+	for _, a := range found {
+		score[a.p] = s.peers.score(a.p, s.h.Peerstore().LatencyEWMA(a.p), now)
+	}
+	sort.SliceStable(found, func(i, j int) bool {
+		ci, cj := found[i].header.code == haveComplete, found[j].header.code == haveComplete
+		if ci != cj {
+			return ci
+		}
+		return score[found[i].p] < score[found[j].p]
+	})
+	out := make([]source, len(found))
+	for i, a := range found {
+		out[i] = &peerSource{s: s, p: a.p, have: a.header}
+	}
+	return out
+}
+
+func (s *p2pState) connectedPeers() []peer.ID {
+	all := s.h.Network().Peers()
+	out := all[:0]
+	for _, p := range all {
+		if !s.bans.banned(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// queryHave asks p about c on a /flocon/have stream bounded by ctx.
+func (s *p2pState) queryHave(ctx context.Context, p peer.ID, c cid.Cid) (haveAnswer, error) {
+	start := time.Now()
+	str, err := s.h.NewStream(ctx, p, haveProto)
+	if err != nil {
+		return haveAnswer{}, err
+	}
+	defer str.Close()
+	if d, ok := ctx.Deadline(); ok {
+		_ = str.SetDeadline(d)
+	}
+	if _, err := str.Write(writeCID(nil, c)); err != nil {
+		_ = str.Reset()
+		return haveAnswer{}, err
+	}
+	_ = str.CloseWrite()
+	h, err := readHeader(bufio.NewReader(str))
+	if err != nil {
+		_ = str.Reset()
+		return haveAnswer{}, err
+	}
+	rtt := time.Since(start)
+	s.h.Peerstore().RecordLatency(p, rtt)
+	return haveAnswer{p: p, header: h, rtt: rtt}, nil
+}
+
+// peerSource fetches a blob from one peer over /flocon/blob.
+type peerSource struct {
+	s    *p2pState
+	p    peer.ID
+	have header
+}
+
+func (ps *peerSource) String() string { return "peer " + ps.p.String() }
+
+func (ps *peerSource) Peer() peer.ID { return ps.p }
+
+// Fetch streams c from offset off into w. A stall, a reset or a "not found"
+// is a plain failure (the next source takes over); a malformed frame, a
+// clean end before the announced size, or bytes past it are misbehaviour
+// and ban the peer on top.
+func (ps *peerSource) Fetch(ctx context.Context, c cid.Cid, off int64, w io.Writer) (int64, error) {
+	n, err := ps.s.fetchBlob(ctx, ps.p, blobRequest{kind: kindBlob, c: c, off: off}, w)
+	ps.s.peers.update(ps.p, func(st *peerStats) {
+		st.BytesRecv += n
+		if err == nil {
+			st.Successes++
+		} else if !errors.Is(err, ErrPeerNotFound) && ctx.Err() == nil {
+			st.Failures++
+			st.LastFailure = time.Now()
+		}
+	})
+	if err != nil {
+		return n, fmt.Errorf("fetch %s from %s: %w", c, ps.p, err)
+	}
+	return n, nil
+}
+
+// fetchBlob runs one blob request; it bans p itself on misbehaviour.
+func (s *p2pState) fetchBlob(ctx context.Context, p peer.ID, req blobRequest, w io.Writer) (int64, error) {
+	dctx, cancel := context.WithTimeout(ctx, p2pDialTimeout)
+	str, err := s.h.NewStream(dctx, p, blobProto)
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	defer str.Close()
+	stop := context.AfterFunc(ctx, func() { _ = str.Reset() })
+	defer stop()
+	_ = str.SetDeadline(time.Now().Add(stallTimeout))
+	if _, err := str.Write(req.encode()); err != nil {
+		_ = str.Reset()
+		return 0, ctxOr(ctx, err)
+	}
+	_ = str.CloseWrite()
+	r := bufio.NewReaderSize(str, chunkSize)
+	h, err := readHeader(r)
+	if err == nil {
+		err = checkHeader(h, req)
+	}
+	if err != nil {
+		_ = str.Reset()
+		return 0, s.failure(ctx, p, req.c, err)
+	}
+	n, err := copyBody(str, r, h, req.off, w)
+	if err != nil {
+		_ = str.Reset()
+		return n, s.failure(ctx, p, req.c, err)
+	}
+	return n, nil
+}
+
+// checkHeader maps a blob answer's status to an error.
+func checkHeader(h header, req blobRequest) error {
+	switch h.code {
+	case statusOK:
+		if h.size >= 0 && req.off > h.size {
+			return fmt.Errorf("offset %d past size %d: %w", req.off, h.size, errMalformed)
+		}
+		return nil
+	case statusNotFound:
+		return ErrPeerNotFound
+	case statusBusy:
+		return ErrPeerBusy
+	case statusBadRequest:
+		return fmt.Errorf("offset %d: %w", req.off, errProtocolLimit)
+	}
+	return fmt.Errorf("status %d: %w", h.code, errMalformed)
+}
+
+// errTruncated is a clean end of stream before the announced size.
+var errTruncated = errors.New("stream ended before the announced size")
+
+// errOverrun is more bytes than the announced size.
+var errOverrun = errors.New("more bytes than the announced size")
+
+// copyBody copies the body after the header to w, refreshing the stall
+// deadline on every read, and checks it against the announced size.
+func copyBody(str network.Stream, r io.Reader, h header, off int64, w io.Writer) (int64, error) {
+	buf := make([]byte, chunkSize)
+	var got int64
+	for {
+		_ = str.SetReadDeadline(time.Now().Add(stallTimeout))
+		n, err := r.Read(buf)
+		if n > 0 {
+			if h.size >= 0 && off+got+int64(n) > h.size {
+				return got, fmt.Errorf("%d bytes past %d: %w", off+got+int64(n)-h.size, h.size, errOverrun)
+			}
+			wn, werr := w.Write(buf[:n])
+			got += int64(wn)
+			if werr != nil {
+				return got, fmt.Errorf("write: %w", werr)
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			if h.size >= 0 && off+got < h.size {
+				return got, fmt.Errorf("%d of %d bytes: %w", off+got, h.size, errTruncated)
+			}
+			return got, nil
+		}
+		if err != nil {
+			return got, err
+		}
+	}
+}
+
+// failure classifies a failed transfer: misbehaviour bans the peer; a
+// stall, a reset or a cancelled ctx are plain failures.
+func (s *p2pState) failure(ctx context.Context, p peer.ID, c cid.Cid, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, errMalformed), errors.Is(err, errTruncated), errors.Is(err, errOverrun):
+		_ = s.ban(p, "protocol violation", Evidence{CID: c.String(), Detail: err.Error()})
+		return fmt.Errorf("%w: %w", ErrMisbehaviour, err)
+	case isCorruptReset(err):
+		return fmt.Errorf("%w: %w", ErrPeerCorrupt, err)
+	case isTimeout(err):
+		return fmt.Errorf("%w: %w", ErrPeerStalled, err)
+	}
+	return err
+}
+
+func ctxOr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// fetchSig asks the peers that have c for its signature, best first.
+func (s *p2pState) fetchSig(ctx context.Context, c cid.Cid) ([]byte, peer.ID, error) {
+	var last error = ErrPeerNotFound
+	for _, src := range s.lookup(ctx, c) {
+		p := src.Peer()
+		var buf limitedBuffer
+		buf.max = maxPeerSigSize
+		_, err := s.fetchBlob(ctx, p, blobRequest{kind: kindSig, c: c}, &buf)
+		if err == nil && len(buf.b) > 0 {
+			return buf.b, p, nil
+		}
+		if err != nil {
+			last = err
+		}
+	}
+	return nil, "", fmt.Errorf("signature of %s from peers: %w", c, last)
+}
+
+// limitedBuffer collects at most max bytes.
+type limitedBuffer struct {
+	b   []byte
+	max int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if len(l.b)+len(p) > l.max {
+		return 0, fmt.Errorf("signature over %d bytes: %w", l.max, errMalformed)
+	}
+	l.b = append(l.b, p...)
+	return len(p), nil
+}

@@ -1,0 +1,284 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/flocon/flocon/verify"
+)
+
+// handleHave answers whether this node has a CID: complete (a verified blob
+// or a verified shared file), in flight (with the bytes so far), or not.
+func (s *p2pState) handleHave(str network.Stream) {
+	_ = str.SetDeadline(time.Now().Add(headerWait * time.Second))
+	c, err := readCID(bufio.NewReader(str))
+	if err != nil {
+		_ = str.Reset()
+		return
+	}
+	if err := writeHeader(str, s.haveState(c)); err != nil {
+		_ = str.Reset()
+		return
+	}
+	_ = str.Close()
+}
+
+func (s *p2pState) haveState(c cid.Cid) header {
+	if f, ok := s.shared.get(c); ok {
+		return header{code: haveComplete, size: f.size, available: f.size}
+	}
+	if s.st.Has(c) {
+		// The size is left unknown here: the blob answer carries it.
+		return header{code: haveComplete, size: -1}
+	}
+	if g := s.st.growing(c); g != nil {
+		return header{code: haveInflight, size: g.Size(), available: g.Written()}
+	}
+	s.announced.remove(c)
+	return header{code: haveNone, size: -1}
+}
+
+// handleBlob serves one blob (or its signature) from an offset: a verified
+// shared file, a verified blob of the store, or an in-flight download.
+func (s *p2pState) handleBlob(str network.Stream) {
+	p := str.Conn().RemotePeer()
+	_ = str.SetReadDeadline(time.Now().Add(headerWait * time.Second))
+	req, err := readBlobRequest(bufio.NewReader(str))
+	if err != nil {
+		_ = str.ResetWithError(network.StreamProtocolViolation)
+		return
+	}
+	_ = str.SetReadDeadline(time.Time{})
+	if !s.slots.acquire(p) {
+		s.answer(str, statusBusy)
+		return
+	}
+	defer s.slots.release(p)
+	ctx, cancel := s.streamContext()
+	defer cancel()
+	if req.kind == kindSig {
+		s.serveSig(str, req)
+		return
+	}
+	err = s.serveBlob(ctx, str, req)
+	if err != nil {
+		_ = str.Reset()
+		s.n.log.Debug("blob not served", "peer", p.String(), "cid", req.c.String(), "err", err)
+		return
+	}
+	s.peers.update(p, func(ps *peerStats) { ps.BlobsServed++ })
+	_ = str.Close()
+}
+
+// streamContext is the context of one served stream: it ends when the
+// handler returns or the p2p side stops (blocked in-flight reads wake up).
+func (s *p2pState) streamContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-s.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// answer sends a header-only answer and closes the stream.
+func (s *p2pState) answer(str network.Stream, status byte) {
+	if err := writeHeader(str, header{code: status, size: -1}); err != nil {
+		_ = str.Reset()
+		return
+	}
+	_ = str.Close()
+}
+
+func (s *p2pState) serveSig(str network.Stream, req blobRequest) {
+	sig, err := s.signature(req.c)
+	if err != nil {
+		s.answer(str, statusNotFound)
+		return
+	}
+	if req.off > int64(len(sig)) {
+		s.answer(str, statusBadRequest)
+		return
+	}
+	_ = str.SetWriteDeadline(time.Now().Add(stallTimeout))
+	n := int64(len(sig))
+	if writeHeader(str, header{code: statusOK, size: n, available: n}) != nil {
+		_ = str.Reset()
+		return
+	}
+	if _, err := str.Write(sig[req.off:]); err != nil {
+		_ = str.Reset()
+		return
+	}
+	_ = str.Close()
+}
+
+// signature is the detached signature this node verified c with.
+func (s *p2pState) signature(c cid.Cid) ([]byte, error) {
+	if f, ok := s.shared.get(c); ok && len(f.sig) > 0 {
+		return f.sig, nil
+	}
+	return s.st.Sig(c)
+}
+
+// serveBlob writes the header and the bytes; an error means the stream must
+// be reset (the receiver treats it as a plain failure).
+func (s *p2pState) serveBlob(ctx context.Context, str network.Stream, req blobRequest) error {
+	if f, ok := s.shared.get(req.c); ok {
+		file, err := os.Open(f.path) // read-only: shared caches are never modified
+		if err == nil {
+			defer file.Close()
+			return s.serveFile(ctx, str, file, f.size, req, func() { s.dropShared(req.c, f.path) })
+		}
+		s.dropShared(req.c, f.path)
+	}
+	if file, info, err := s.st.OpenBlob(req.c); err == nil {
+		defer file.Close()
+		return s.serveFile(ctx, str, file, info.Size, req, func() { s.dropBlob(req.c) })
+	}
+	if g := s.st.growing(req.c); g != nil {
+		return s.serveGrowing(ctx, str, g, req)
+	}
+	s.answer(str, statusNotFound)
+	return nil
+}
+
+// serveFile sends a complete blob, hashing all of it (the part before the
+// offset too) while it goes out, and holds the last chunk back until the
+// hash is proven: a file that rotted on disk is never sent whole, the
+// stream is reset with codeCorrupt and the copy is dropped.
+func (s *p2pState) serveFile(ctx context.Context, str network.Stream, f *os.File, size int64, req blobRequest, corrupt func()) error {
+	want, err := verify.SHA256Of(req.c)
+	if err != nil {
+		s.answer(str, statusNotFound)
+		return nil
+	}
+	if req.off > size {
+		s.answer(str, statusBadRequest)
+		return nil
+	}
+	_ = str.SetWriteDeadline(time.Now().Add(stallTimeout))
+	if err := writeHeader(str, header{code: statusOK, size: size, available: size}); err != nil {
+		return err
+	}
+	h := sha256.New()
+	if _, err := io.CopyN(h, f, req.off); err != nil {
+		return s.corrupt(str, req.c, "short file", corrupt)
+	}
+	last, read, err := s.sendHoldingLast(ctx, str, f, h)
+	if err != nil {
+		return err
+	}
+	if req.off+read != size || !bytes.Equal(h.Sum(nil), want) {
+		return s.corrupt(str, req.c, "hash mismatch", corrupt)
+	}
+	return s.send(ctx, str, last)
+}
+
+// sendHoldingLast copies f to str through h, sending every chunk but the
+// last, which it returns; read counts the bytes read from f.
+func (s *p2pState) sendHoldingLast(ctx context.Context, str network.Stream, f io.Reader, h io.Writer) (last []byte, read int64, err error) {
+	bufs := [2][]byte{make([]byte, chunkSize), make([]byte, chunkSize)}
+	i := 0
+	for {
+		buf := bufs[i]
+		n, rerr := io.ReadFull(f, buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			read += int64(n)
+			if err := s.send(ctx, str, last); err != nil {
+				return nil, read, err
+			}
+			last, i = buf[:n], i^1
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			return last, read, nil
+		}
+		if rerr != nil {
+			return nil, read, rerr
+		}
+	}
+}
+
+// corrupt resets the stream with codeCorrupt and drops the local copy.
+func (s *p2pState) corrupt(str network.Stream, c cid.Cid, detail string, drop func()) error {
+	_ = str.ResetWithError(codeCorrupt)
+	s.n.log.Error("served blob is corrupt on disk, dropped", "cid", c.String(), "detail", detail)
+	drop()
+	return nil
+}
+
+func (s *p2pState) dropBlob(c cid.Cid) {
+	s.announced.remove(c)
+	if err := s.st.RemoveBlob(c); err != nil {
+		s.n.log.Error("remove corrupt blob", "cid", c.String(), "err", err)
+	}
+}
+
+// send writes b under the stall deadline and the peer's upload rate.
+func (s *p2pState) send(ctx context.Context, str network.Stream, b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	p := str.Conn().RemotePeer()
+	if err := s.limiter.wait(ctx, p, len(b)); err != nil {
+		return err
+	}
+	_ = str.SetWriteDeadline(time.Now().Add(stallTimeout))
+	n, err := str.Write(b)
+	s.countSent(p, n)
+	if err != nil {
+		return fmt.Errorf("send to %s: %w", p, err)
+	}
+	return nil
+}
+
+func (s *p2pState) countSent(p peer.ID, n int) {
+	if n > 0 {
+		s.peers.update(p, func(ps *peerStats) { ps.BytesSent += int64(n) })
+	}
+}
+
+// serveGrowing streams an in-flight download as it arrives ("LAN-wide single
+// flight"). The store never releases the last bytes before the download is
+// verified and committed, so nothing unverified is ever complete here.
+func (s *p2pState) serveGrowing(ctx context.Context, str network.Stream, g growingBlob, req blobRequest) error {
+	size := g.Size()
+	if size >= 0 && req.off > size {
+		s.answer(str, statusBadRequest)
+		return nil
+	}
+	_ = str.SetWriteDeadline(time.Now().Add(stallTimeout))
+	if err := writeHeader(str, header{code: statusOK, size: size, available: g.Written()}); err != nil {
+		return err
+	}
+	r := g.NewReader(ctx, req.off)
+	defer r.Close()
+	buf := make([]byte, chunkSize)
+	for {
+		n, err := r.Read(buf)
+		if serr := s.send(ctx, str, buf[:n]); serr != nil {
+			return serr
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("in-flight %s: %w", req.c, err)
+		}
+	}
+}

@@ -1,0 +1,296 @@
+package node
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	yamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+)
+
+// defaultListenAddrs are TCP and QUIC on every IPv4 interface, port 19432.
+var defaultListenAddrs = []string{
+	"/ip4/0.0.0.0/tcp/" + defaultP2PListenPort,
+	"/ip4/0.0.0.0/udp/" + defaultP2PListenPort + "/quic-v1",
+}
+
+// newP2PState builds the host (not yet discovering) with the ban gate and
+// the protocol handlers installed.
+func newP2PState(n *Node, st localStore) (*p2pState, error) {
+	cfg := n.cfg
+	allow, err := parsePeerIDs(cfg.AllowPeers)
+	if err != nil {
+		return nil, fmt.Errorf("allow peers: %w", err)
+	}
+	bans, err := loadBans(st, allow)
+	if err != nil {
+		return nil, err
+	}
+	boot, err := parseBootstrap(cfg.Bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	s := &p2pState{
+		n: n, st: st, bans: bans, bootstrap: boot,
+		peers:       newPeerTable(),
+		shared:      newShareIndex(),
+		announced:   newCIDSet(),
+		slots:       newPeerSlots(orDefault(cfg.BlobStreamsPerPeer, defaultPeerStreams)),
+		limiter:     newPeerRates(cfg.PeerBytesPerSec),
+		haveTimeout: orDefault(cfg.HaveTimeout, defaultHaveTimeout),
+		closing:     make(chan struct{}),
+	}
+	h, loopback, err := newHost(cfg, bans)
+	if err != nil {
+		return nil, err
+	}
+	s.h, s.loopback = h, loopback
+	h.SetStreamHandler(haveProto, s.handleHave)
+	h.SetStreamHandler(blobProto, s.handleBlob)
+	return s, nil
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// newHost builds the libp2p host: TCP (+ QUIC unless a PSK is set: QUIC
+// cannot run in a private network), Noise then TLS, yamux, explicit resource
+// limits and the ban gate. loopback reports that every listen address is a
+// loopback one, in which case loopback addresses are advertised (tests).
+func newHost(cfg Config, gate *banList) (h host.Host, loopback bool, err error) {
+	key, err := loadIdentity(cfg.DataDir)
+	if err != nil {
+		return nil, false, err
+	}
+	listen, err := listenAddrs(cfg.ListenAddrs, cfg.PSKFile != "")
+	if err != nil {
+		return nil, false, err
+	}
+	rm, err := newResourceManager(orDefault(cfg.BlobStreamsPerPeer, defaultPeerStreams))
+	if err != nil {
+		return nil, false, fmt.Errorf("resource manager: %w", err)
+	}
+	loopback = allLoopback(listen)
+	opts := []libp2p.Option{
+		libp2p.Identity(key),
+		libp2p.ListenAddrs(listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionGater(gate),
+		libp2p.AddrsFactory(dropLoopback),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+		libp2p.UserAgent("flocon"),
+	}
+	if cfg.PSKFile != "" {
+		psk, err := loadPSK(cfg.PSKFile)
+		if err != nil {
+			return nil, false, err
+		}
+		opts = append(opts, libp2p.PrivateNetwork(psk))
+	} else {
+		opts = append(opts, libp2p.Transport(quic.NewTransport))
+	}
+	h, err = libp2p.New(opts...)
+	if err != nil {
+		_ = rm.Close()
+		return nil, false, fmt.Errorf("libp2p host: %w", err)
+	}
+	return h, loopback, nil
+}
+
+// newResourceManager is libp2p's scaled defaults plus explicit limits for
+// flocon's protocols. The blob limit per peer is twice the served slots: the
+// node answers "busy" itself first, the resource manager is the backstop.
+func newResourceManager(streamsPerPeer int) (network.ResourceManager, error) {
+	cfg := rcmgr.DefaultLimits
+	libp2p.SetDefaultServiceLimits(&cfg)
+	perPeer := 2 * streamsPerPeer
+	cfg.AddProtocolPeerLimit(blobProto, rcmgr.BaseLimit{
+		Streams: 2 * perPeer, StreamsInbound: perPeer, StreamsOutbound: perPeer,
+		Memory: 64 << 20,
+	}, rcmgr.BaseLimitIncrease{})
+	cfg.AddProtocolLimit(blobProto, rcmgr.BaseLimit{
+		Streams: 1024, StreamsInbound: 512, StreamsOutbound: 512, Memory: 512 << 20,
+	}, rcmgr.BaseLimitIncrease{})
+	cfg.AddProtocolPeerLimit(haveProto, rcmgr.BaseLimit{
+		Streams: 64, StreamsInbound: 32, StreamsOutbound: 32, Memory: 4 << 20,
+	}, rcmgr.BaseLimitIncrease{})
+	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(cfg.AutoScale()))
+}
+
+// dropLoopback hides loopback addresses from peers (they would dial
+// themselves), unless the node listens on loopback only (tests).
+func dropLoopback(addrs []ma.Multiaddr) []ma.Multiaddr {
+	out := make([]ma.Multiaddr, 0, len(addrs))
+	for _, a := range addrs {
+		if !manet.IsIPLoopback(a) {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return addrs
+	}
+	return out
+}
+
+func allLoopback(addrs []ma.Multiaddr) bool {
+	for _, a := range addrs {
+		if !manet.IsIPLoopback(a) {
+			return false
+		}
+	}
+	return len(addrs) > 0
+}
+
+// listenAddrs parses the configured addresses (default: TCP and QUIC on
+// 19432); with a PSK, QUIC addresses are refused.
+func listenAddrs(in []string, psk bool) ([]ma.Multiaddr, error) {
+	if len(in) == 0 {
+		in = defaultListenAddrs
+		if psk {
+			in = in[:1]
+		}
+	}
+	out := make([]ma.Multiaddr, 0, len(in))
+	for _, s := range in {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("listen address %q: %w", s, err)
+		}
+		if _, err := a.ValueForProtocol(ma.P_QUIC_V1); err == nil && psk {
+			return nil, fmt.Errorf("listen address %q: quic cannot be used with a private network key", s)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// loadIdentity reads $DATA/identity.key, creating it (0600) on first start,
+// so the peer ID, and every ban other nodes hold against it, is stable.
+func loadIdentity(dataDir string) (crypto.PrivKey, error) {
+	if dataDir == "" {
+		k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+		return k, err
+	}
+	path := filepath.Join(dataDir, identityFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		k, err := crypto.UnmarshalPrivateKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("identity %s: %w", path, err)
+		}
+		return k, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("identity %s: %w", path, err)
+	}
+	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	b, err = crypto.MarshalPrivateKey(k)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("identity %s: %w", path, err)
+	}
+	if err := writeFileAtomic(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("identity %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// writeFileAtomic writes a new file by temp file, fsync and rename.
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// loadPSK reads an IPFS-style swarm key (/key/swarm/psk/1.0.0/).
+func loadPSK(path string) (pnet.PSK, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("psk %s: %w", path, err)
+	}
+	defer f.Close()
+	psk, err := pnet.DecodeV1PSK(f)
+	if err != nil {
+		return nil, fmt.Errorf("psk %s: %w", path, err)
+	}
+	return psk, nil
+}
+
+func parsePeerIDs(in []string) ([]peer.ID, error) {
+	out := make([]peer.ID, 0, len(in))
+	for _, s := range in {
+		p, err := peer.Decode(s)
+		if err != nil {
+			return nil, fmt.Errorf("peer %q: %w", s, ErrBadPeerID)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// parseBootstrap reads /ip4/…/tcp/…/p2p/ID multiaddrs, grouping the
+// addresses of one peer.
+func parseBootstrap(in []string) ([]peer.AddrInfo, error) {
+	addrs := make([]ma.Multiaddr, 0, len(in))
+	for _, s := range in {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap %q: %w", s, err)
+		}
+		addrs = append(addrs, a)
+	}
+	infos, err := peer.AddrInfosFromP2pAddrs(addrs...)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: %w (each address needs /p2p/PEERID)", err)
+	}
+	return infos, nil
+}

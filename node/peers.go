@@ -1,0 +1,174 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// peerStats is what this node has seen of one peer since it started.
+type peerStats struct {
+	BytesSent   int64
+	BytesRecv   int64
+	BlobsServed int64
+	Successes   int64 // transfers from the peer that reached the end
+	Failures    int64 // transfers from the peer that failed or stalled
+	LastFailure time.Time
+}
+
+// peerTable keeps the history used to rank peers and shown by `flocon peers`.
+type peerTable struct {
+	mu sync.Mutex
+	m  map[peer.ID]*peerStats
+}
+
+func newPeerTable() *peerTable { return &peerTable{m: make(map[peer.ID]*peerStats)} }
+
+// update applies fn to p's row under the lock.
+func (t *peerTable) update(p peer.ID, fn func(*peerStats)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ps, ok := t.m[p]
+	if !ok {
+		ps = &peerStats{}
+		t.m[p] = ps
+	}
+	fn(ps)
+}
+
+func (t *peerTable) get(p peer.ID) peerStats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ps, ok := t.m[p]; ok {
+		return *ps
+	}
+	return peerStats{}
+}
+
+// score ranks a peer for a fetch, lower is better: the latency (EWMA of
+// pings and have queries), inflated by the share of failed transfers, and
+// by a recent failure so a flaky peer is tried after the steady ones.
+func (t *peerTable) score(p peer.ID, latency time.Duration, now time.Time) float64 {
+	ps := t.get(p)
+	if latency <= 0 {
+		latency = 50 * time.Millisecond // unknown: behind every measured LAN peer
+	}
+	s := float64(latency) * float64(1+2*ps.Failures) / float64(1+ps.Successes)
+	if !ps.LastFailure.IsZero() && now.Sub(ps.LastFailure) < time.Minute {
+		s *= 4
+	}
+	return s
+}
+
+// peerSlots bounds the blob streams served to each peer at once, so one
+// peer cannot take every upload slot.
+type peerSlots struct {
+	mu    sync.Mutex
+	max   int
+	inUse map[peer.ID]int
+}
+
+func newPeerSlots(max int) *peerSlots {
+	return &peerSlots{max: max, inUse: make(map[peer.ID]int)}
+}
+
+func (s *peerSlots) acquire(p peer.ID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inUse[p] >= s.max {
+		return false
+	}
+	s.inUse[p]++
+	return true
+}
+
+func (s *peerSlots) release(p peer.ID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inUse[p]--; s.inUse[p] <= 0 {
+		delete(s.inUse, p)
+	}
+}
+
+// peerRates is an optional per-peer upload rate (token bucket, bytes/s); a
+// zero rate is unlimited.
+type peerRates struct {
+	rate int64
+	mu   sync.Mutex
+	m    map[peer.ID]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newPeerRates(rate int64) *peerRates {
+	return &peerRates{rate: rate, m: make(map[peer.ID]*bucket)}
+}
+
+// wait blocks until p may send n more bytes, or ctx ends.
+func (r *peerRates) wait(ctx context.Context, p peer.ID, n int) error {
+	if r.rate <= 0 {
+		return nil
+	}
+	r.mu.Lock()
+	b, ok := r.m[p]
+	now := time.Now()
+	if !ok {
+		b = &bucket{tokens: float64(r.rate), last: now}
+		r.m[p] = b
+	}
+	b.tokens = min(float64(r.rate), b.tokens+now.Sub(b.last).Seconds()*float64(r.rate))
+	b.last = now
+	b.tokens -= float64(n)
+	deficit := -b.tokens
+	r.mu.Unlock()
+	if deficit <= 0 {
+		return nil
+	}
+	t := time.NewTimer(time.Duration(deficit / float64(r.rate) * float64(time.Second)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// cidSet is the set of CIDs this node offers to peers.
+type cidSet struct {
+	mu sync.RWMutex
+	m  map[cid.Cid]struct{}
+}
+
+func newCIDSet() *cidSet { return &cidSet{m: make(map[cid.Cid]struct{})} }
+
+func (s *cidSet) add(c cid.Cid) {
+	s.mu.Lock()
+	s.m[c] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *cidSet) remove(c cid.Cid) {
+	s.mu.Lock()
+	delete(s.m, c)
+	s.mu.Unlock()
+}
+
+func (s *cidSet) has(c cid.Cid) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.m[c]
+	return ok
+}
+
+func (s *cidSet) len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.m)
+}

@@ -1,0 +1,191 @@
+package node
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// Wire format of flocon's two protocols. Integers are unsigned varints;
+// a size is sent as size+1 so that 0 means "unknown" (an in-flight download
+// whose length the leader does not know).
+//
+//	have request:  cidLen cid
+//	have answer:   state(1 byte) size+1 available
+//	blob request:  kind(1 byte) cidLen cid offset
+//	blob answer:   status(1 byte) size+1 available, then the raw bytes from
+//	               offset to size (a signature for kindSig)
+//
+// A sender that finds its copy corrupt resets the stream with
+// codeCorrupt before the last byte; a clean end of stream always means "that
+// was everything", so a short one is a lie.
+const (
+	haveProto = protocol.ID("/flocon/have/1.0.0")
+	blobProto = protocol.ID("/flocon/blob/1.0.0")
+
+	// codeCorrupt resets a blob stream whose source file failed its hash.
+	codeCorrupt network.StreamErrorCode = 0x464c4301 // "FLC\x01"
+
+	maxCIDLen  = 128
+	chunkSize  = 256 << 10
+	headerWait = 10 // seconds a peer has to send a request header
+)
+
+// have states.
+const (
+	haveNone     byte = 0
+	haveComplete byte = 1
+	haveInflight byte = 2
+)
+
+// blob request kinds.
+const (
+	kindBlob byte = 1
+	kindSig  byte = 2
+)
+
+// blob answer statuses.
+const (
+	statusOK         byte = 0
+	statusNotFound   byte = 1
+	statusBusy       byte = 2
+	statusBadRequest byte = 3
+)
+
+// header is the start of a have or blob answer.
+type header struct {
+	code      byte  // have state or blob status
+	size      int64 // -1: unknown
+	available int64
+}
+
+func writeHeader(w io.Writer, h header) error {
+	b := make([]byte, 0, 1+2*binary.MaxVarintLen64)
+	b = append(b, h.code)
+	b = binary.AppendUvarint(b, uint64(h.size+1))
+	b = binary.AppendUvarint(b, uint64(h.available))
+	_, err := w.Write(b)
+	return err
+}
+
+// errMalformed is a frame that does not parse: misbehaviour, not a failure.
+var errMalformed = errors.New("malformed frame")
+
+// readHeader reads an answer header; a frame that does not parse, or a
+// stream that ends cleanly before its header, wraps errMalformed.
+func readHeader(r *bufio.Reader) (header, error) {
+	code, err := r.ReadByte()
+	if err != nil {
+		return header{}, eofMalformed(err)
+	}
+	size, err := binary.ReadUvarint(r)
+	if err != nil {
+		return header{}, eofMalformed(err)
+	}
+	avail, err := binary.ReadUvarint(r)
+	if err != nil {
+		return header{}, eofMalformed(err)
+	}
+	if size > maxBlobSize || avail > maxBlobSize || (size > 0 && avail > size-1) {
+		return header{}, fmt.Errorf("size %d, available %d: %w", int64(size)-1, avail, errMalformed)
+	}
+	return header{code: code, size: int64(size) - 1, available: int64(avail)}, nil
+}
+
+// eofMalformed turns a clean end of stream (or a varint overflow) into
+// errMalformed; transport errors (reset, deadline) pass through.
+func eofMalformed(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("stream ended inside a header: %w", errMalformed)
+	}
+	var se *network.StreamError
+	if errors.As(err, &se) || errors.Is(err, network.ErrReset) || isTimeout(err) {
+		return err
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return fmt.Errorf("%v: %w", err, errMalformed)
+}
+
+func writeCID(b []byte, c cid.Cid) []byte {
+	cb := c.Bytes()
+	b = binary.AppendUvarint(b, uint64(len(cb)))
+	return append(b, cb...)
+}
+
+func readCID(r *bufio.Reader) (cid.Cid, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return cid.Undef, err
+	}
+	if n == 0 || n > maxCIDLen {
+		return cid.Undef, fmt.Errorf("cid length %d: %w", n, errMalformed)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return cid.Undef, err
+	}
+	_, c, err := cid.CidFromBytes(b)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("cid: %v: %w", err, errMalformed)
+	}
+	return c, nil
+}
+
+// blobRequest is what a blob stream asks for.
+type blobRequest struct {
+	kind byte
+	c    cid.Cid
+	off  int64
+}
+
+func (q blobRequest) encode() []byte {
+	b := []byte{q.kind}
+	b = writeCID(b, q.c)
+	return binary.AppendUvarint(b, uint64(q.off))
+}
+
+func readBlobRequest(r *bufio.Reader) (blobRequest, error) {
+	kind, err := r.ReadByte()
+	if err != nil {
+		return blobRequest{}, err
+	}
+	if kind != kindBlob && kind != kindSig {
+		return blobRequest{}, fmt.Errorf("request kind %d: %w", kind, errMalformed)
+	}
+	c, err := readCID(r)
+	if err != nil {
+		return blobRequest{}, err
+	}
+	off, err := binary.ReadUvarint(r)
+	if err != nil {
+		return blobRequest{}, err
+	}
+	if off > maxBlobSize {
+		return blobRequest{}, fmt.Errorf("offset %d: %w", off, errMalformed)
+	}
+	return blobRequest{kind: kind, c: c, off: int64(off)}, nil
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// isCorruptReset reports a reset by a sender that found its copy corrupt.
+func isCorruptReset(err error) bool {
+	var se *network.StreamError
+	return errors.As(err, &se) && se.Remote && se.ErrorCode == codeCorrupt
+}
