@@ -18,6 +18,7 @@
 #       and write the hottest symbols to BENCH_OUT (or print them)
 #   BENCH_VERIFY [auto]: run scripts/bench-verify.sh too when it exists (0 = no)
 #   MAKE_REPO [test/e2e/testdata/make-repo.sh]: the signed-repo generator
+#   BENCH_REPO []: use this already generated repo (make-repo.sh OUTDIR) as is
 #   FLOCON_BIN []: use this binary instead of building ./cmd/flocon
 set -euo pipefail
 export LC_ALL=C
@@ -81,13 +82,19 @@ make_repo() {
 	local out=$1
 	log "generating the signed test repo (${BIG_MB} MiB x 3 + ${SMALL_N} x ${SMALL_KB} KiB), about a minute"
 	rm -rf "$out.partial"
-	BIG_MB=$BIG_MB BENCH_SMALL=$SMALL_N BENCH_SMALL_KB=$SMALL_KB \
+	BIG_MB=$BIG_MB BENCH_SMALL=$SMALL_N BENCH_SMALL_KB=$SMALL_KB KEYS_DIR=$KEYS_DIR \
 		bash "$MAKE_REPO" "$out.partial" >"$TMP/make-repo.log" 2>&1 ||
 		{ tail -n 20 "$TMP/make-repo.log" >&2; die "make-repo.sh failed"; }
 	mv "$out.partial" "$out"
 }
-if [[ -n $BENCH_CACHE ]]; then
-	key=$( { sha256sum < "$MAKE_REPO"; echo "$BIG_MB $SMALL_N $SMALL_KB"; } | sha256sum | cut -c1-16)
+# fixed keys (when the generator ships them) make the repo the same run to run
+KEYS_DIR=$(dirname "$MAKE_REPO")/keys
+[[ -f $KEYS_DIR/secret-keys.gpg ]] || KEYS_DIR=""
+if [[ -n ${BENCH_REPO:-} ]]; then
+	DATA=$BENCH_REPO
+elif [[ -n $BENCH_CACHE ]]; then
+	key=$( { cat "$MAKE_REPO" ${KEYS_DIR:+"$KEYS_DIR"/*}; echo "$BIG_MB $SMALL_N $SMALL_KB"; } |
+		sha256sum | cut -c1-16)
 	DATA=$BENCH_CACHE/repo-$key
 	mkdir -p "$BENCH_CACHE"
 	[[ -f $DATA/MANIFEST.tsv ]] || make_repo "$DATA"
@@ -171,17 +178,18 @@ kv() { # kv KEY "k=v k=v ..." -> v
 }
 ms() { awk -v s="$1" 'BEGIN { if (s == "err" || s == "") print "err"; else printf "%.1f ms", s * 1000 }'; }
 sec() { awk -v s="$1" 'BEGIN { if (s == "err" || s == "") print "err"; else printf "%.3f s", s }'; }
-# curl_time URL SIZE -> seconds (time_total), after checking status and size
+# curl_time URL SIZE -> "TOTAL FIRSTBYTE" seconds, after checking status and size
 curl_time() {
-	local out code total size
-	out=$(curl -sS -o /dev/null --noproxy '*' -w '%{http_code} %{time_total} %{size_download}' "$1") || { echo err; return; }
-	read -r code total size <<<"$out"
-	if [[ $code != 200 || $size != "$2" ]]; then log "GET $1: status $code, $size bytes (want $2)"; echo err; return; fi
-	echo "$total"
+	local out code total first size
+	out=$(curl -sS -o /dev/null --noproxy '*' \
+		-w '%{http_code} %{time_total} %{time_starttransfer} %{size_download}' "$1") || { echo err err; return; }
+	read -r code total first size <<<"$out"
+	if [[ $code != 200 || $size != "$2" ]]; then log "GET $1: status $code, $size bytes (want $2)"; echo err err; return; fi
+	echo "$total $first"
 }
-warm_curl() { # warm_curl URL SIZE -> median seconds of WARM_RUNS
+warm_curl() { # warm_curl URL SIZE -> median total seconds of WARM_RUNS
 	local i
-	for ((i = 0; i < WARM_RUNS; i++)); do curl_time "$1" "$2"; done | median
+	for ((i = 0; i < WARM_RUNS; i++)); do curl_time "$1" "$2" | cut -d' ' -f1; done | median
 }
 hb() { # hb ARGS... -> httpbench's key=value line, or "error=1"
 	"$HB" "$@" 2>>"$TMP/httpbench.err" || echo "error=1"
@@ -204,7 +212,7 @@ NG_SMALL=$(warm_seq "$NGINX_URL")
 : > "$NG/access.log" # nginx appends (O_APPEND): from here on it counts flocon's fetches only
 
 # ------------------------------------------------------------------ flocon
-FL_COLD=err FL_WARM=err FL_BIG_UP=err FL_C8=err FL_C8_UP=err FL_JOIN=err FL_JOIN_INFLIGHT=err
+FL_COLD=err FL_COLD_FIRST=err FL_WARM=err FL_BIG_UP=err FL_C8=err FL_C8_UP=err FL_JOIN=err FL_JOIN_INFLIGHT=err
 FL_JOIN_UP=err FL_SMALL_COLD=err FL_SMALL_UP=err FL_SMALL_WARM=err SHA=err FL_HWM=err FL_RSS=err
 DB_T="not fetched"
 FL_PID="" PERF_PID=""
@@ -244,7 +252,7 @@ start_flocon() {
 measure_flocon() {
 	local line f
 	log "measuring flocon"
-	FL_COLD=$(curl_time "$FL_URL/$BIG" "$BIG_SIZE")
+	read -r FL_COLD FL_COLD_FIRST <<<"$(curl_time "$FL_URL/$BIG" "$BIG_SIZE")"
 	FL_WARM=$(warm_curl "$FL_URL/$BIG" "$BIG_SIZE")
 	FL_BIG_UP=$(upstream_fetches "$BIG")
 	FL_C8=$(kv wall "$(hb concurrent -n "$CLIENTS" -size "$C8_SIZE" "$FL_URL/$C8")")
@@ -280,7 +288,7 @@ TABLE=$(cat <<EOF
 
 | row | flocon | nginx direct (limit) | reference ($REF_NOTE) |
 |---|---|---|---|
-| 1. cold ${BIG_MB} MiB (upstream fetches) | $(sec "$FL_COLD") ($FL_BIG_UP) | $(sec "$NG_BIG") | 0.20 s |
+| 1. cold ${BIG_MB} MiB (first byte; upstream fetches during rows 1–2) | $(sec "$FL_COLD") ($(ms "$FL_COLD_FIRST"); $FL_BIG_UP) | $(sec "$NG_BIG") | 0.20 s |
 | 2. warm ${BIG_MB} MiB, median of $WARM_RUNS | $(sec "$FL_WARM") | $(sec "$NG_BIG") | 0.088 s (nginx 0.071 s) |
 | 3. $CLIENTS clients on one cold ${BIG_MB} MiB: wall (upstream fetches, want 1) | $(sec "$FL_C8") ($FL_C8_UP) | $(sec "$NG_C8") | 0.57 s (1) |
 | 4. client joining a download in flight: first byte (joined in flight; upstream fetches) | $(ms "$FL_JOIN") ($FL_JOIN_INFLIGHT; $FL_JOIN_UP) | $(ms "$NG_JOIN") | ~1 ms |
@@ -306,7 +314,7 @@ if [[ -n $BENCH_OUT ]]; then
 fi
 if [[ -n $PERF_PID && -f $TMP/perf.data ]]; then
 	PERF_OUT=${BENCH_OUT:-$TMP}
-	perf report -i "$TMP/perf.data" --stdio --no-children --sort symbol 2>/dev/null |
+	perf report -i "$TMP/perf.data" --stdio --no-children --sort symbol -g none 2>/dev/null |
 		grep -v '^#' | grep -v '^$' | grep '%' | head -n 40 > "$PERF_OUT/perf-top.txt" || true
 	perf report -i "$TMP/perf.data" --stdio --children --sort symbol -g none 2>/dev/null |
 		grep -v '^#' | grep '%' | head -n 60 > "$PERF_OUT/perf-children.txt" || true
