@@ -93,9 +93,9 @@ type fetchResult struct {
 	Reused    bool // the connection came from the pool
 }
 
-// fetch GETs url and reads the whole body, calling progress (if not nil) with
-// the running byte count after every read.
-func fetch(ctx context.Context, c *http.Client, url string, progress func(int64)) (fetchResult, error) {
+// fetch GETs url and reads the whole body into buf (nil: a new buffer),
+// calling progress (if not nil) with the running byte count after every read.
+func fetch(ctx context.Context, c *http.Client, url string, buf []byte, progress func(int64)) (fetchResult, error) {
 	res := fetchResult{Start: time.Now()}
 	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { res.Reused = i.Reused }}
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, url, nil)
@@ -111,7 +111,9 @@ func fetch(ctx context.Context, c *http.Client, url string, progress func(int64)
 	if resp.StatusCode != http.StatusOK {
 		return res, fmt.Errorf("get %s: status %d: %w", url, resp.StatusCode, errBadResponse)
 	}
-	buf := make([]byte, readBufSize)
+	if buf == nil {
+		buf = make([]byte, readBufSize)
+	}
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 && res.Bytes == 0 {
@@ -182,7 +184,7 @@ func cmdConcurrent(ctx context.Context, args []string) error {
 		g.Go(func() error {
 			c := newClient(1)
 			<-start
-			r, err := fetch(gctx, c, url, nil)
+			r, err := fetch(gctx, c, url, nil, nil)
 			results[i] = r
 			if err != nil {
 				return err
@@ -222,7 +224,7 @@ func cmdJoin(ctx context.Context, args []string) error {
 	var firstDone time.Time
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		r, err := fetch(gctx, newClient(1), url, func(n int64) {
+		r, err := fetch(gctx, newClient(1), url, nil, func(n int64) {
 			if n >= *after {
 				once.Do(func() { close(reached) })
 			}
@@ -240,7 +242,7 @@ func cmdJoin(ctx context.Context, args []string) error {
 		case <-gctx.Done():
 			return gctx.Err()
 		}
-		r, err := fetch(gctx, newClient(1), url, nil)
+		r, err := fetch(gctx, newClient(1), url, nil, nil)
 		second = r
 		if err != nil {
 			return err
@@ -274,11 +276,12 @@ func cmdSeq(ctx context.Context, args []string) error {
 		return errors.New("seq: need -base and a non-empty -list")
 	}
 	c := newClient(1)
+	buf := make([]byte, readBufSize)
 	var total int64
 	conns := 0
 	t0 := time.Now()
 	for _, name := range names {
-		r, err := fetch(ctx, c, strings.TrimSuffix(*base, "/")+"/"+name, nil)
+		r, err := fetch(ctx, c, strings.TrimSuffix(*base, "/")+"/"+name, buf, nil)
 		if err != nil {
 			return err
 		}
@@ -326,7 +329,7 @@ func cmdWait(ctx context.Context, args []string) error {
 	defer cancel()
 	c := newClient(1)
 	for {
-		_, err := fetch(ctx, c, url, nil)
+		_, err := fetch(ctx, c, url, nil, nil)
 		if err == nil {
 			return nil
 		}
