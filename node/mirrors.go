@@ -1,9 +1,352 @@
 package node
 
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/flocon/flocon/store"
+	"github.com/flocon/flocon/verify"
+)
+
 // Mirrors is the upstream configuration in pacman's own form: URL templates
 // with $repo and $arch, tried in order, plus per-repo lists for custom
 // repositories with other layouts.
 type Mirrors struct {
 	Default []string            // e.g. https://geo.mirror.pkgbuild.com/$repo/os/$arch
 	PerRepo map[string][]string // repo → templates, replacing Default for that repo
+}
+
+// BuiltinMirrors are a few well-known Arch mirrors, used when neither a
+// mirrorlist nor Mirrors.Default is configured, so that zero config works.
+var BuiltinMirrors = []string{
+	"https://geo.mirror.pkgbuild.com/$repo/os/$arch",
+	"https://mirror.rackspace.com/archlinux/$repo/os/$arch",
+	"https://mirrors.kernel.org/archlinux/$repo/os/$arch",
+}
+
+// templates returns the URL templates of repo: its own list when it has
+// one, else the default list.
+func (m Mirrors) templates(repo string) []string {
+	if t, ok := m.PerRepo[repo]; ok && len(t) > 0 {
+		return t
+	}
+	return m.Default
+}
+
+// URLs expands the templates of repo for arch into base URLs (no trailing
+// slash), in the order they are tried. repo and arch are path-escaped, so
+// they can never add path segments.
+func (m Mirrors) URLs(repo, arch string) []string {
+	tpls := m.templates(repo)
+	out := make([]string, 0, len(tpls))
+	r := strings.NewReplacer("$repo", url.PathEscape(repo), "$arch", url.PathEscape(arch))
+	for _, t := range tpls {
+		out = append(out, strings.TrimRight(r.Replace(t), "/"))
+	}
+	return out
+}
+
+// validate checks that every template is an absolute http(s) URL.
+func (m Mirrors) validate() error {
+	check := func(tpl string) error {
+		u, err := url.Parse(tpl)
+		if err != nil {
+			return fmt.Errorf("mirror %q: %w", tpl, err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("mirror %q: %w", tpl, ErrBadMirror)
+		}
+		return nil
+	}
+	for _, t := range m.Default {
+		if err := check(t); err != nil {
+			return err
+		}
+	}
+	for repo, ts := range m.PerRepo {
+		for _, t := range ts {
+			if err := check(t); err != nil {
+				return fmt.Errorf("repo %s: %w", repo, err)
+			}
+		}
+	}
+	return nil
+}
+
+// fileURL joins a mirror base URL and one file name, escaped so that the
+// name stays one path segment.
+func fileURL(base, name string) string {
+	return base + "/" + url.PathEscape(name)
+}
+
+// checkFileName refuses names that are not one plain path segment; they
+// come from clients and must never address anything but a file of the repo.
+func checkFileName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") {
+		return fmt.Errorf("file name %q: %w", name, ErrBadName)
+	}
+	return nil
+}
+
+// mirrorSource fetches a package file from one mirror (base URL expanded).
+type mirrorSource struct {
+	client *http.Client
+	base   string
+	file   string
+}
+
+func (m mirrorSource) String() string { return m.base }
+
+// Peer is "": a mirror is never banned.
+func (m mirrorSource) Peer() peer.ID { return "" }
+
+// Fetch GETs the file from offset off (Range: bytes=off-). A 206 must start
+// at off; a 200 to a ranged request is the whole file, whose first off bytes
+// are skipped (they are the ones already written, if the mirror is honest;
+// the digest says so at the end).
+func (m mirrorSource) Fetch(ctx context.Context, _ cid.Cid, off int64, w io.Writer) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fileURL(m.base, m.file), nil)
+	if err != nil {
+		return 0, err
+	}
+	if off > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
+	}
+	resp, err := m.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusOK && off > 0:
+		if err := skip(resp.Body, off, w); err != nil {
+			return 0, fmt.Errorf("skip %d bytes of a 200 to a range request: %w", off, err)
+		}
+	case resp.StatusCode == http.StatusOK:
+	case resp.StatusCode == http.StatusPartialContent:
+		if start, err := contentRangeStart(resp.Header.Get("Content-Range")); err != nil || start != off {
+			return 0, fmt.Errorf("content-range %q for offset %d: %w", resp.Header.Get("Content-Range"), off, errBadRange)
+		}
+	default:
+		return 0, statusError(resp)
+	}
+	return io.Copy(w, resp.Body)
+}
+
+// skip discards off bytes of r, reporting them as progress to w's watchdog
+// (a long skip is not a stall).
+func skip(r io.Reader, off int64, w io.Writer) error {
+	var dst io.Writer = io.Discard
+	if m, ok := w.(meter); ok {
+		dst = meter{w: io.Discard, wd: m.wd}
+	}
+	_, err := io.CopyN(dst, r, off)
+	return err
+}
+
+// contentRangeStart reads the first byte position of "bytes START-END/SIZE".
+func contentRangeStart(h string) (int64, error) {
+	spec, ok := strings.CutPrefix(h, "bytes ")
+	if !ok {
+		return 0, errBadRange
+	}
+	first, _, ok := strings.Cut(spec, "-")
+	if !ok {
+		return 0, errBadRange
+	}
+	return strconv.ParseInt(first, 10, 64)
+}
+
+// errBadRange: a 206 that is not the part that was asked for.
+var errBadRange = errors.New("bad content-range")
+
+// httpStatusError is a mirror's answer other than 200/206/304/404.
+type httpStatusError struct{ status string }
+
+func (e *httpStatusError) Error() string { return "status " + e.status }
+
+// statusError maps a failed response: 404/410 wrap store.ErrNotFound.
+func statusError(resp *http.Response) error {
+	if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone {
+		return fmt.Errorf("status %s: %w", resp.Status, store.ErrNotFound)
+	}
+	return &httpStatusError{status: resp.Status}
+}
+
+// mirrorSources are the repo's mirrors as blob sources for file.
+func (n *Node) mirrorSources(repo, arch, file string) []source {
+	urls := n.cfg.Mirrors.URLs(repo, arch)
+	out := make([]source, 0, len(urls))
+	for _, u := range urls {
+		out = append(out, mirrorSource{client: n.client, base: u, file: file})
+	}
+	return out
+}
+
+func (n *Node) fetchDB(ctx context.Context, repo, arch, name string, ims time.Time) (*http.Response, error) {
+	if err := checkFileName(name); err != nil {
+		return nil, fmt.Errorf("fetch db %s/%s: %w", repo, arch, err)
+	}
+	var tally failureTally
+	for _, base := range n.cfg.Mirrors.URLs(repo, arch) {
+		resp, err := n.getDB(ctx, base, name, ims)
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("fetch db %s/%s/%s: %w", repo, arch, name, context.Cause(ctx))
+		}
+		n.log.Debug("db mirror failed", "file", name, "source", base, "err", err)
+		tally.add(err, false)
+	}
+	return nil, tally.err(fmt.Sprintf("fetch db %s/%s/%s", repo, arch, name))
+}
+
+// getDB is one conditional GET of a db file on one mirror. A 200 body is
+// guarded by a watchdog (a stalled body fails the read) until closed.
+func (n *Node) getDB(ctx context.Context, base, name string, ims time.Time) (*http.Response, error) {
+	wctx, wd := n.watch(ctx)
+	req, err := http.NewRequestWithContext(wctx, http.MethodGet, fileURL(base, name), nil)
+	if err != nil {
+		wd.stop()
+		return nil, err
+	}
+	if !ims.IsZero() {
+		req.Header.Set("If-Modified-Since", ims.UTC().Format(http.TimeFormat))
+	}
+	resp, err := n.client.Do(req)
+	if err != nil {
+		wd.stop()
+		return nil, wd.cause(err)
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotModified {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection
+		resp.Body.Close()
+		wd.stop()
+		return nil, statusError(resp)
+	}
+	if resp.StatusCode == http.StatusNotModified {
+		wd.stop() // no body to guard
+		return resp, nil
+	}
+	resp.Body = &watchedBody{ReadCloser: resp.Body, wd: wd}
+	return resp, nil
+}
+
+// watchedBody counts what is read for its watchdog and stops it on Close.
+type watchedBody struct {
+	io.ReadCloser
+	wd *watchdog
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	k, err := b.ReadCloser.Read(p)
+	b.wd.add(int64(k))
+	if err != nil && err != io.EOF {
+		err = b.wd.cause(err)
+	}
+	return k, err
+}
+
+func (b *watchedBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.wd.stop()
+	return err
+}
+
+// fetchSig gets FILE.sig (at most maxSigSize) from the repo's mirrors in
+// order. When no mirror has it: nil and no error under SigOptional, an error
+// wrapping verify.ErrNoSignature and store.ErrNotFound otherwise.
+func (n *Node) fetchSig(ctx context.Context, repo, arch string, exp verify.Expect) ([]byte, error) {
+	name := exp.Filename + ".sig"
+	var tally failureTally
+	for _, base := range n.cfg.Mirrors.URLs(repo, arch) {
+		sig, err := n.getSig(ctx, fileURL(base, name))
+		if err == nil {
+			return sig, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("fetch %s: %w", name, context.Cause(ctx))
+		}
+		n.log.Debug("sig mirror failed", "file", name, "source", base, "err", err)
+		tally.add(err, false)
+	}
+	if exp.Policy == verify.SigOptional {
+		return nil, nil
+	}
+	err := tally.err("fetch " + name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %w", err, verify.ErrNoSignature)
+	}
+	return nil, err
+}
+
+// getSig reads one .sig, bounded in size and time.
+func (n *Node) getSig(ctx context.Context, u string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*n.cfg.MirrorTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, statusError(resp)
+	}
+	sig, err := io.ReadAll(io.LimitReader(resp.Body, maxSigSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(sig) > maxSigSize {
+		return nil, fmt.Errorf("signature larger than %d bytes: %w", maxSigSize, ErrBadMirror)
+	}
+	return sig, nil
+}
+
+// failureTally sums up why every source failed, to tell "nowhere to be
+// found" (every source that answered said 404, and no bytes came) from
+// "sources failed" (a 5xx, a stall, bad bytes: the file may exist).
+type failureTally struct {
+	notFound int
+	other    int
+	errs     []error
+}
+
+// add counts one failed source; delivered: it sent some bytes.
+func (t *failureTally) add(err error, delivered bool) {
+	t.errs = append(t.errs, err)
+	var se *httpStatusError
+	switch {
+	case errors.Is(err, store.ErrNotFound) && !delivered:
+		t.notFound++
+	case errors.As(err, &se) || delivered || errors.Is(err, ErrStalled) || errors.Is(err, errBadRange):
+		t.other++
+	}
+	// Anything else (connection refused, DNS, timeout) says nothing about
+	// whether the file exists.
+}
+
+// err is the verdict, prefixed with op.
+func (t *failureTally) err(op string) error {
+	if t.notFound > 0 && t.other == 0 {
+		return fmt.Errorf("%s: %w", op, store.ErrNotFound)
+	}
+	if len(t.errs) == 0 {
+		return fmt.Errorf("%s: no source: %w", op, store.ErrNotFound)
+	}
+	return fmt.Errorf("%s: %w: %w", op, ErrAllSourcesFailed, errors.Join(t.errs...))
 }

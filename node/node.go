@@ -2,9 +2,13 @@ package node
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -14,12 +18,44 @@ import (
 	"github.com/flocon/flocon/verify"
 )
 
+// Version is flocon's version, sent in the User-Agent; cmd/flocon may set
+// it at link time.
+var Version = "dev"
+
+// Sentinel errors.
+var (
+	// ErrAllSourcesFailed: every source failed for reasons other than "not
+	// found" (connection errors, 5xx, stalls, bad bytes).
+	ErrAllSourcesFailed = errors.New("all sources failed")
+	// ErrStalled: a source sent too little for too long.
+	ErrStalled = errors.New("source stalled")
+	// ErrBadMirror: a mirror URL or mirrorlist line is unusable.
+	ErrBadMirror = errors.New("bad mirror")
+	// ErrBadName: a requested name is not a plain file name.
+	ErrBadName = errors.New("bad file name")
+	// ErrClosed: the node has shut down.
+	ErrClosed = errors.New("node closed")
+)
+
+// Defaults of the zero Config.
+const (
+	DefaultMirrorTimeout = 10 * time.Second
+	DefaultMinSpeed      = 1024 // bytes/s
+	DefaultStallWindow   = 10 * time.Second
+	dialTimeout          = 5 * time.Second
+	maxSigSize           = 16 << 10 // pacman's limit for a .sig
+	maxRedirects         = 10       // pacman's (curl's) limit
+)
+
 // Config configures a Node. Store and Keyring are required.
 type Config struct {
 	Store   *store.Store
 	Keyring *verify.Keyring
-	Mirrors Mirrors
-	Logger  *slog.Logger // default: discard
+	// RepoKeyrings gives a custom repo its own keyring instead of Keyring.
+	RepoKeyrings map[string]*verify.Keyring
+	Mirrors      Mirrors      // Default empty: BuiltinMirrors
+	Logger       *slog.Logger // default: discard
+	UserAgent    string       // default "flocon/<Version>"
 
 	// Peer-to-peer (issue: LAN sharing). P2P false leaves the node mirror-only.
 	P2P         bool
@@ -36,36 +72,163 @@ type Config struct {
 	PeerBytesPerSec    int64         // upload cap per peer (bytes/s); 0: unlimited
 	HaveTimeout        time.Duration // bound of a have lookup on peers; default 150ms
 
-	// MirrorTimeout bounds connecting and the first byte from one mirror.
+	// MirrorTimeout bounds connecting and the first byte from one source.
 	MirrorTimeout time.Duration // default 10s
-	// MinSpeed: a transfer slower than this (bytes/s over 10 s) moves to the next source.
-	MinSpeed int64
+	// MinSpeed: a transfer slower than this (bytes/s over StallWindow) moves
+	// to the next source.
+	MinSpeed int64 // default 1 KiB/s
+	// StallWindow is the window over which MinSpeed is measured.
+	StallWindow time.Duration // default 10s
 }
 
 // Node fetches, verifies, shares and announces blobs.
 type Node struct {
-	cfg Config
-	log *slog.Logger
-	// STUB: the node implementation fills the rest in.
+	cfg    Config
+	log    *slog.Logger
+	client *http.Client // one client for every mirror: keep-alive, HTTP/2
+
+	mu        sync.Mutex
+	closed    bool
+	downloads map[*download]struct{} // in flight, aborted on shutdown
+	wg        sync.WaitGroup         // download goroutines
+
+	// p2p state: owned by the p2p side (p2p.go and its files), which sets
+	// it while runP2P runs (nil while Config.P2P is false).
 	p2p *p2pState
 }
 
 // New validates cfg and builds a Node; nothing listens until Run.
-func New(cfg Config) (*Node, error) { panic("unimplemented") }
+func New(cfg Config) (*Node, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("node config: store is required")
+	}
+	if cfg.Keyring == nil {
+		return nil, errors.New("node config: keyring is required")
+	}
+	if len(cfg.Mirrors.Default) == 0 {
+		cfg.Mirrors.Default = append([]string(nil), BuiltinMirrors...)
+	}
+	if err := cfg.Mirrors.validate(); err != nil {
+		return nil, fmt.Errorf("node config: %w", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "flocon/" + Version
+	}
+	if cfg.MirrorTimeout <= 0 {
+		cfg.MirrorTimeout = DefaultMirrorTimeout
+	}
+	if cfg.MinSpeed <= 0 {
+		cfg.MinSpeed = DefaultMinSpeed
+	}
+	if cfg.StallWindow <= 0 {
+		cfg.StallWindow = DefaultStallWindow
+	}
+	return &Node{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		client:    newHTTPClient(cfg.MirrorTimeout, cfg.UserAgent),
+		downloads: make(map[*download]struct{}),
+	}, nil
+}
 
-// Run serves until ctx ends.
-func (n *Node) Run(ctx context.Context) error { panic("unimplemented") }
+// Run serves until ctx ends: the peer-to-peer side when Config.P2P, else it
+// just waits. On return every download in flight has been aborted.
+func (n *Node) Run(ctx context.Context) error {
+	var err error
+	if n.cfg.P2P {
+		err = n.runP2P(ctx)
+	} else {
+		<-ctx.Done()
+	}
+	n.shutdown()
+	return err
+}
+
+// shutdown refuses new downloads, aborts the running ones and waits for them.
+func (n *Node) shutdown() {
+	n.mu.Lock()
+	n.closed = true
+	for d := range n.downloads {
+		d.cancel(ErrClosed)
+	}
+	n.mu.Unlock()
+	n.wg.Wait()
+	n.client.CloseIdleConnections()
+}
+
+// keyring is the keyring that verifies packages of repo.
+func (n *Node) keyring(repo string) *verify.Keyring {
+	if kr, ok := n.cfg.RepoKeyrings[repo]; ok && kr != nil {
+		return kr
+	}
+	return n.cfg.Keyring
+}
+
+// newHTTPClient is the one client every mirror request goes through.
+func newHTTPClient(timeout time.Duration, userAgent string) *http.Client {
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: min(dialTimeout, timeout), KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		TLSHandshakeTimeout:   timeout,
+		ResponseHeaderTimeout: timeout,
+		ExpectContinueTimeout: time.Second,
+		MaxIdleConns:          64,
+		MaxIdleConnsPerHost:   8,
+		IdleConnTimeout:       90 * time.Second,
+	}
+	return &http.Client{
+		Transport:     userAgentTransport{rt: tr, ua: userAgent},
+		CheckRedirect: checkRedirect,
+	}
+}
+
+// checkRedirect follows at most maxRedirects redirects, and only to http(s).
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		return fmt.Errorf("redirect to %s scheme: %w", req.URL.Scheme, ErrBadMirror)
+	}
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects: %w", maxRedirects, ErrBadMirror)
+	}
+	return nil
+}
+
+// userAgentTransport sets the User-Agent of every request, redirects too.
+type userAgentTransport struct {
+	rt *http.Transport
+	ua string
+}
+
+func (t userAgentTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("User-Agent", t.ua)
+	return t.rt.RoundTrip(r)
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the transport.
+func (t userAgentTransport) CloseIdleConnections() { t.rt.CloseIdleConnections() }
 
 // Fetch starts, or joins, the download of the package blob exp.CID of repo and
 // arch, and returns it at once; the download goes on after ctx ends, since
-// other clients may wait on it. Sources: peers that have it (best first), then
-// the repo's mirrors; a source that fails or stalls hands over to the next at
-// the same offset. Bytes are verified as they stream; only verified blobs are
-// committed to the store (with the signature that verified them).
+// other clients may wait on it, until it ends or the node shuts down. Sources:
+// peers that have it (best first), then the repo's mirrors; a source that
+// fails or stalls hands over to the next at the same offset. Bytes are
+// verified as they stream; only verified blobs are committed to the store
+// (with the signature that verified them).
 // When exp.Signature is nil and the policy checks signatures, the .sig is
-// fetched first (peers or mirrors).
+// fetched first from the repo's mirrors.
+//
+// When the store already holds exp.CID, Fetch returns (nil, nil): the caller
+// serves the stored blob. An early refusal (bad file name, no CID, a
+// signature whose key is unknown, untrusted or revoked) is returned as an
+// error before anything is downloaded; a failure later aborts the Pending
+// (Pending.Err wraps store.ErrNotFound when no source had the file).
 func (n *Node) Fetch(ctx context.Context, repo, arch string, exp verify.Expect) (*store.Pending, error) {
-	panic("unimplemented")
+	return n.fetch(ctx, repo, arch, exp)
 }
 
 // FetchDB does a conditional GET (If-Modified-Since ims, zero: none) of a repo
@@ -74,7 +237,7 @@ func (n *Node) Fetch(ctx context.Context, repo, arch string, exp verify.Expect) 
 // body); when every mirror answered 404 it returns an error wrapping
 // store.ErrNotFound, quickly. Databases never come from peers.
 func (n *Node) FetchDB(ctx context.Context, repo, arch, name string, ims time.Time) (*http.Response, error) {
-	panic("unimplemented")
+	return n.fetchDB(ctx, repo, arch, name, ims)
 }
 
 // source is one place the bytes of a blob can come from: a peer or a mirror.
@@ -84,5 +247,6 @@ type source interface {
 	Peer() peer.ID
 	// Fetch writes the blob's bytes from offset off to w and returns how
 	// many it wrote; it returns nil only when it delivered to the end.
+	// An error wrapping store.ErrNotFound means the source lacks the blob.
 	Fetch(ctx context.Context, c cid.Cid, off int64, w io.Writer) (int64, error)
 }

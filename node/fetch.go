@@ -1,0 +1,346 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/flocon/flocon/store"
+	"github.com/flocon/flocon/verify"
+)
+
+// errNoCID: Fetch needs the content address to share the download and to
+// check the bytes; files without a db entry are not fetched from outside.
+var errNoCID = errors.New("no content id")
+
+// download is the one background download (the leader's) of a blob.
+type download struct {
+	repo, arch string
+	exp        verify.Expect
+	p          *store.Pending
+	cancel     context.CancelCauseFunc
+}
+
+func (n *Node) fetch(ctx context.Context, repo, arch string, exp verify.Expect) (*store.Pending, error) {
+	if err := checkFileName(exp.Filename); err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	if !exp.CID.Defined() {
+		return nil, fmt.Errorf("fetch %s: %w", exp.Filename, errNoCID)
+	}
+	// With the signature at hand, a doomed download (unknown, untrusted,
+	// revoked key) is refused before it starts.
+	var v *verify.Verifier
+	if exp.Signature != nil || exp.Policy == verify.SigNever {
+		var err error
+		if v, err = verify.NewVerifier(n.keyring(repo), exp); err != nil {
+			return nil, fmt.Errorf("fetch %s: %w", exp.Filename, err)
+		}
+	}
+	if n.cfg.Store.Has(exp.CID) {
+		return nil, nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, fmt.Errorf("fetch %s: %w", exp.Filename, ErrClosed)
+	}
+	p, leader, err := n.cfg.Store.Begin(exp.CID, exp.Size)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", exp.Filename, err)
+	}
+	if !leader {
+		return p, nil
+	}
+	// The download belongs to every client of the CID, not to this request:
+	// only the node's shutdown cancels it.
+	dctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	d := &download{repo: repo, arch: arch, exp: exp, p: p, cancel: cancel}
+	n.downloads[d] = struct{}{}
+	n.wg.Add(1)
+	go n.runDownload(dctx, d, v)
+	return p, nil
+}
+
+// runDownload fetches, verifies and commits (or aborts) d.
+func (n *Node) runDownload(ctx context.Context, d *download, v *verify.Verifier) {
+	defer func() {
+		n.mu.Lock()
+		delete(n.downloads, d)
+		n.mu.Unlock()
+		d.cancel(nil)
+		n.wg.Done()
+	}()
+	c, file := d.exp.CID, d.exp.Filename
+	n.announce(c) // in flight: LAN peers may stream it from us already
+	log := n.log.With("cid", c.String(), "file", file)
+	res, err := n.download(ctx, d, v)
+	if err != nil {
+		d.p.Abort(err)
+		log.Warn("download failed", "err", err)
+		return
+	}
+	info := store.BlobInfo{CID: c, Size: res.Size, Repo: d.repo, Arch: d.arch, Filename: file}
+	if res.Signer != nil {
+		info.Signer = res.Signer.Fingerprint
+	}
+	if err := d.p.Commit(info, d.exp.Signature); err != nil {
+		d.p.Abort(err)
+		log.Error("commit failed", "err", err)
+		return
+	}
+	n.announce(c)
+	log.Info("download verified", "bytes", res.Size, "signer", info.Signer)
+}
+
+// download gets the signature when needed, then the verified bytes.
+func (n *Node) download(ctx context.Context, d *download, v *verify.Verifier) (verify.Result, error) {
+	if v == nil {
+		sig, err := n.fetchSig(ctx, d.repo, d.arch, d.exp)
+		if err != nil {
+			return verify.Result{}, err
+		}
+		d.exp.Signature = sig
+		if v, err = verify.NewVerifier(n.keyring(d.repo), d.exp); err != nil {
+			return verify.Result{}, fmt.Errorf("fetch %s: %w", d.exp.Filename, err)
+		}
+	}
+	srcs := append(n.peerSources(ctx, d.exp.CID), n.mirrorSources(d.repo, d.arch, d.exp.Filename)...)
+	res, got, err := n.attempt(ctx, d, v, srcs)
+	if err == nil || !isIntegrityError(err) {
+		return res, err
+	}
+	retry := n.afterBadBytes(d, srcs, got, err)
+	if len(retry) == 0 {
+		return res, err
+	}
+	n.log.Warn("bad bytes, retrying from other sources", "cid", d.exp.CID.String(), "file", d.exp.Filename, "sources", len(retry), "err", err)
+	res, err2 := n.retry(ctx, d, retry)
+	if err2 != nil && !isIntegrityError(err2) {
+		// The bad bytes are the story; the retry just found nothing better.
+		return res, fmt.Errorf("%w; retry: %v", err, err2)
+	}
+	return res, err2
+}
+
+// retry starts over from offset 0 with a fresh verifier and srcs.
+func (n *Node) retry(ctx context.Context, d *download, srcs []source) (verify.Result, error) {
+	if err := d.p.Truncate(0); err != nil {
+		return verify.Result{}, &sinkError{err: err}
+	}
+	v, err := verify.NewVerifier(n.keyring(d.repo), d.exp)
+	if err != nil {
+		return verify.Result{}, fmt.Errorf("fetch %s: %w", d.exp.Filename, err)
+	}
+	res, _, err := n.attempt(ctx, d, v, srcs)
+	return res, err
+}
+
+// isIntegrityError: the bytes were not the expected ones (or their
+// signature failed): another source may have the right ones.
+func isIntegrityError(err error) bool {
+	return errors.Is(err, verify.ErrDigestMismatch) || errors.Is(err, verify.ErrSizeMismatch) ||
+		errors.Is(err, verify.ErrBadSignature)
+}
+
+// afterBadBytes bans the peer when it alone sent bad bytes, and returns
+// the sources of the one retry (style rule 17): those that sent nothing,
+// mirrors only unless the culprit is known and banned.
+func (n *Node) afterBadBytes(d *download, srcs []source, got []int64, err error) []source {
+	var culprit peer.ID
+	contributors := 0
+	for i, k := range got {
+		if k > 0 {
+			contributors++
+			culprit = srcs[i].Peer()
+		}
+	}
+	banned := contributors == 1 && culprit != "" && !errors.Is(err, verify.ErrBadSignature)
+	if banned {
+		ev := Evidence{CID: d.exp.CID.String(), Detail: err.Error()}
+		var dm *verify.DigestMismatchError
+		if errors.As(err, &dm) {
+			ev.WantSHA256, ev.GotSHA256 = hex.EncodeToString(dm.Want), hex.EncodeToString(dm.Got)
+		}
+		n.banPeer(culprit, "sent bad bytes", ev)
+		n.log.Warn("peer banned", "peer", culprit.String(), "cid", ev.CID, "err", err)
+	}
+	var retry []source
+	for i, s := range srcs {
+		if got[i] == 0 && (banned || s.Peer() == "") {
+			retry = append(retry, s)
+		}
+	}
+	return retry
+}
+
+// attempt streams the blob from srcs in order, each resuming where the
+// previous stopped, and returns the verdict over everything written and how
+// many bytes each source contributed.
+func (n *Node) attempt(ctx context.Context, d *download, v *verify.Verifier, srcs []source) (verify.Result, []int64, error) {
+	got := make([]int64, len(srcs))
+	w := &sink{p: d.p, v: v, size: d.exp.Size}
+	var tally failureTally
+	for i, s := range srcs {
+		k, err := n.fromSource(ctx, s, d.exp.CID, w.n, w)
+		got[i] = k
+		var se *sinkError
+		switch {
+		case err == nil || errors.Is(err, verify.ErrSizeMismatch):
+			// The source says it has sent everything (or sent too much):
+			// the verifier judges the whole.
+			res, ferr := v.Finish()
+			if ferr != nil {
+				return res, got, fmt.Errorf("fetch %s from %s: %w", d.exp.Filename, s, ferr)
+			}
+			return res, got, nil
+		case errors.As(err, &se):
+			return verify.Result{}, got, fmt.Errorf("fetch %s: %w", d.exp.Filename, err)
+		case ctx.Err() != nil:
+			return verify.Result{}, got, fmt.Errorf("fetch %s: %w", d.exp.Filename, context.Cause(ctx))
+		}
+		n.log.Info("source failed", "cid", d.exp.CID.String(), "file", d.exp.Filename, "source", s.String(), "bytes", k, "err", err)
+		tally.add(fmt.Errorf("%s: %w", s, err), w.n > 0)
+	}
+	return verify.Result{}, got, tally.err("fetch " + d.exp.Filename)
+}
+
+// fromSource runs one source under a watchdog: no first byte within
+// MirrorTimeout, or less than MinSpeed over StallWindow, fails it with
+// ErrStalled.
+func (n *Node) fromSource(ctx context.Context, s source, c cid.Cid, off int64, w io.Writer) (int64, error) {
+	sctx, wd := n.watch(ctx)
+	k, err := s.Fetch(sctx, c, off, meter{w: w, wd: wd})
+	wd.stop()
+	if err != nil {
+		err = wd.cause(err)
+	}
+	return k, err
+}
+
+// sinkError is a failure to keep bytes (the store), fatal to the download.
+type sinkError struct{ err error }
+
+func (e *sinkError) Error() string { return "write pending: " + e.err.Error() }
+func (e *sinkError) Unwrap() error { return e.err }
+
+// sink writes each chunk to the pending file and, in the same pass, to the
+// verifier; it never takes more than the expected size.
+type sink struct {
+	p    *store.Pending
+	v    *verify.Verifier
+	size int64 // -1: unknown
+	n    int64
+}
+
+func (s *sink) Write(b []byte) (int, error) {
+	over := s.size >= 0 && s.n+int64(len(b)) > s.size
+	if over {
+		b = b[:s.size-s.n]
+	}
+	k, err := s.p.Write(b)
+	_, _ = s.v.Write(b[:k]) // never fails: the verdict comes from Finish
+	s.n += int64(k)
+	if err != nil {
+		return k, &sinkError{err: err}
+	}
+	if over {
+		return k, fmt.Errorf("more than %d bytes: %w", s.size, verify.ErrSizeMismatch)
+	}
+	return k, nil
+}
+
+// meter counts the bytes written through it for a watchdog.
+type meter struct {
+	w  io.Writer
+	wd *watchdog
+}
+
+func (m meter) Write(b []byte) (int, error) {
+	k, err := m.w.Write(b)
+	m.wd.add(int64(k))
+	return k, err
+}
+
+// watchdog cancels a transfer that gets no byte within the first-byte
+// timeout, or fewer than minSpeed bytes/s over a window once started.
+type watchdog struct {
+	bytes    atomic.Int64
+	fired    atomic.Pointer[error] // why it cancelled the transfer
+	cancel   context.CancelCauseFunc
+	quit     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+}
+
+// watch starts a watchdog over a transfer run with the returned context.
+func (n *Node) watch(ctx context.Context) (context.Context, *watchdog) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	wd := &watchdog{cancel: cancel, quit: make(chan struct{}), done: make(chan struct{})}
+	go wd.run(ctx, n.cfg.MirrorTimeout, n.cfg.StallWindow, n.cfg.MinSpeed)
+	return ctx, wd
+}
+
+func (wd *watchdog) run(ctx context.Context, firstByte, window time.Duration, minSpeed int64) {
+	defer close(wd.done)
+	first := time.NewTimer(firstByte)
+	defer first.Stop()
+	tick := time.NewTicker(window)
+	defer tick.Stop()
+	minBytes := int64(float64(minSpeed) * window.Seconds())
+	last := int64(-1) // bytes at the previous tick once started
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-wd.quit:
+			return
+		case <-first.C:
+			if wd.bytes.Load() == 0 {
+				wd.fire(fmt.Errorf("no data within %s: %w", firstByte, ErrStalled))
+				return
+			}
+		case <-tick.C:
+			cur := wd.bytes.Load()
+			if last >= 0 && cur-last < minBytes {
+				wd.fire(fmt.Errorf("%d bytes in %s: %w", cur-last, window, ErrStalled))
+				return
+			}
+			if cur > 0 {
+				last = cur
+			}
+		}
+	}
+}
+
+func (wd *watchdog) fire(err error) {
+	wd.fired.Store(&err)
+	wd.cancel(err)
+}
+
+func (wd *watchdog) add(k int64) { wd.bytes.Add(k) }
+
+// stop ends the watchdog and its context; safe to call more than once.
+func (wd *watchdog) stop() {
+	wd.stopOnce.Do(func() {
+		close(wd.quit)
+		<-wd.done
+		wd.cancel(nil)
+	})
+}
+
+// cause replaces err by the watchdog's verdict when it fired.
+func (wd *watchdog) cause(err error) error {
+	if fired := wd.fired.Load(); fired != nil {
+		return fmt.Errorf("%w (%v)", *fired, err)
+	}
+	return err
+}
