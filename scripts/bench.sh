@@ -237,34 +237,51 @@ start_flocon() {
 	FL_URL=http://127.0.0.1:$FL_PORT/$REPO/os/$ARCH
 	"$HB" wait -timeout 30s "http://127.0.0.1:$FL_PORT/healthz" 2>>"$TMP/httpbench.err" ||
 		{ log "flocon did not become healthy; its log:"; tail -n 20 "$TMP/flocon.log" >&2; return 1; }
-	if [[ -n $BENCH_PROFILE ]]; then
-		perf record -F 499 -g -p "$FL_PID" -o "$TMP/perf.data" >"$TMP/perf.log" 2>&1 &
-		PERF_PID=$!
-		PIDS+=("$PERF_PID")
-		sleep 0.5
-	fi
 	# pacman -Sy first: the db tells flocon which packages exist and their sums
 	DB_T=$(curl -sS -o /dev/null --noproxy '*' -w 'status %{http_code} in %{time_total} s' \
 		"$FL_URL/$REPO.db" || echo "failed")
 	[[ $DB_T == "status 200 "* ]] || { log "GET $REPO.db through flocon: $DB_T"; return 1; }
 }
 
+# prof_start ROW / prof_stop: with BENCH_PROFILE, one perf recording of the
+# daemon per row, so each row's hot spots stand on their own
+prof_start() {
+	[[ -n $BENCH_PROFILE ]] || return 0
+	perf record -F 999 -g -p "$FL_PID" -o "$TMP/perf-$1.data" >>"$TMP/perf.log" 2>&1 &
+	PERF_PID=$!
+	PIDS+=("$PERF_PID")
+	sleep 0.5 # perf needs a moment to attach to every thread
+}
+prof_stop() {
+	[[ -n $PERF_PID ]] || return 0
+	kill -INT "$PERF_PID" 2>/dev/null || true
+	wait "$PERF_PID" 2>/dev/null || true
+	PERF_PID=""
+}
+
 measure_flocon() {
 	local line f
 	log "measuring flocon"
+	prof_start 1-cold
 	read -r FL_COLD FL_COLD_FIRST <<<"$(curl_time "$FL_URL/$BIG" "$BIG_SIZE")"
+	prof_stop; prof_start 2-warm
 	FL_WARM=$(warm_curl "$FL_URL/$BIG" "$BIG_SIZE")
+	prof_stop; prof_start 3-concurrent
 	FL_BIG_UP=$(upstream_fetches "$BIG")
 	FL_C8=$(kv wall "$(hb concurrent -n "$CLIENTS" -size "$C8_SIZE" "$FL_URL/$C8")")
 	FL_C8_UP=$(upstream_fetches "$C8")
+	prof_stop; prof_start 4-join
 	line=$(hb join -after $((JOIN_SIZE / 8)) -size "$JOIN_SIZE" "$FL_URL/$JOIN")
 	FL_JOIN=$(kv firstbyte "$line")
 	FL_JOIN_INFLIGHT=$(kv inflight "$line")
 	FL_JOIN_UP=$(upstream_fetches "$JOIN")
+	prof_stop; prof_start 5a-small-cold
 	FL_SMALL_COLD=$(kv wall "$(hb seq -base "$FL_URL" -list "$TMP/small.txt")")
+	prof_stop; prof_start 5b-small-warm
 	FL_SMALL_UP=0
 	while read -r f; do FL_SMALL_UP=$((FL_SMALL_UP + $(upstream_fetches "$f"))); done < "$TMP/small.txt"
 	FL_SMALL_WARM=$(warm_seq "$FL_URL")
+	prof_stop
 	SHA=ok
 	sha_ok "$FL_URL/$BIG" "$PKGDIR/$BIG" || SHA=MISMATCH
 }
@@ -276,10 +293,7 @@ if [[ -n $FL_PID && -r /proc/$FL_PID/status ]]; then
 	FL_HWM=$(awk '/^VmHWM:/ {printf "%.1f MiB", $2 / 1024}' "/proc/$FL_PID/status")
 	FL_RSS=$(awk '/^VmRSS:/ {printf "%.1f MiB", $2 / 1024}' "/proc/$FL_PID/status")
 fi
-if [[ -n $PERF_PID ]]; then
-	kill -INT "$PERF_PID" 2>/dev/null || true
-	wait "$PERF_PID" 2>/dev/null || true
-fi
+prof_stop
 
 # ------------------------------------------------------------------ table
 REF_NOTE="best existing pacman cache on this kind of machine"
@@ -312,14 +326,27 @@ if [[ -n $BENCH_OUT ]]; then
 	cp "$TMP/flocon.log" "$NG/access.log" "$BENCH_OUT/" 2>/dev/null || true
 	[[ ! -s $TMP/httpbench.err ]] || cp "$TMP/httpbench.err" "$BENCH_OUT/"
 fi
-if [[ -n $PERF_PID && -f $TMP/perf.data ]]; then
-	PERF_OUT=${BENCH_OUT:-$TMP}
-	perf report -i "$TMP/perf.data" --stdio --no-children --sort symbol -g none 2>/dev/null |
-		grep -v '^#' | grep -v '^$' | grep '%' | head -n 40 > "$PERF_OUT/perf-top.txt" || true
-	perf report -i "$TMP/perf.data" --stdio --children --sort symbol -g none 2>/dev/null |
-		grep -v '^#' | grep '%' | head -n 60 > "$PERF_OUT/perf-children.txt" || true
-	[[ -n $BENCH_OUT ]] && cp "$TMP/perf.data" "$BENCH_OUT/" && log "profile in $BENCH_OUT" ||
-		{ echo "### flocon CPU profile (self time)"; cat "$PERF_OUT/perf-top.txt"; } >&2
+# perf_summary DATA: the hottest symbols by self time, then by inclusive time
+perf_summary() {
+	echo "== self time"
+	perf report -i "$1" --stdio --no-children --sort symbol -g none 2>/dev/null |
+		grep '%' | grep -v '^#' | head -n 25 || true
+	echo "== inclusive time of flocon's own (user space) functions"
+	perf report -i "$1" --stdio --children --sort symbol -g none 2>/dev/null |
+		grep -F '[.]' | head -n 40 || true
+}
+if [[ -n $BENCH_PROFILE ]]; then
+	for d in "$TMP"/perf-*.data; do
+		[[ -f $d ]] || continue
+		row=${d##*/perf-}; row=${row%.data}
+		if [[ -n $BENCH_OUT ]]; then
+			perf_summary "$d" > "$BENCH_OUT/perf-$row.txt"
+			cp "$d" "$BENCH_OUT/"
+		else
+			{ echo "### flocon CPU profile, row $row"; perf_summary "$d" | head -n 30; } >&2
+		fi
+	done
+	[[ -z $BENCH_OUT ]] || log "profiles (perf-ROW.txt, perf-ROW.data) in $BENCH_OUT"
 fi
 [[ ! -s $TMP/httpbench.err ]] || { log "client errors:"; cat "$TMP/httpbench.err" >&2; }
 
