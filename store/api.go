@@ -2,14 +2,20 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
 
-	"github.com/flocon/flocon/store/repodb"
+	"github.com/flocon/flocon/verify"
 )
 
 // Sentinel errors.
@@ -17,11 +23,16 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrAborted  = errors.New("download aborted")
 	ErrClosed   = errors.New("store closed")
+	// ErrInvalid reports a name or CID refused before it reaches the disk.
+	ErrInvalid = errors.New("invalid name or cid")
+	// ErrTruncated is returned to a reader whose bytes the leader discarded
+	// (Truncate below the reader's offset): what it got may not be final.
+	ErrTruncated = errors.New("download restarted below the reader's offset")
 )
 
 // Config configures a Store. Dir is required; the zero value of the rest works.
 type Config struct {
-	Dir          string       // data dir: blobs/, tmp/, index/, db/
+	Dir          string       // data dir: blobs/, tmp/, index/
 	Logger       *slog.Logger // default: discard
 	KeepVersions int          // retention: newest N versions per (name, arch); 0 = keep all
 	MaxBytes     int64        // size quota (LRU by last access); 0 = none
@@ -49,76 +60,346 @@ type DBFile struct {
 
 // Store is the content-addressed blob store plus its index.
 type Store struct {
-	// STUB: the store implementation fills this in.
+	cfg     Config
+	log     *slog.Logger
+	db      *badger.DB
+	blobDir string
+	tmpDir  string
+	closed  atomic.Bool
+
+	mu      sync.Mutex
+	pending map[cid.Cid]*Pending
+
+	accessMu sync.Mutex
+	access   map[cid.Cid]time.Time // last accesses not yet written to the index
+
+	dbMu     sync.Mutex // one PutDB at a time
+	pruneMu  sync.Mutex // one Prune at a time
+	pruneReq chan struct{}
 }
 
 // Open opens (creating) the store in cfg.Dir and reconciles index and blobs.
-func Open(cfg Config) (*Store, error) { panic("unimplemented") }
+func Open(cfg Config) (*Store, error) {
+	if cfg.Dir == "" {
+		return nil, fmt.Errorf("open store: %w: empty data dir", ErrInvalid)
+	}
+	if cfg.KeepVersions < 0 || cfg.MaxBytes < 0 {
+		return nil, fmt.Errorf("open store: %w: negative retention", ErrInvalid)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		blobDir:  filepath.Join(cfg.Dir, "blobs"),
+		tmpDir:   filepath.Join(cfg.Dir, "tmp"),
+		pending:  make(map[cid.Cid]*Pending),
+		access:   make(map[cid.Cid]time.Time),
+		pruneReq: make(chan struct{}, 1),
+	}
+	for _, d := range []string{s.blobDir, s.tmpDir, filepath.Join(cfg.Dir, "index")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+	}
+	if err := wipeDir(s.tmpDir); err != nil {
+		return nil, fmt.Errorf("open store: wipe tmp: %w", err)
+	}
+	db, err := openIndex(filepath.Join(cfg.Dir, "index"), s.log)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.db = db
+	if err := s.reconcile(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store: reconcile: %w", err)
+	}
+	return s, nil
+}
 
 // Close flushes and closes the index. In-flight downloads are aborted.
-func (s *Store) Close() error { panic("unimplemented") }
+func (s *Store) Close() error {
+	s.mu.Lock()
+	inflight := make([]*Pending, 0, len(s.pending))
+	for _, p := range s.pending {
+		inflight = append(inflight, p)
+	}
+	s.mu.Unlock()
+	for _, p := range inflight {
+		p.Abort(ErrClosed)
+	}
+	flushErr := s.flushAccess()
+	if !s.closed.CompareAndSwap(false, true) {
+		return ErrClosed
+	}
+	return errors.Join(flushErr, s.db.Close())
+}
+
+// checkCID refuses anything but a CIDv1 raw sha2-256: blob paths derive
+// only from such CIDs.
+func checkCID(c cid.Cid) error {
+	if _, err := verify.SHA256Of(c); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}
 
 // Has reports whether a verified blob for c is present.
-func (s *Store) Has(c cid.Cid) bool { panic("unimplemented") }
+func (s *Store) Has(c cid.Cid) bool {
+	if checkCID(c) != nil {
+		return false
+	}
+	_, err := s.get(blobKey(c))
+	return err == nil
+}
+
+// blobInfo reads the row of blob c, with its in-memory last access.
+func (s *Store) blobInfo(c cid.Cid) (BlobInfo, error) {
+	var info BlobInfo
+	if err := s.getJSON(blobKey(c), &info); err != nil {
+		return BlobInfo{}, fmt.Errorf("blob %s: %w", c, err)
+	}
+	s.accessMu.Lock()
+	if t, ok := s.access[c]; ok && t.After(info.LastAccess) {
+		info.LastAccess = t
+	}
+	s.accessMu.Unlock()
+	return info, nil
+}
 
 // OpenBlob opens the verified blob c for reading and touches its last access.
-func (s *Store) OpenBlob(c cid.Cid) (*os.File, BlobInfo, error) { panic("unimplemented") }
+func (s *Store) OpenBlob(c cid.Cid) (*os.File, BlobInfo, error) {
+	if err := checkCID(c); err != nil {
+		return nil, BlobInfo{}, fmt.Errorf("open blob %s: %w", c, err)
+	}
+	info, err := s.blobInfo(c)
+	if err != nil {
+		return nil, BlobInfo{}, fmt.Errorf("open %w", err)
+	}
+	f, err := os.Open(s.BlobPath(c))
+	if errors.Is(err, fs.ErrNotExist) {
+		// The file went away behind our back: the row is stale.
+		s.log.Warn("blob file missing, dropping its row", "cid", c.String())
+		_ = s.dropBlobRows(c)
+		return nil, BlobInfo{}, fmt.Errorf("open blob %s: %w", c, ErrNotFound)
+	}
+	if err != nil {
+		return nil, BlobInfo{}, fmt.Errorf("open blob %s: %w", c, err)
+	}
+	info.LastAccess = s.touch(c)
+	return f, info, nil
+}
+
+// touch records an access in memory; Run and Close write them in batches.
+func (s *Store) touch(c cid.Cid) time.Time {
+	now := time.Now().UTC()
+	s.accessMu.Lock()
+	s.access[c] = now
+	s.accessMu.Unlock()
+	return now
+}
 
 // BlobPath is the file path of blob c (for sendfile; it may not exist).
-func (s *Store) BlobPath(c cid.Cid) string { panic("unimplemented") }
+func (s *Store) BlobPath(c cid.Cid) string { return filepath.Join(s.blobDir, c.String()) }
 
 // RemoveBlob deletes blob c and its row (e.g. found tampered on disk).
-func (s *Store) RemoveBlob(c cid.Cid) error { panic("unimplemented") }
+func (s *Store) RemoveBlob(c cid.Cid) error {
+	if err := checkCID(c); err != nil {
+		return fmt.Errorf("remove blob %s: %w", c, err)
+	}
+	if err := s.dropBlobRows(c); err != nil {
+		return fmt.Errorf("remove blob %s: %w", c, err)
+	}
+	if s.dbFileReferenced(c) {
+		return nil // the same bytes are also a stored repo db file
+	}
+	if err := os.Remove(s.BlobPath(c)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove blob %s: %w", c, err)
+	}
+	return nil
+}
+
+func (s *Store) dropBlobRows(c cid.Cid) error {
+	s.accessMu.Lock()
+	delete(s.access, c)
+	s.accessMu.Unlock()
+	return s.update(func(txn *badger.Txn) error {
+		if err := txn.Delete(blobKey(c)); err != nil {
+			return err
+		}
+		return txn.Delete(sigKey(c))
+	})
+}
 
 // Blobs calls fn for every verified blob.
-func (s *Store) Blobs(fn func(BlobInfo) error) error { panic("unimplemented") }
+func (s *Store) Blobs(fn func(BlobInfo) error) error {
+	infos, err := s.allBlobs()
+	if err != nil {
+		return err
+	}
+	for _, info := range infos {
+		if err := fn(info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// allBlobs reads every blob row, merged with the unflushed accesses; fn is
+// then called outside the read transaction so it may write.
+func (s *Store) allBlobs() ([]BlobInfo, error) {
+	var infos []BlobInfo
+	err := s.scan(prefixBlob, true, func(key, value []byte) error {
+		var info BlobInfo
+		if err := decodeJSON(value, &info); err != nil {
+			return fmt.Errorf("blob row %s: %w", key, err)
+		}
+		infos = append(infos, info)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list blobs: %w", err)
+	}
+	s.accessMu.Lock()
+	for i := range infos {
+		if t, ok := s.access[infos[i].CID]; ok && t.After(infos[i].LastAccess) {
+			infos[i].LastAccess = t
+		}
+	}
+	s.accessMu.Unlock()
+	return infos, nil
+}
 
 // Begin returns the in-flight download of c, creating it (leader=true) when
 // none runs. Only the leader writes to it. size is the expected length or -1.
+// When blob c is already stored, Begin returns a committed Pending reading it
+// (leader=false), so a caller racing a finishing download never refetches.
 func (s *Store) Begin(c cid.Cid, size int64) (p *Pending, leader bool, err error) {
-	panic("unimplemented")
+	if err := checkCID(c); err != nil {
+		return nil, false, fmt.Errorf("begin %s: %w", c, err)
+	}
+	if s.closed.Load() {
+		return nil, false, fmt.Errorf("begin %s: %w", c, ErrClosed)
+	}
+	if size < 0 {
+		size = -1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.pending[c]; p != nil {
+		return p, false, nil
+	}
+	if info, err := s.blobInfo(c); err == nil {
+		return committedPending(s, info), false, nil
+	}
+	p, err = newPending(s, c, size)
+	if err != nil {
+		return nil, false, fmt.Errorf("begin %s: %w", c, err)
+	}
+	s.pending[c] = p
+	return p, true, nil
 }
 
 // Inflight returns the running download of c, or nil.
-func (s *Store) Inflight(c cid.Cid) *Pending { panic("unimplemented") }
+func (s *Store) Inflight(c cid.Cid) *Pending {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending[c]
+}
+
+// forget removes p from the in-flight table (after Commit or Abort).
+func (s *Store) forget(p *Pending) {
+	s.mu.Lock()
+	if s.pending[p.cid] == p {
+		delete(s.pending, p.cid)
+	}
+	s.mu.Unlock()
+}
 
 // PutSig stores the detached signature that verified blob c.
-func (s *Store) PutSig(c cid.Cid, sig []byte) error { panic("unimplemented") }
+func (s *Store) PutSig(c cid.Cid, sig []byte) error {
+	if err := checkCID(c); err != nil {
+		return fmt.Errorf("put sig %s: %w", c, err)
+	}
+	if len(sig) == 0 {
+		return fmt.Errorf("put sig %s: %w: empty signature", c, ErrInvalid)
+	}
+	err := s.update(func(txn *badger.Txn) error { return txn.Set(sigKey(c), sig) })
+	if err != nil {
+		return fmt.Errorf("put sig %s: %w", c, err)
+	}
+	return nil
+}
 
 // Sig returns the signature stored for blob c (ErrNotFound).
-func (s *Store) Sig(c cid.Cid) ([]byte, error) { panic("unimplemented") }
-
-// PutDB stores a repo database file read from r (written to a blob named by
-// its sha256) and, for *.db and *.files, parses it and replaces the repo's
-// entries. It returns the stored file.
-func (s *Store) PutDB(repo, arch, name string, r io.Reader, lastModified time.Time) (DBFile, error) {
-	panic("unimplemented")
+func (s *Store) Sig(c cid.Cid) ([]byte, error) {
+	if err := checkCID(c); err != nil {
+		return nil, fmt.Errorf("sig %s: %w", c, err)
+	}
+	b, err := s.get(sigKey(c))
+	if err != nil {
+		return nil, fmt.Errorf("sig %s: %w", c, err)
+	}
+	return b, nil
 }
 
-// OpenDB opens a stored repo database file (ErrNotFound).
-func (s *Store) OpenDB(repo, arch, name string) (*os.File, DBFile, error) {
-	panic("unimplemented")
+// copyToTemp streams r into a new temp file, fsyncs it and returns it
+// (positioned at its end) with the sha256 and size; nothing is left behind
+// on error.
+func (s *Store) copyToTemp(r io.Reader) (f *os.File, sum []byte, size int64, err error) {
+	f, err = os.CreateTemp(s.tmpDir, "put-*")
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	h := newHasher()
+	size, err = io.Copy(io.MultiWriter(f, h), r)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if err = f.Sync(); err != nil {
+		return nil, nil, 0, err
+	}
+	return f, h.Sum(nil), size, nil
 }
 
-// Entry returns the db entry of a package file (ErrNotFound).
-func (s *Store) Entry(repo, arch, filename string) (repodb.Entry, error) {
-	panic("unimplemented")
+// publish makes the synced temp file f the read-only blob c: chmod, rename,
+// fsync of the blobs dir. f is closed.
+func (s *Store) publish(f *os.File, c cid.Cid) error {
+	defer f.Close()
+	if err := f.Chmod(0o444); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), s.BlobPath(c)); err != nil {
+		return err
+	}
+	return syncDir(s.blobDir)
 }
 
-// EntryByCID returns the db entry (and its repo and arch) of the package whose
-// sha256 is c (ErrNotFound).
-func (s *Store) EntryByCID(c cid.Cid) (repo, arch string, e repodb.Entry, err error) {
-	panic("unimplemented")
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
-// Meta reads a small value stored by node (bans, peer history) under key
-// inside its own namespace; ErrNotFound when absent.
-func (s *Store) Meta(ns, key string) ([]byte, error) { panic("unimplemented") }
-
-// PutMeta writes (value != nil) or deletes (value == nil) a small value.
-func (s *Store) PutMeta(ns, key string, value []byte) error { panic("unimplemented") }
-
-// MetaList calls fn for every key of namespace ns.
-func (s *Store) MetaList(ns string, fn func(key string, value []byte) error) error {
-	panic("unimplemented")
+// wipeDir removes everything inside dir.
+func wipeDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+	}
+	return errors.Join(errs...)
 }

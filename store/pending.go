@@ -1,10 +1,30 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
 	"io"
+	"os"
+	"sync"
+	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
+
+	"github.com/flocon/flocon/verify"
+)
+
+type pendingState int
+
+const (
+	stateRunning    pendingState = iota
+	stateCommitting              // renamed into blobs/, index row being written
+	stateCommitted
+	stateAborted
 )
 
 // Pending is one in-flight download: a temp file that grows as bytes arrive
@@ -12,41 +32,404 @@ import (
 // before Commit, so no client holds a complete unverified file; after Abort
 // readers get an error and the temp file is removed.
 type Pending struct {
-	// STUB: the store implementation fills this in.
+	s    *Store
+	cid  cid.Cid
+	size int64
+	done chan struct{}
+
+	// Leader side: Write, Truncate and Commit hold wmu, so f and hash are
+	// only touched by one of them at a time.
+	wmu  sync.Mutex
+	f    *os.File
+	hash hash.Hash // sha256 of bytes [0, written)
+
+	mu      sync.Mutex
+	state   pendingState
+	err     error
+	written int64
+	path    string        // temp file, then blobs/<cid> after the rename
+	changed chan struct{} // closed and replaced on every change
+	truncs  []int64       // offsets of every Truncate, in order
+}
+
+func newHasher() hash.Hash { return sha256.New() }
+
+func newPending(s *Store, c cid.Cid, size int64) (*Pending, error) {
+	f, err := os.CreateTemp(s.tmpDir, "dl-*")
+	if err != nil {
+		return nil, fmt.Errorf("create temp file: %w", err)
+	}
+	return &Pending{
+		s: s, cid: c, size: size, done: make(chan struct{}),
+		f: f, hash: newHasher(), path: f.Name(), changed: make(chan struct{}),
+	}, nil
+}
+
+// committedPending is a finished Pending over an already stored blob.
+func committedPending(s *Store, info BlobInfo) *Pending {
+	done := make(chan struct{})
+	close(done)
+	return &Pending{
+		s: s, cid: info.CID, size: info.Size, done: done, state: stateCommitted,
+		written: info.Size, path: s.BlobPath(info.CID), changed: make(chan struct{}),
+	}
 }
 
 // CID is the content being downloaded.
-func (p *Pending) CID() cid.Cid { panic("unimplemented") }
+func (p *Pending) CID() cid.Cid { return p.cid }
 
 // Size is the expected size, or -1.
-func (p *Pending) Size() int64 { panic("unimplemented") }
+func (p *Pending) Size() int64 { return p.size }
 
 // Written is how many bytes are in the temp file.
-func (p *Pending) Written() int64 { panic("unimplemented") }
+func (p *Pending) Written() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.written
+}
+
+// notifyLocked wakes every waiting reader. p.mu must be held.
+func (p *Pending) notifyLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// runningErr is nil while p accepts writes; p.mu must be held.
+func (p *Pending) runningErrLocked() error {
+	switch p.state {
+	case stateRunning:
+		return nil
+	case stateAborted:
+		return p.err
+	}
+	return fmt.Errorf("download %s: already committed", p.cid)
+}
 
 // Write appends b (leader only).
-func (p *Pending) Write(b []byte) (int, error) { panic("unimplemented") }
+func (p *Pending) Write(b []byte) (int, error) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	p.mu.Lock()
+	err := p.runningErrLocked()
+	off := p.written
+	p.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	if p.size >= 0 && off+int64(len(b)) > p.size {
+		return 0, fmt.Errorf("write %s: %d bytes past the expected %d: %w",
+			p.cid, off+int64(len(b))-p.size, p.size, verify.ErrSizeMismatch)
+	}
+	n, err := p.f.WriteAt(b, off)
+	p.hash.Write(b[:n])
+	if err != nil {
+		err = fmt.Errorf("write %s at %d: %w", p.cid, off, err)
+		p.abort(err, false)
+		return n, err
+	}
+	p.mu.Lock()
+	p.written += int64(n)
+	p.notifyLocked()
+	p.mu.Unlock()
+	return n, nil
+}
 
 // Truncate drops everything after off (leader only: a source restarts there).
-func (p *Pending) Truncate(off int64) error { panic("unimplemented") }
+// Readers already past off fail with ErrTruncated.
+func (p *Pending) Truncate(off int64) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	p.mu.Lock()
+	err := p.runningErrLocked()
+	written := p.written
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if off < 0 || off > written {
+		return fmt.Errorf("truncate %s to %d of %d: %w", p.cid, off, written, ErrInvalid)
+	}
+	if off == written {
+		return nil
+	}
+	if err := p.f.Truncate(off); err != nil {
+		err = fmt.Errorf("truncate %s to %d: %w", p.cid, off, err)
+		p.abort(err, false)
+		return err
+	}
+	// The running hash covers the old tail: recompute it over what is kept.
+	h := newHasher()
+	if _, err := io.Copy(h, io.NewSectionReader(p.f, 0, off)); err != nil {
+		err = fmt.Errorf("truncate %s: rehash: %w", p.cid, err)
+		p.abort(err, false)
+		return err
+	}
+	p.hash = h
+	p.mu.Lock()
+	p.written = off
+	p.truncs = append(p.truncs, off)
+	p.notifyLocked()
+	p.mu.Unlock()
+	return nil
+}
 
 // Commit publishes the verified bytes as blob info.CID (fsync, rename, index
-// row) and releases readers to the end.
-func (p *Pending) Commit(info BlobInfo, sig []byte) error { panic("unimplemented") }
+// row) and releases readers to the end. The store checks the size and the
+// sha256 once more: bytes that do not match the CID abort the download.
+func (p *Pending) Commit(info BlobInfo, sig []byte) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if info.CID.Defined() && !info.CID.Equals(p.cid) {
+		return fmt.Errorf("commit %s as %s: %w", p.cid, info.CID, ErrInvalid)
+	}
+	p.mu.Lock()
+	err := p.runningErrLocked()
+	written := p.written
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := p.checkContent(written); err != nil {
+		p.abort(err, false)
+		return err
+	}
+	if err := p.publish(); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	info.CID, info.Size, info.LastAccess = p.cid, written, now
+	if info.Added.IsZero() {
+		info.Added = now
+	}
+	err = p.s.update(func(txn *badger.Txn) error {
+		if len(sig) > 0 {
+			if err := txn.Set(sigKey(p.cid), sig); err != nil {
+				return err
+			}
+		}
+		return setJSON(txn, blobKey(p.cid), info)
+	})
+	if err != nil {
+		err = fmt.Errorf("commit %s: index: %w", p.cid, err)
+		_ = os.Remove(p.s.BlobPath(p.cid)) // no row, no blob
+		p.abort(err, true)
+		return err
+	}
+	p.mu.Lock()
+	p.state = stateCommitted
+	p.notifyLocked()
+	p.mu.Unlock()
+	close(p.done)
+	p.s.forget(p)
+	p.s.requestPrune()
+	return nil
+}
+
+// checkContent refuses bytes that are not exactly the content named by the CID.
+func (p *Pending) checkContent(written int64) error {
+	if p.size >= 0 && written != p.size {
+		return fmt.Errorf("commit %s: %d bytes, want %d: %w", p.cid, written, p.size, verify.ErrSizeMismatch)
+	}
+	want, err := verify.SHA256Of(p.cid)
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", p.cid, err)
+	}
+	if got := p.hash.Sum(nil); !bytes.Equal(got, want) {
+		return fmt.Errorf("commit %s: %w", p.cid, &verify.DigestMismatchError{Want: want, Got: got})
+	}
+	return nil
+}
+
+// publish fsyncs the temp file and renames it into blobs/. After it the
+// download can only finish (committed, or aborted by a failed index write).
+func (p *Pending) publish() error {
+	if err := p.f.Sync(); err != nil {
+		err = fmt.Errorf("commit %s: fsync: %w", p.cid, err)
+		p.abort(err, false)
+		return err
+	}
+	p.mu.Lock()
+	if err := p.runningErrLocked(); err != nil { // aborted meanwhile
+		p.mu.Unlock()
+		return err
+	}
+	p.state = stateCommitting
+	p.mu.Unlock()
+	if err := p.s.publish(p.f, p.cid); err != nil {
+		err = fmt.Errorf("commit %s: publish: %w", p.cid, err)
+		p.abort(err, true)
+		return err
+	}
+	p.mu.Lock()
+	p.path = p.s.BlobPath(p.cid)
+	p.mu.Unlock()
+	return nil
+}
 
 // Abort fails the download with err: readers get err, the temp file goes.
-func (p *Pending) Abort(err error) { panic("unimplemented") }
+// It does nothing once the download is committed or being committed.
+func (p *Pending) Abort(err error) { p.abort(err, false) }
+
+// abort ends the download with err; during a commit only the committer
+// (force) may abort.
+func (p *Pending) abort(err error, force bool) {
+	if err == nil {
+		err = ErrAborted
+	}
+	if !errors.Is(err, ErrAborted) {
+		err = fmt.Errorf("%w: %w", ErrAborted, err)
+	}
+	p.mu.Lock()
+	if p.state == stateCommitted || p.state == stateAborted || (p.state == stateCommitting && !force) {
+		p.mu.Unlock()
+		return
+	}
+	p.state, p.err = stateAborted, err
+	p.notifyLocked()
+	path := p.path
+	p.mu.Unlock()
+	if p.f != nil {
+		_ = p.f.Close()
+	}
+	if path != p.s.BlobPath(p.cid) { // never a published blob
+		_ = os.Remove(path)
+	}
+	close(p.done)
+	p.s.forget(p)
+}
 
 // Done is closed once the download is committed or aborted.
-func (p *Pending) Done() <-chan struct{} { panic("unimplemented") }
+func (p *Pending) Done() <-chan struct{} { return p.done }
 
 // Err is nil after Commit, the abort error after Abort.
-func (p *Pending) Err() error { panic("unimplemented") }
+func (p *Pending) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state == stateAborted {
+		return p.err
+	}
+	return nil
+}
+
+// readableLocked is how far readers may read: everything once committed,
+// otherwise one byte less than what is there (and than the expected size).
+func (p *Pending) readableLocked() int64 {
+	if p.state == stateCommitted {
+		return p.written
+	}
+	limit := p.written
+	if p.size >= 0 && p.size < limit {
+		limit = p.size
+	}
+	return max(limit-1, 0)
+}
 
 // NewReader reads from offset off, blocking while bytes are still to come.
 // It returns io.EOF only at the end of a committed download and the abort
 // error after Abort; ctx ends a blocked read. Peers serve partial blobs
 // through it: a reader only ever gets what is already written.
 func (p *Pending) NewReader(ctx context.Context, off int64) io.ReadCloser {
-	panic("unimplemented")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return &pendingReader{p: p, ctx: ctx, pos: max(off, 0), truncSeen: len(p.truncs)}
+}
+
+// pendingReader follows a Pending with its own file descriptor and ReadAt:
+// no goroutine and no buffering per reader.
+type pendingReader struct {
+	p         *Pending
+	ctx       context.Context //nolint:containedctx // a reader is bound to its request
+	pos       int64
+	truncSeen int // how many of p.truncs were checked
+	f         *os.File
+	closed    bool
+}
+
+// truncatedLocked reports whether a Truncate below the reader's position
+// happened since it last looked; p.mu must be held.
+func (r *pendingReader) truncatedLocked(pos int64) error {
+	for ; r.truncSeen < len(r.p.truncs); r.truncSeen++ {
+		if r.p.truncs[r.truncSeen] < pos {
+			return fmt.Errorf("read %s at %d: %w", r.p.cid, pos, ErrTruncated)
+		}
+	}
+	return nil
+}
+
+func (r *pendingReader) Read(b []byte) (int, error) {
+	if r.closed {
+		return 0, os.ErrClosed
+	}
+	if len(b) == 0 {
+		return 0, nil
+	}
+	for {
+		p := r.p
+		p.mu.Lock()
+		if err := r.truncatedLocked(r.pos); err != nil {
+			p.mu.Unlock()
+			return 0, err
+		}
+		if p.state == stateAborted {
+			err := p.err
+			p.mu.Unlock()
+			return 0, err
+		}
+		limit, path, state, changed := p.readableLocked(), p.path, p.state, p.changed
+		p.mu.Unlock()
+		if r.pos < limit {
+			return r.readAt(b[:min(int64(len(b)), limit-r.pos)], path)
+		}
+		if state == stateCommitted {
+			return 0, io.EOF
+		}
+		select {
+		case <-changed:
+		case <-r.ctx.Done():
+			return 0, fmt.Errorf("read %s at %d: %w", p.cid, r.pos, r.ctx.Err())
+		}
+	}
+}
+
+// readAt reads b at the reader's position from its descriptor (opened on
+// first use; the temp file and the blob are the same inode after rename).
+func (r *pendingReader) readAt(b []byte, path string) (int, error) {
+	if r.f == nil {
+		f, err := os.Open(path)
+		if err != nil {
+			if abortErr := r.p.Err(); abortErr != nil {
+				return 0, abortErr
+			}
+			return 0, fmt.Errorf("read %s: %w", r.p.cid, err)
+		}
+		r.f = f
+	}
+	n, err := r.f.ReadAt(b, r.pos)
+	if n < len(b) && err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	// A Truncate during the read may have replaced these bytes: never hand
+	// them out in that case.
+	r.p.mu.Lock()
+	truncErr := r.truncatedLocked(r.pos + int64(n))
+	r.p.mu.Unlock()
+	if truncErr != nil {
+		return 0, truncErr
+	}
+	r.pos += int64(n)
+	if n > 0 {
+		return n, nil
+	}
+	return 0, fmt.Errorf("read %s at %d: %w", r.p.cid, r.pos, err)
+}
+
+func (r *pendingReader) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	if r.f != nil {
+		return r.f.Close()
+	}
+	return nil
 }
