@@ -265,3 +265,37 @@ func requireTools(t testing.TB, tools ...string) {
 			strings.Join(missing, ", "))
 	}
 }
+
+// Hashed is an HTTP answer whose body was hashed while streaming (for big
+// files: nothing is kept in memory). Err is set when the body was cut.
+type Hashed struct {
+	Status int
+	Header http.Header
+	N      int64  // body bytes received
+	SHA256 string // of the bytes received
+	Err    error
+}
+
+// Complete reports whether the answer is a 200 with exactly the bytes of sum.
+func (h Hashed) Complete(size int64, sum string) bool {
+	return h.Status == http.StatusOK && h.Err == nil && h.N == size && h.SHA256 == sum
+}
+
+// GetHashed does a GET with optional headers (name, value pairs) and hashes the body.
+func GetHashed(ctx context.Context, c *http.Client, url string, headers ...string) (Hashed, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return Hashed{}, err
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return Hashed{}, err
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, resp.Body)
+	return Hashed{Status: resp.StatusCode, Header: resp.Header, N: n, SHA256: hex.EncodeToString(h.Sum(nil)), Err: err}, nil
+}
