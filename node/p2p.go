@@ -91,7 +91,12 @@ func (n *Node) runP2P(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	s, err := newP2PState(n, newStoreAdapter(n.cfg.Store))
+	return n.runP2PWith(ctx, newStoreAdapter(n.cfg.Store))
+}
+
+// runP2PWith is runP2P over any localStore (tests use a fake one).
+func (n *Node) runP2PWith(ctx context.Context, st localStore) error {
+	s, err := newP2PState(n, st)
 	if err != nil {
 		return err
 	}
