@@ -29,6 +29,10 @@ type Expect struct {
 	Signature []byte
 	// Policy is the repo's signature policy.
 	Policy SigPolicy
+	// CheckIdentity also checks .PKGINFO against Filename when CID is
+	// defined: a db entry can name the validly signed bytes of another
+	// package (unsigned dbs come from any mirror). Always on without a CID.
+	CheckIdentity bool
 }
 
 // Result is a successful verification.
@@ -49,8 +53,9 @@ type Signer struct {
 // and the signature's hash together. Write never fails on bad content (only
 // once the stream exceeds Expect.Size); Finish gives the verdict.
 //
-// When Expect.CID is undefined the package's .PKGINFO is read from the same
-// bytes by a goroutine: call Finish or Close so that it ends.
+// When Expect.CID is undefined (or Expect.CheckIdentity is set) the
+// package's .PKGINFO is read from the same bytes by a goroutine: call Finish
+// or Close so that it ends.
 type Verifier struct {
 	kr      *Keyring
 	exp     Expect
@@ -93,17 +98,18 @@ func newVerifier(kr *Keyring, exp Expect, now func() time.Time) (*Verifier, erro
 			return nil, fmt.Errorf("verify %s: %w: %w", exp.Filename, ErrDigestMismatch, err)
 		}
 		v.wantSum = want
-	} else {
+	}
+	if !exp.CID.Defined() || exp.CheckIdentity {
 		f, err := ParsePkgFilename(exp.Filename)
 		if err != nil {
-			return nil, fmt.Errorf("verify %s: no cid and %w", exp.Filename, err)
+			return nil, fmt.Errorf("verify %s: identity: %w", exp.Filename, err)
 		}
 		v.file = f
 	}
 	if err := v.prepareSignature(); err != nil {
 		return nil, fmt.Errorf("verify %s: %w", exp.Filename, err)
 	}
-	if !exp.CID.Defined() {
+	if v.file.Name != "" {
 		v.ident = startIdentityCheck()
 	}
 	return v, nil

@@ -172,6 +172,10 @@ func verifyCases(t *testing.T) []verifyCase {
 	never.Policy = SigNever
 	neverRenamed := noCID(hello, otherName, nil)
 	neverRenamed.Policy = SigNever
+	renamedDB := withCID(hello, otherName, sig(kPackager, hello, crypto.SHA512))
+	renamedDB.CheckIdentity = true
+	identityDB := withCID(hello, helloName, sig(kPackager, hello, crypto.SHA512))
+	identityDB.CheckIdentity = true
 	short := withCID(hello, helloName, sig(kPackager, hello, crypto.SHA512))
 	short.Size = int64(len(hello)) + 1
 	long := withCID(hello, helloName, sig(kPackager, hello, crypto.SHA512))
@@ -203,6 +207,8 @@ func verifyCases(t *testing.T) []verifyCase {
 		{name: "corrupted without cid", data: corrupt, exp: noCID(hello, helloName, sig(kPackager, hello, crypto.SHA512)), wantErr: ErrBadSignature},
 		{name: "signature of another file", data: hello, exp: withCID(hello, helloName, sig(kPackager, other, crypto.SHA512)), wantErr: ErrBadSignature},
 		{name: "renamed to another package", data: hello, exp: noCID(hello, otherName, sig(kPackager, hello, crypto.SHA512)), wantErr: ErrIdentityMismatch},
+		{name: "renamed with a db entry", data: hello, exp: renamedDB, wantErr: ErrIdentityMismatch},
+		{name: "db entry and identity", data: hello, exp: identityDB, signer: kPackager},
 		{name: "downgrade under newer name", data: old, exp: noCID(old, helloName, sig(kPackager, old, crypto.SHA512)), wantErr: ErrIdentityMismatch},
 		{name: "other arch name", data: hello, exp: noCID(hello, "hello-1.0-1-aarch64.pkg.tar.zst", sig(kPackager, hello, crypto.SHA512)), wantErr: ErrIdentityMismatch},
 		{name: "not a package", data: []byte("plain bytes"), exp: noCID(nil, helloName, sig(kPackager, []byte("plain bytes"), crypto.SHA512)), wantErr: ErrIdentityMismatch},

@@ -123,7 +123,7 @@ func verifyFile(file string, o verifyOpts) (verify.Result, error) {
 	if err != nil {
 		return verify.Result{}, err
 	}
-	exp := verify.Expect{Size: fi.Size(), Filename: filepath.Base(file), Policy: policy}
+	exp := verify.Expect{Size: fi.Size(), Filename: filepath.Base(file), Policy: policy, CheckIdentity: true}
 	if err := expectFromDB(&exp, o.db); err != nil {
 		return verify.Result{}, err
 	}
