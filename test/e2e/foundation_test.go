@@ -8,9 +8,11 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -105,6 +107,14 @@ func TestPacmanThroughFlocon(t *testing.T) {
 	first.Sw(names(pkgs)...)
 	assertCached(t, first, pkgs)
 
+	// pacman sends If-Modified-Since from the db's Last-Modified: flocon must
+	// answer 304, which leaves pacman's copy untouched (same inode and ctime)
+	before := syncDBStats(t, first)
+	first.Sy()
+	if after := syncDBStats(t, first); after != before {
+		t.Errorf("second pacman -Sy rewrote its sync dbs (%v -> %v): flocon did not answer 304", before, after)
+	}
+
 	second := NewPacman(t, b.fx.Keyring, []string{b.d.Server()})
 	second.Sy()
 	second.Sw(names(pkgs)...)
@@ -124,6 +134,20 @@ func TestPacmanThroughFlocon(t *testing.T) {
 	if t.Failed() {
 		t.Logf("upstream log:\n%s", b.up.LogString())
 	}
+}
+
+// syncDBStats identifies pacman's copies of the sync dbs (inode, ctime).
+func syncDBStats(t *testing.T, p *Pacman) [2][2]int64 {
+	t.Helper()
+	var out [2][2]int64
+	for i, repo := range []string{"core", "extra"} {
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(p.Dir, "db", "sync", repo+".db"), &st); err != nil {
+			t.Fatalf("pacman sync db: %v", err)
+		}
+		out[i] = [2]int64{int64(st.Ino), st.Ctim.Nano()}
+	}
+	return out
 }
 
 // TestConcurrentColdBigFile: 8 clients asking at once for a big package
@@ -197,6 +221,10 @@ func TestResume(t *testing.T) {
 		if rest.Status != http.StatusPartialContent || rest.N != big.Size-cut || rest.SHA256 != SHA256Hex(orig[cut:]) {
 			t.Errorf("ranged GET: status %d, %d bytes (err %v); want 206 and the last %d bytes",
 				rest.Status, rest.N, rest.Err, big.Size-cut)
+		}
+		// the download outlives the client that started it
+		if n := b.up.CountGETs(big.URLPath(b.fx.Arch)); n != 1 {
+			t.Errorf("upstream GETs of %s: %d, want 1\n%s", big.File, n, b.up.LogString())
 		}
 	})
 
@@ -351,6 +379,7 @@ func TestKillDuringDownload(t *testing.T) {
 		t.Fatalf("client got the whole file (%d bytes) before the kill; slow the upstream down", received.Load())
 	}
 
+	t.Logf("tmp/ after SIGKILL: %v", b.d.TmpFiles())
 	b.up.SetFaults()
 	b.d.Start()
 	if left := b.d.TmpFiles(); len(left) > 0 {
@@ -405,7 +434,7 @@ func TestTrust(t *testing.T) {
 		if !ok || !f.InDB {
 			continue
 		}
-		t.Run(f.Name, func(t *testing.T) {
+		t.Run(f.Name, func(t *testing.T) { //nolint:paralleltest // the subtests share one pacman (its db lock)
 			if out, err := p.Run("-Sw", f.Name); err == nil {
 				t.Errorf("pacman -Sw %s through flocon succeeded, want a refusal\n%s", f.Name, out)
 			}
