@@ -41,7 +41,7 @@ type memStore struct {
 
 var _ localStore = (*memStore)(nil)
 
-func newMemStore(t *testing.T) *memStore {
+func newMemStore(t testing.TB) *memStore {
 	t.Helper()
 	return &memStore{
 		dir: t.TempDir(), blobs: map[cid.Cid]int64{}, sigs: map[cid.Cid][]byte{},
@@ -293,7 +293,7 @@ func (tn *testNode) bootstrapAddrs() []string {
 }
 
 // startNode runs a p2p side on 127.0.0.1 (no mDNS) until the test ends.
-func startNode(t *testing.T, st localStore, opts ...func(*Config)) *testNode {
+func startNode(t testing.TB, st localStore, opts ...func(*Config)) *testNode {
 	t.Helper()
 	cfg := Config{
 		P2P: true, DataDir: t.TempDir(),

@@ -35,7 +35,7 @@ const (
 	codeCorrupt network.StreamErrorCode = 0x464c4301 // "FLC\x01"
 
 	maxCIDLen  = 128
-	chunkSize  = 256 << 10
+	chunkSize  = 1 << 20
 	headerWait = 10 // seconds a peer has to send a request header
 )
 

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# bench-p2p.sh: the peer path benchmarks of node/ as a table.
+#   (1) 200 MiB blob from a peer (libp2p stream, TLS, yamux) vs plain HTTP of
+#       the same file between the same two hosts (loopback);
+#   (2) time to first byte from a peer (have lookup + blob stream);
+#   (3) time a miss on every peer adds before the mirrors;
+#   (5) memory with 20,000 announced blobs.
+# Usage: scripts/bench-p2p.sh [benchtime, default 3x]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bt=${1:-3x}
+out=$(go test -run '^$' -bench 'P2P' -benchtime "$bt" ./node/)
+echo "$out" | grep -E '^(Benchmark|ok|FAIL)' >&2
+echo "$out" | awk '
+/^BenchmarkP2PThroughput\/libp2p/ { for (i=1;i<=NF;i++) if ($i=="MB/s") p2p=$(i-1) }
+/^BenchmarkP2PThroughput\/http/   { for (i=1;i<=NF;i++) if ($i=="MB/s") http=$(i-1) }
+/^BenchmarkP2PFirstByte/          { ttfb=$3/1e6 }
+/^BenchmarkP2PLookupMiss\/peers=1/ { miss1=$3/1e6 }
+/^BenchmarkP2PLookupMiss\/peers=5/ { miss5=$3/1e6 }
+/^BenchmarkP2PAnnounced20k/       { for (i=1;i<=NF;i++) { if ($i=="MiB-rss") rss=$(i-1); if ($i=="MiB-heap-added") heap=$(i-1) } }
+END {
+  printf "%-44s %12s\n", "measure", "value"
+  printf "%-44s %9.0f MB/s\n", "(1) 200 MiB from a peer, libp2p stream", p2p
+  printf "%-44s %9.0f MB/s\n", "(1) same file, plain HTTP", http
+  printf "%-44s %12.2f\n", "(1) ratio libp2p / HTTP (aim >= 0.5)", p2p/http
+  printf "%-44s %9.2f ms\n", "(2) time to first byte from a peer", ttfb
+  printf "%-44s %9.2f ms\n", "(3) miss on 1 peer before mirrors", miss1
+  printf "%-44s %9.2f ms\n", "(3) miss on 5 peers before mirrors", miss5
+  printf "%-44s %9.1f MiB\n", "(5) process RSS, 20,000 announced blobs", rss
+  printf "%-44s %9.1f MiB\n", "(5) heap added by 20,000 announced blobs", heap
+}'
