@@ -16,7 +16,7 @@ import (
 // MD5 are refused, as GnuPG ≥ 2.3 / RFC 9580 implementations do by default
 // (GnuPG 2.2 still accepts SHA-1 data signatures); makepkg has produced
 // SHA-256/512 signatures for many years, so no current Arch package is
-// affected (ARCHITECTURE.md, trust model).
+// affected (package doc, Signatures).
 var allowedHashes = map[crypto.Hash]bool{
 	crypto.SHA224: true, crypto.SHA256: true, crypto.SHA384: true, crypto.SHA512: true,
 }
