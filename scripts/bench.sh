@@ -225,7 +225,7 @@ start_flocon() {
 		[[repo]]
 		name = "$REPO"
 		mirrors = ["http://127.0.0.1:$NGINX_PORT/\$repo/os/\$arch"]
-		sig_level = "Required"
+		sig_level = "required"
 		keyring = "$KEYRING"
 	EOF
 	log "starting flocon on port $FL_PORT"
