@@ -35,7 +35,9 @@
 // Last-Modified; faults (500, 404, cut after N bytes, slow, corrupt one
 // file) apply to every request or to one file name; Stop/Start make it a dead
 // port and back; Requests, CountGETs, Count and LogString read its log.
-// DeadMirror is a mirror URL on a closed port.
+// DeadMirror is a mirror URL on a closed port. A Tap is a logging reverse
+// proxy with the same log API: put it between pacman and a daemon to see what
+// pacman asked (Range, If-Modified-Since) and what it got.
 //
 // Daemon is one `flocon serve` (--listen on a free port, --data-dir,
 // --admin-socket, --keyring, --mirror..., --no-p2p unless P2P is set, plus

@@ -231,13 +231,22 @@ func TestResume(t *testing.T) {
 	t.Run("pacman with a leftover part file", func(t *testing.T) {
 		t.Parallel()
 		b := newBench(t)
-		p := NewPacman(t, b.fx.Keyring, []string{b.d.Server()})
+		tap := NewTap(t, b.d.URL()) // shows what pacman asked flocon
+		p := NewPacman(t, b.fx.Keyring, []string{tap.Server()})
 		p.Sy()
 		if err := os.WriteFile(p.CacheFile(big.File+".part"), orig[:cut], 0o644); err != nil {
 			t.Fatal(err)
 		}
 		p.Sw("big")
 		assertCached(t, p, []FixtureFile{big})
+		resumed := tap.Count(func(r Request) bool {
+			return matchPath(r.Path, big.File) && r.Range == fmt.Sprintf("bytes=%d-", cut) &&
+				r.Status == http.StatusPartialContent && r.Bytes == big.Size-cut
+		})
+		if resumed != 1 {
+			t.Errorf("pacman's requests for %s: want one Range: bytes=%d- answered 206 with the rest\n%s",
+				big.File, cut, tap.LogString())
+		}
 	})
 }
 

@@ -197,3 +197,24 @@ func TestPacmanAgainstUpstream(t *testing.T) {
 		}
 	}
 }
+
+func TestTapLogsAndStreams(t *testing.T) {
+	t.Parallel()
+	fx := LoadFixtures(t)
+	u := NewUpstream(t, fx.Mirror)
+	tap := NewTap(t, u.URL())
+	hello := fx.Package(t, "hello")
+	orig := fx.ReadFile(t, hello)
+	r := Get(t, HTTPClient(t), tap.URL()+hello.URLPath(fx.Arch), "Range", "bytes=10-")
+	if r.Status != http.StatusPartialContent || !bytes.Equal(r.Body, orig[10:]) {
+		t.Fatalf("through the tap: status %d, %d bytes; want 206 and the tail", r.Status, len(r.Body))
+	}
+	Eventually(t, 5*time.Second, "the tap to log the answer", func() bool {
+		return tap.Count(func(q Request) bool {
+			return q.Range == "bytes=10-" && q.Status == http.StatusPartialContent && q.Bytes == int64(len(orig)-10)
+		}) == 1
+	})
+	if n := u.CountGETs(hello.File); n != 1 {
+		t.Errorf("upstream saw %d GETs, want 1", n)
+	}
+}

@@ -299,3 +299,13 @@ func GetHashed(ctx context.Context, c *http.Client, url string, headers ...strin
 	n, err := io.Copy(h, resp.Body)
 	return Hashed{Status: resp.StatusCode, Header: resp.Header, N: n, SHA256: hex.EncodeToString(h.Sum(nil)), Err: err}, nil
 }
+
+// listenLocal listens on a free 127.0.0.1 port.
+func listenLocal(t testing.TB) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	return l
+}

@@ -2,14 +2,12 @@ package e2e
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,21 +54,6 @@ type Fault struct {
 	Chunk int           // FaultSlow: chunk size (default 16 KiB)
 }
 
-// Request is one logged request to an Upstream. It is logged when it
-// arrives; Status and Bytes are set when the answer is complete (0 before).
-type Request struct {
-	Time            time.Time
-	Method          string
-	Path            string
-	Range           string
-	IfModifiedSince string
-	UserAgent       string
-	Status          int
-	Bytes           int64 // body bytes written
-	Fault           string
-	seq             uint64
-}
-
 // Upstream is a local mirror serving a directory over HTTP on 127.0.0.1, with
 // Range/206, If-Modified-Since/304 and Last-Modified (http.ServeContent), a log
 // of every request and fault injection.
@@ -79,9 +62,9 @@ type Upstream struct {
 	addr string
 	t    testing.TB
 
+	RequestLog // every request, logged on arrival
+
 	mu     sync.Mutex
-	log    []Request
-	seq    uint64 // of the last logged request
 	faults []Fault
 	srv    *http.Server
 	served chan struct{} // closed when the current Serve returns
@@ -167,62 +150,6 @@ func (u *Upstream) SetFaults(f ...Fault) {
 	u.faults = append([]Fault(nil), f...)
 }
 
-// Requests returns a copy of the request log.
-func (u *Upstream) Requests() []Request {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([]Request(nil), u.log...)
-}
-
-// ResetLog empties the request log.
-func (u *Upstream) ResetLog() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.log = nil
-}
-
-// Count counts the logged requests for which match is true.
-func (u *Upstream) Count(match func(Request) bool) int {
-	n := 0
-	for _, r := range u.Requests() {
-		if match(r) {
-			n++
-		}
-	}
-	return n
-}
-
-// CountGETs counts GET requests of a file, given as its URL path or its base
-// name.
-func (u *Upstream) CountGETs(file string) int {
-	return u.Count(func(r Request) bool { return r.Method == http.MethodGet && matchPath(r.Path, file) })
-}
-
-// BytesSent sums the body bytes sent for a file (URL path or base name).
-func (u *Upstream) BytesSent(file string) int64 {
-	var n int64
-	for _, r := range u.Requests() {
-		if matchPath(r.Path, file) {
-			n += r.Bytes
-		}
-	}
-	return n
-}
-
-// LogString formats the request log, one line per request (for failure messages).
-func (u *Upstream) LogString() string {
-	var b strings.Builder
-	for _, r := range u.Requests() {
-		fmt.Fprintf(&b, "%s %s %s range=%q ims=%q -> %d %dB fault=%s\n", r.Time.Format("15:04:05.000"),
-			r.Method, r.Path, r.Range, r.IfModifiedSince, r.Status, r.Bytes, r.Fault)
-	}
-	return b.String()
-}
-
-func matchPath(p, file string) bool {
-	return p == file || path.Base(p) == file
-}
-
 func (u *Upstream) faultFor(name string) Fault {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -237,26 +164,9 @@ func (u *Upstream) faultFor(name string) Fault {
 func (u *Upstream) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 	fault := u.faultFor(path.Base(r.URL.Path))
-	// logged on arrival, so a client that has its answer always finds its
-	// request in the log; status and size are filled in when the handler ends
-	u.mu.Lock()
-	u.seq++
-	seq := u.seq
-	u.log = append(u.log, Request{seq: seq,
-		Time: time.Now(), Method: r.Method, Path: r.URL.Path,
-		Range: r.Header.Get("Range"), IfModifiedSince: r.Header.Get("If-Modified-Since"),
-		UserAgent: r.UserAgent(), Fault: fault.Kind.String(),
-	})
-	u.mu.Unlock()
+	seq := u.begin(r, fault.Kind.String())
 	defer func() {
-		u.mu.Lock()
-		for i := len(u.log) - 1; i >= 0; i-- { // ResetLog may have run meanwhile
-			if u.log[i].seq == seq {
-				u.log[i].Status, u.log[i].Bytes = rec.status, rec.bytes
-				break
-			}
-		}
-		u.mu.Unlock()
+		u.end(seq, rec.status, rec.bytes)
 		if rec.cut {
 			panic(http.ErrAbortHandler) // drop the connection mid-body
 		}
@@ -408,3 +318,13 @@ func (r *recorder) writeSlow(p []byte) (int, error) {
 	}
 	return written, nil
 }
+
+// Flush passes flushes through (the Tap streams with them).
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
