@@ -404,6 +404,9 @@ func TestKillDuringDownload(t *testing.T) {
 	if !b.d.HasBlob(big.CID()) {
 		t.Errorf("store has no blob %s after the download", big.CID())
 	}
+	if err := b.d.Stop(); err != nil {
+		t.Errorf("flocon did not exit cleanly on SIGTERM: %v", err)
+	}
 }
 
 func dirSize(dir string) int64 {
