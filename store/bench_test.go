@@ -1,0 +1,108 @@
+package store_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flocon/flocon/store"
+	"github.com/flocon/flocon/store/repodb"
+	"github.com/flocon/flocon/store/storetest"
+)
+
+// BenchmarkPendingWriteRead: one leader writes 16 MiB in 64 KiB chunks while
+// four readers follow the growing file; bytes/s is the leader's payload.
+func BenchmarkPendingWriteRead(b *testing.B) {
+	s := openAt(b, store.Config{Dir: b.TempDir()})
+	const size, chunk, readers = 16 << 20, 64 << 10, 4
+	data := storetest.RandomBytes(1, size)
+	c := storetest.CIDOf(b, data)
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		p, _, err := s.Begin(c, size)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range readers {
+			r := p.NewReader(b.Context(), 0)
+			wg.Go(func() {
+				defer r.Close()
+				if n, err := io.Copy(io.Discard, r); err != nil || n != size {
+					b.Errorf("reader: %d bytes, %v", n, err)
+				}
+			})
+		}
+		for off := 0; off < size; off += chunk {
+			if _, err := p.Write(data[off : off+chunk]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := p.Commit(store.BlobInfo{CID: c}, nil); err != nil {
+			b.Fatal(err)
+		}
+		wg.Wait()
+		b.StopTimer()
+		if err := s.RemoveBlob(c); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
+
+// BenchmarkOpenBlob: index lookup, open and last-access touch of a blob.
+func BenchmarkOpenBlob(b *testing.B) {
+	s := openAt(b, store.Config{Dir: b.TempDir()})
+	c := storetest.Put(b, s, storetest.RandomBytes(1, 4096), store.BlobInfo{}, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		f, _, err := s.OpenBlob(c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = f.Close()
+	}
+}
+
+// BenchmarkPutDBRealCore: store, parse (twice: validate, then write) and
+// index the real core.db (265 entries).
+func BenchmarkPutDBRealCore(b *testing.B) {
+	raw, err := os.ReadFile(realCoreDB)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := openAt(b, store.Config{Dir: b.TempDir()})
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.PutDB("core", "x86_64", "core.db", bytes.NewReader(raw), time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEntry: Entry lookups in an index holding 20 000 entries.
+func BenchmarkEntry(b *testing.B) {
+	const n = 20000
+	entries := make([]repodb.Entry, n)
+	for i := range entries {
+		entries[i] = storetest.NewPackage(fmt.Sprintf("pkg%05d", i), "1.0-1", "x86_64", 64).Entry
+	}
+	s := openAt(b, store.Config{Dir: b.TempDir()})
+	if _, err := s.PutDB("extra", "x86_64", "extra.db", bytes.NewReader(storetest.DB(b, entries, false)), time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		e := entries[(i*7919)%n]
+		got, err := s.Entry("extra", "x86_64", e.Filename)
+		if err != nil || got.SHA256 != e.SHA256 {
+			b.Fatalf("Entry %s = %v", e.Filename, err)
+		}
+	}
+}
