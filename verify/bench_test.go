@@ -1,6 +1,8 @@
 package verify
 
 import (
+	"archive/tar"
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
@@ -11,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // benchSize is the stream size of the throughput benchmarks (a big package);
@@ -95,4 +99,68 @@ func BenchmarkVerifier(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkVerifierIdentity adds the .PKGINFO identity check (no db entry)
+// to the pass, over a real zstd package of the same size.
+func BenchmarkVerifierIdentity(b *testing.B) {
+	f := getFixture(b)
+	kr, err := LoadKeyring(f.dir, WithClock(func() time.Time { return fixtureNow }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pkg := bigPackage(b)
+	sig := f.sign(b, kPackager, pkg, crypto.SHA512, fixtureNow)
+	exp := Expect{Size: int64(len(pkg)), Filename: "big-1.0-1-x86_64.pkg.tar.zst", Signature: sig}
+	b.SetBytes(int64(len(pkg)))
+	for b.Loop() {
+		v, err := NewVerifier(kr, exp)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for off := 0; off < len(pkg); off += benchChunk {
+			_, _ = v.Write(pkg[off:min(off+benchChunk, len(pkg))])
+		}
+		if _, err := v.Finish(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// bigPackage is a zstd package whose payload is the random bench bytes
+// (stored: random data does not compress).
+func bigPackage(b *testing.B) []byte {
+	data := benchBytes(b)
+	var raw bytes.Buffer
+	tw := tar.NewWriter(&raw)
+	members := []struct {
+		name string
+		body []byte
+	}{
+		{".PKGINFO", []byte("pkgname = big\npkgver = 1.0-1\narch = x86_64\n")},
+		{"usr/share/big/payload", data},
+	}
+	for _, m := range members {
+		if err := tw.WriteHeader(&tar.Header{Name: m.name, Mode: 0o644, Size: int64(len(m.body))}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := tw.Write(m.body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		b.Fatal(err)
+	}
+	var out bytes.Buffer
+	zw, err := zstd.NewWriter(&out, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := zw.Write(raw.Bytes()); err != nil {
+		b.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return out.Bytes()
 }

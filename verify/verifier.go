@@ -110,7 +110,7 @@ func newVerifier(kr *Keyring, exp Expect, now func() time.Time) (*Verifier, erro
 		return nil, fmt.Errorf("verify %s: %w", exp.Filename, err)
 	}
 	if v.file.Name != "" {
-		v.ident = startIdentityCheck()
+		v.ident = &identityCheck{} // its reader starts with the first Write
 	}
 	return v, nil
 }
@@ -244,22 +244,23 @@ type identityResult struct {
 // pipe, while they are written. Once .PKGINFO is found the reader closes
 // the pipe and later writes skip it.
 type identityCheck struct {
-	pw     *io.PipeWriter
+	pw     *io.PipeWriter // nil until the first Write
 	done   chan struct{}
 	res    identityResult
-	closed bool // the reader is gone: stop copying
+	closed bool // the reader is gone (or never started): stop copying
 	once   sync.Once
 }
 
-func startIdentityCheck() *identityCheck {
+// start runs the .PKGINFO reader; a verifier that never sees a byte never
+// starts a goroutine.
+func (c *identityCheck) start() {
 	pr, pw := io.Pipe()
-	c := &identityCheck{pw: pw, done: make(chan struct{})}
+	c.pw, c.done = pw, make(chan struct{})
 	go func() {
 		defer close(c.done)
 		c.res.info, c.res.err = ReadPKGINFO(pr)
 		pr.CloseWithError(errIdentityRead) // unblocks and fails any later write
 	}()
-	return c
 }
 
 var errIdentityRead = errors.New(".PKGINFO already read")
@@ -267,6 +268,9 @@ var errIdentityRead = errors.New(".PKGINFO already read")
 func (c *identityCheck) write(p []byte) {
 	if c.closed {
 		return
+	}
+	if c.pw == nil {
+		c.start()
 	}
 	if _, err := c.pw.Write(p); err != nil {
 		c.closed = true
@@ -277,6 +281,10 @@ func (c *identityCheck) write(p []byte) {
 func (c *identityCheck) stop(cause error) identityResult {
 	c.once.Do(func() {
 		c.closed = true
+		if c.pw == nil { // no byte was written
+			c.res.err = fmt.Errorf("%w: empty stream", ErrNoPKGINFO)
+			return
+		}
 		if cause != nil {
 			c.pw.CloseWithError(cause)
 		} else {
