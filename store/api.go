@@ -76,6 +76,8 @@ type Store struct {
 	dbMu     sync.Mutex // one PutDB at a time
 	pruneMu  sync.Mutex // one Prune at a time
 	pruneReq chan struct{}
+
+	wrapTemp func(*os.File) tempFile // test seam: failing downloads
 }
 
 // Open opens (creating) the store in cfg.Dir and reconciles index and blobs.
@@ -347,23 +349,19 @@ func (s *Store) Sig(c cid.Cid) ([]byte, error) {
 // copyToTemp streams r into a new temp file, fsyncs it and returns it
 // (positioned at its end) with the sha256 and size; nothing is left behind
 // on error.
-func (s *Store) copyToTemp(r io.Reader) (f *os.File, sum []byte, size int64, err error) {
-	f, err = os.CreateTemp(s.tmpDir, "put-*")
+func (s *Store) copyToTemp(r io.Reader) (*os.File, []byte, int64, error) {
+	f, err := os.CreateTemp(s.tmpDir, "put-*")
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
 	h := newHasher()
-	size, err = io.Copy(io.MultiWriter(f, h), r)
-	if err != nil {
-		return nil, nil, 0, err
+	size, err := io.Copy(io.MultiWriter(f, h), r)
+	if err == nil {
+		err = f.Sync()
 	}
-	if err = f.Sync(); err != nil {
+	if err != nil {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
 		return nil, nil, 0, err
 	}
 	return f, h.Sum(nil), size, nil
@@ -371,7 +369,7 @@ func (s *Store) copyToTemp(r io.Reader) (f *os.File, sum []byte, size int64, err
 
 // publish makes the synced temp file f the read-only blob c: chmod, rename,
 // fsync of the blobs dir. f is closed.
-func (s *Store) publish(f *os.File, c cid.Cid) error {
+func (s *Store) publish(f tempFile, c cid.Cid) error {
 	defer f.Close()
 	if err := f.Chmod(0o444); err != nil {
 		return err

@@ -126,7 +126,7 @@ func (s *Store) replaceEntries(repo, arch string, c cid.Cid, names map[string]st
 	defer f.Close()
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
-	_, err = repodb.Walk(f, func(e repodb.Entry) error {
+	st, err := repodb.Walk(f, func(e repodb.Entry) error {
 		ec, err := e.CID()
 		if err != nil {
 			return err
@@ -149,6 +149,10 @@ func (s *Store) replaceEntries(repo, arch string, c cid.Cid, names map[string]st
 	}
 	if err := wb.Flush(); err != nil {
 		return fmt.Errorf("write entries: %w", s.indexErr(err))
+	}
+	if st.Skipped > 0 {
+		s.log.Warn("skipped malformed db entries", "repo", repo, "arch", arch,
+			"skipped", st.Skipped, "firstReason", st.Reasons[0].Err.Error())
 	}
 	return s.dropStaleEntries(repo, arch, names)
 }

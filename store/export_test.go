@@ -1,5 +1,7 @@
 package store
 
+import "os"
+
 // Crash closes the index the way a killed process would leave things:
 // in-flight temp files stay, last accesses are not written.
 func (s *Store) Crash() error {
@@ -10,4 +12,46 @@ func (s *Store) Crash() error {
 	s.mu.Unlock()
 	s.closed.Store(true)
 	return s.db.Close()
+}
+
+// FailTemp makes the temp files of the next downloads fail with err: writes
+// reaching past writeLimit bytes, and fsync when failSync. A nil err restores
+// real files.
+func (s *Store) FailTemp(err error, writeLimit int64, failSync bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		s.wrapTemp = nil
+		return
+	}
+	s.wrapTemp = func(f *os.File) tempFile {
+		return &failingFile{File: f, err: err, limit: writeLimit, failSync: failSync}
+	}
+}
+
+type failingFile struct {
+	*os.File
+	err      error
+	limit    int64
+	failSync bool
+}
+
+func (f *failingFile) WriteAt(b []byte, off int64) (int, error) {
+	if off+int64(len(b)) <= f.limit {
+		return f.File.WriteAt(b, off)
+	}
+	n := max(f.limit-off, 0)
+	if n > 0 {
+		if _, err := f.File.WriteAt(b[:n], off); err != nil {
+			return 0, err
+		}
+	}
+	return int(n), f.err
+}
+
+func (f *failingFile) Sync() error {
+	if f.failSync {
+		return f.err
+	}
+	return f.File.Sync()
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"sync"
 	"time"
@@ -40,7 +41,7 @@ type Pending struct {
 	// Leader side: Write, Truncate and Commit hold wmu, so f and hash are
 	// only touched by one of them at a time.
 	wmu  sync.Mutex
-	f    *os.File
+	f    tempFile
 	hash hash.Hash // sha256 of bytes [0, written)
 
 	mu      sync.Mutex
@@ -54,14 +55,30 @@ type Pending struct {
 
 func newHasher() hash.Hash { return sha256.New() }
 
+// tempFile is what a download writes to: an *os.File, or a failing one in
+// tests (disk full, I/O errors).
+type tempFile interface {
+	io.WriterAt
+	io.ReaderAt
+	Truncate(size int64) error
+	Sync() error
+	Chmod(mode fs.FileMode) error
+	Close() error
+	Name() string
+}
+
 func newPending(s *Store, c cid.Cid, size int64) (*Pending, error) {
 	f, err := os.CreateTemp(s.tmpDir, "dl-*")
 	if err != nil {
 		return nil, fmt.Errorf("create temp file: %w", err)
 	}
+	var tf tempFile = f
+	if s.wrapTemp != nil {
+		tf = s.wrapTemp(f)
+	}
 	return &Pending{
 		s: s, cid: c, size: size, done: make(chan struct{}),
-		f: f, hash: newHasher(), path: f.Name(), changed: make(chan struct{}),
+		f: tf, hash: newHasher(), path: f.Name(), changed: make(chan struct{}),
 	}, nil
 }
 

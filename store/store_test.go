@@ -8,7 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -507,4 +509,95 @@ func FuzzPutGet(f *testing.F) {
 			t.Fatalf("reader returned %d bytes, %v", len(got), err)
 		}
 	})
+}
+
+// TestDiskErrors: a failed write or fsync aborts the download with a clear
+// error, keeps every stored blob and leaves no temp file.
+func TestDiskErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		err        error
+		writeLimit int64
+		failSync   bool
+	}{
+		{"disk full on write", syscall.ENOSPC, 1000, false},
+		{"io error on fsync", syscall.EIO, 1 << 40, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			s := openAt(t, store.Config{Dir: dir})
+			kept := storetest.RandomBytes(1, 5000)
+			keptCID := storetest.Put(t, s, kept, store.BlobInfo{}, nil)
+			data := storetest.RandomBytes(2, 3000)
+			c := storetest.CIDOf(t, data)
+			s.FailTemp(tt.err, tt.writeLimit, tt.failSync)
+			p, _, err := s.Begin(c, int64(len(data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.FailTemp(nil, 0, false)
+			r := p.NewReader(t.Context(), 0)
+			defer r.Close()
+			var writeErr error
+			for off := 0; off < len(data) && writeErr == nil; off += 500 {
+				_, writeErr = p.Write(data[off : off+500])
+			}
+			if writeErr == nil {
+				writeErr = p.Commit(store.BlobInfo{CID: c}, nil)
+			}
+			if !errors.Is(writeErr, tt.err) {
+				t.Fatalf("leader got %v, want %v", writeErr, tt.err)
+			}
+			if _, err := io.ReadAll(r); !errors.Is(err, store.ErrAborted) || !errors.Is(err, tt.err) {
+				t.Errorf("reader got %v, want ErrAborted wrapping %v", err, tt.err)
+			}
+			if s.Has(c) {
+				t.Error("failed download stored")
+			}
+			if left := dirNames(t, filepath.Join(dir, "tmp")); len(left) != 0 {
+				t.Errorf("temp files left: %v", left)
+			}
+			if got := storetest.ReadBlob(t, s, keptCID); !bytes.Equal(got, kept) {
+				t.Error("stored blob changed")
+			}
+			// The next attempt starts afresh and succeeds.
+			storetest.Put(t, s, data, store.BlobInfo{}, nil)
+		})
+	}
+}
+
+// TestPutDBReadError: a db download cut midway is refused, the previous db
+// and its entries stay, no temp file is left.
+func TestPutDBReadError(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := openAt(t, store.Config{Dir: dir})
+	pkg := storetest.NewPackage("foo", "1-1", "any", 10)
+	good := storetest.DB(t, []repodb.Entry{pkg.Entry}, false)
+	if _, err := s.PutDB("core", "x86_64", "core.db", bytes.NewReader(good), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	cut := errors.New("connection reset")
+	next := storetest.DB(t, []repodb.Entry{storetest.NewPackage("bar", "1-1", "any", 10).Entry}, false)
+	r := io.MultiReader(bytes.NewReader(next[:len(next)/2]), iotest.ErrReader(cut))
+	if _, err := s.PutDB("core", "x86_64", "core.db", r, time.Now()); !errors.Is(err, cut) {
+		t.Fatalf("PutDB = %v, want the read error", err)
+	}
+	f, file, err := s.OpenDB("core", "x86_64", "core.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	if !file.CID.Equals(storetest.CIDOf(t, good)) {
+		t.Error("previous db replaced")
+	}
+	if _, err := s.Entry("core", "x86_64", pkg.Entry.Filename); err != nil {
+		t.Errorf("previous entries lost: %v", err)
+	}
+	if left := dirNames(t, filepath.Join(dir, "tmp")); len(left) != 0 {
+		t.Errorf("temp files left: %v", left)
+	}
 }
