@@ -476,3 +476,74 @@ func logSays(d *Daemon, reason *regexp.Regexp, f FixtureFile) bool {
 	}
 	return false
 }
+
+// TestMirrorCutMidFile: a mirror that drops the connection in the middle of
+// the big package does not fail the client: flocon goes on from the next
+// mirror and the client gets the exact bytes.
+func TestMirrorCutMidFile(t *testing.T) {
+	t.Parallel()
+	fx := LoadFixtures(t)
+	big := fx.Package(t, "big")
+	cutting := NewUpstream(t, fx.Mirror, WithFaults(Fault{Kind: FaultCut, File: big.File, Bytes: 5 << 20}))
+	good := NewUpstream(t, fx.Mirror)
+	d := StartDaemon(t, DaemonConfig{Mirrors: []string{cutting.Mirror(), good.Mirror()}, Keyring: fx.Keyring})
+	c := HTTPClient(t)
+	if r := Get(t, c, d.FileURL("extra", fx.Arch, "extra.db")); r.Status != http.StatusOK {
+		t.Fatalf("extra.db through flocon: status %d", r.Status)
+	}
+	h, err := GetHashed(t.Context(), c, d.FileURL(big.Repo, fx.Arch, big.File))
+	if err != nil {
+		t.Fatalf("GET: %v", err)
+	}
+	if !h.Complete(big.Size, big.SHA256) {
+		t.Errorf("status %d, %d bytes, err %v; want the package", h.Status, h.N, h.Err)
+	}
+	if cutting.CountGETs(big.File) == 0 || good.CountGETs(big.File) == 0 {
+		t.Errorf("want the cutting mirror tried first, then the good one\ncutting:\n%sgood:\n%s",
+			cutting.LogString(), good.LogString())
+	}
+}
+
+// TestHostilePaths: request paths that try to leave the pacman layout get
+// 400 or 404, never a file of the host.
+func TestHostilePaths(t *testing.T) {
+	t.Parallel()
+	b := newBench(t)
+	paths := []string{
+		"/core/os/x86_64/../../../../../../etc/passwd",
+		"/core/os/x86_64/..%2f..%2f..%2f..%2fetc%2fpasswd",
+		"/core/os/x86_64/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+		"/core/os/x86_64/..",
+		"/../../../../etc/passwd",
+		"/core/os/..%2f..%2f..%2fetc/passwd",
+		"/core/os/x86_64/hello-2.0-2-x86_64.pkg.tar.zst%00.sig",
+		"/core/os/x86_64/%2fetc%2fpasswd",
+		"/core/os/x86_64/blobs",
+		"/core/os/x86_64/tmp",
+	}
+	for _, p := range paths {
+		t.Run(p, func(t *testing.T) {
+			t.Parallel()
+			// Opaque keeps the path exactly as written (no client-side cleaning)
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, b.d.URL(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.URL.Opaque = p
+			resp, err := b.c.Do(req)
+			if err != nil {
+				t.Fatalf("GET %s: %v", p, err)
+			}
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusBadRequest, http.StatusNotFound:
+			default:
+				t.Errorf("status %d, want 400 or 404 (after redirects)", resp.StatusCode)
+			}
+			if bytes.Contains(body, []byte("root:")) {
+				t.Errorf("answer holds /etc/passwd:\n%s", body)
+			}
+		})
+	}
+}
