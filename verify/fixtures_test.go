@@ -37,11 +37,15 @@ const (
 	kMarginal   = "marginal"    // certified by 2 masters only
 	kUncert     = "uncertified" // no master certification
 	kCertRev    = "certrevoked" // 3 certifications, one revoked by its master
-	kRevoked    = "revoked"     // self-revoked, certified by 3
+	kRevoked    = "revoked"     // self-revoked and listed in -revoked, certified by 3
 	kDisabled   = "disabled"    // certified by 3, listed in -revoked
 	kExpired    = "expired"     // certified by 3, expired before fixtureNow
 	kStranger   = "stranger"    // not in the keyring (only in a decoy *.gpg)
 	kBinary     = "binary"      // valid key read from a second, binary keyring set
+	kMasterFull = "masterfull"  // a master with full ownertrust (5)
+	kByFull     = "byfull"      // certified by the full-trust master alone
+	kSubRevoked = "subrevoked"  // valid key whose signing subkey is revoked
+	kSubExpired = "subexpired"  // valid key whose signing subkey expired
 	keyringName = "testring"
 )
 
@@ -148,12 +152,13 @@ func buildFixture(root string) (*fixture, error) {
 		f.keys[name] = e
 		return err
 	}
-	for _, n := range []string{kMaster1, kMaster2, kMaster3} {
+	for _, n := range []string{kMaster1, kMaster2, kMaster3, kMasterFull} {
 		if err := gen(n, cfgAt(fixtureNow.AddDate(-3, 0, 0))); err != nil {
 			return nil, err
 		}
 	}
-	for _, n := range []string{kPackager, kSubkey, kMarginal, kUncert, kCertRev, kRevoked, kDisabled, kStranger, kBinary} {
+	for _, n := range []string{kPackager, kSubkey, kMarginal, kUncert, kCertRev, kRevoked, kDisabled, kStranger,
+		kBinary, kByFull, kSubRevoked, kSubExpired} {
 		if err := gen(n, cfgAt(made)); err != nil {
 			return nil, err
 		}
@@ -172,7 +177,7 @@ func buildFixture(root string) (*fixture, error) {
 		return nil, err
 	}
 	f.keys[kDSA] = dsaKey
-	if err := f.keys[kSubkey].AddSigningSubkey(cfgAt(made)); err != nil {
+	if err := f.addSubkeys(made); err != nil {
 		return nil, err
 	}
 	if err := f.certifyAll(made, old); err != nil {
@@ -184,13 +189,33 @@ func buildFixture(root string) (*fixture, error) {
 	return f, f.writeKeyring()
 }
 
+// addSubkeys gives signing subkeys to kSubkey, kSubRevoked (revoked after
+// signing time) and kSubExpired (one-day lifetime).
+func (f *fixture) addSubkeys(made time.Time) error {
+	for _, n := range []string{kSubkey, kSubRevoked} {
+		if err := f.keys[n].AddSigningSubkey(cfgAt(made)); err != nil {
+			return err
+		}
+	}
+	short := cfgAt(made)
+	short.KeyLifetimeSecs = 24 * 3600
+	if err := f.keys[kSubExpired].AddSigningSubkey(short); err != nil {
+		return err
+	}
+	e := f.keys[kSubRevoked]
+	return e.RevokeSubkey(&e.Subkeys[len(e.Subkeys)-1], packet.KeyRetired, "retired", cfgAt(made.Add(2*time.Hour)))
+}
+
 func (f *fixture) certifyAll(made, old time.Time) error {
 	m := []*openpgp.Entity{f.keys[kMaster1], f.keys[kMaster2], f.keys[kMaster3]}
 	at := made.Add(time.Minute)
-	for _, n := range []string{kPackager, kRSA, kSubkey, kDSA, kCertRev, kRevoked, kDisabled, kBinary} {
+	for _, n := range []string{kPackager, kRSA, kSubkey, kDSA, kCertRev, kRevoked, kDisabled, kBinary, kSubRevoked, kSubExpired} {
 		if err := certify(f.keys[n], at, m...); err != nil {
 			return fmt.Errorf("certify %s: %w", n, err)
 		}
+	}
+	if err := certify(f.keys[kByFull], at, f.keys[kMasterFull]); err != nil {
+		return err
 	}
 	if err := certify(f.keys[kMarginal], at, m[:2]...); err != nil {
 		return err
@@ -209,7 +234,7 @@ func (f *fixture) writeKeyring() error {
 		return err
 	}
 	var main bytes.Buffer
-	if err := f.armored(&main, kMaster1, kMaster2, kMaster3, kPackager, kRSA); err != nil {
+	if err := f.armored(&main, kMaster1, kMaster2, kMaster3, kMasterFull, kPackager, kRSA, kByFull, kSubRevoked, kSubExpired); err != nil {
 		return err
 	}
 	main.WriteString("\nThis comment between two blocks must be ignored.\n\n")
@@ -227,13 +252,15 @@ func (f *fixture) writeKeyring() error {
 	for _, n := range []string{kMaster1, kMaster2, kMaster3} {
 		fmt.Fprintf(&trusted, "%X:4:\n", f.keys[n].PrimaryKey.Fingerprint)
 	}
+	fmt.Fprintf(&trusted, "%X:5:\n", f.keys[kMasterFull].PrimaryKey.Fingerprint)
 	files := map[string][]byte{
 		keyringName + ".gpg":     main.Bytes(),
 		keyringName + "-trusted": []byte(trusted.String()),
-		keyringName + "-revoked": fmt.Appendf(nil, "%X\n", f.keys[kDisabled].PrimaryKey.Fingerprint),
-		"extra.gpg":              bin.Bytes(),
-		"extra-trusted":          nil,
-		"debian-decoy.gpg":       decoy.Bytes(),
+		keyringName + "-revoked": fmt.Appendf(nil, "%X\n%X\n", f.keys[kDisabled].PrimaryKey.Fingerprint,
+			f.keys[kRevoked].PrimaryKey.Fingerprint),
+		"extra.gpg":        bin.Bytes(),
+		"extra-trusted":    nil,
+		"debian-decoy.gpg": decoy.Bytes(),
 	}
 	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(f.dir, name), b, 0o644); err != nil {

@@ -73,7 +73,8 @@ func TestKeysVerdicts(t *testing.T) {
 		want   KeyVerdict
 		master bool
 	}{
-		{kMaster1, KeyValid, true}, {kMaster2, KeyValid, true}, {kMaster3, KeyValid, true},
+		{kMaster1, KeyValid, true}, {kMaster2, KeyValid, true}, {kMaster3, KeyValid, true}, {kMasterFull, KeyValid, true},
+		{kByFull, KeyValid, false}, {kSubRevoked, KeyValid, false}, {kSubExpired, KeyValid, false},
 		{kPackager, KeyValid, false}, {kRSA, KeyValid, false}, {kSubkey, KeyValid, false},
 		{kDSA, KeyValid, false}, {kBinary, KeyValid, false},
 		{kMarginal, KeyMarginal, false}, {kCertRev, KeyMarginal, false},
@@ -164,6 +165,9 @@ func verifyCases(t *testing.T) []verifyCase {
 	}
 	expiredSig := f.sign(t, kExpired, hello, crypto.SHA256, fixtureNow.AddDate(-2, 0, 1))
 	revokedSig := f.sign(t, kRevoked, hello, crypto.SHA256, f.keys[kRevoked].PrimaryKey.CreationTime.Add(time.Minute))
+	subMade := f.keys[kSubRevoked].Subkeys[len(f.keys[kSubRevoked].Subkeys)-1].PublicKey.CreationTime
+	subRevokedSig := f.sign(t, kSubRevoked, hello, crypto.SHA512, subMade.Add(time.Hour))
+	subExpiredSig := f.sign(t, kSubExpired, hello, crypto.SHA512, subMade.Add(time.Hour))
 	optional := withCID(hello, helloName, nil)
 	optional.Policy = SigOptional
 	optionalBad := withCID(hello, helloName, sig(kUncert, hello, crypto.SHA512))
@@ -192,6 +196,9 @@ func verifyCases(t *testing.T) []verifyCase {
 		{name: "no db entry zst", data: hello, exp: noCID(hello, helloName, sig(kPackager, hello, crypto.SHA512)), signer: kPackager},
 		{name: "no db entry xz epoch", data: helloXZ, exp: noCID(helloXZ, helloXZName, sig(kPackager, helloXZ, crypto.SHA512)), signer: kPackager},
 		{name: "no db entry gz", data: helloGZ, exp: noCID(helloGZ, helloGZName, sig(kRSA, helloGZ, crypto.SHA256)), signer: kRSA},
+		{name: "certified by one full-trust master", data: hello, exp: withCID(hello, helloName, sig(kByFull, hello, crypto.SHA512)), signer: kByFull},
+		{name: "revoked signing subkey", exp: withCID(hello, helloName, subRevokedSig), wantEarly: ErrRevokedKey},
+		{name: "expired signing subkey", exp: withCID(hello, helloName, subExpiredSig), wantEarly: ErrExpiredKey},
 		{name: "marginal key", exp: withCID(hello, helloName, sig(kMarginal, hello, crypto.SHA512)), wantEarly: ErrUntrustedKey},
 		{name: "uncertified key", exp: withCID(hello, helloName, sig(kUncert, hello, crypto.SHA512)), wantEarly: ErrUntrustedKey},
 		{name: "certification revoked", exp: withCID(hello, helloName, sig(kCertRev, hello, crypto.SHA512)), wantEarly: ErrUntrustedKey},
