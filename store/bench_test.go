@@ -106,3 +106,22 @@ func BenchmarkEntry(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPutDBLarge: a 15 000-entry db (the size of extra) stored and
+// indexed; B/op shows the memory stays bounded by one entry plus the names.
+func BenchmarkPutDBLarge(b *testing.B) {
+	const n = 15000
+	entries := make([]repodb.Entry, n)
+	for i := range entries {
+		entries[i] = storetest.NewPackage(fmt.Sprintf("pkg%05d", i), "1.0-1", "x86_64", 64).Entry
+	}
+	raw := storetest.DB(b, entries, false)
+	s := openAt(b, store.Config{Dir: b.TempDir()})
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.PutDB("extra", "x86_64", "extra.db", bytes.NewReader(raw), time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
