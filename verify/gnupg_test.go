@@ -161,3 +161,61 @@ func TestGpgValidityMapping(t *testing.T) {
 		})
 	}
 }
+
+// TestFixtureAgreesWithGnuPG replays pacman-key --populate with gpg itself
+// on the generated keyring (full-trust master, certification revocation,
+// DSA, subkeys, expiry...) with gpg's clock set to fixtureNow, and checks
+// that every key's verdict equals gpg's validity.
+func TestFixtureAgreesWithGnuPG(t *testing.T) {
+	t.Parallel()
+	for _, tool := range []string{"gpg", "gpgconf"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed; CI installs gnupg", tool)
+		}
+	}
+	f := getFixture(t)
+	home, err := os.MkdirTemp("/tmp", "fvf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = exec.Command("gpgconf", "--homedir", home, "--kill", "all").Run()
+		_ = os.RemoveAll(home)
+	})
+	if err := os.Chmod(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conf := "no-greeting\nno-permission-warning\nfaked-system-time " + fixtureNow.Format("20060102T150405") + "\n"
+	if err := os.WriteFile(filepath.Join(home, "gpg.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gpg := func(stdin string, args ...string) {
+		t.Helper()
+		cmd := exec.CommandContext(t.Context(), "gpg", append([]string{"--homedir", home, "--batch"}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("gpg %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	gpg("", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
+		"Pacman Keyring Master Key <pacman@localhost>", "ed25519", "sign", "never")
+	gpg("", "--import", filepath.Join(f.dir, keyringName+".gpg"), filepath.Join(f.dir, "extra.gpg"))
+	for _, m := range []string{kMaster1, kMaster2, kMaster3, kMasterFull} {
+		gpg("", "--yes", "--quick-lsign-key", fmt.Sprintf("%X", f.keys[m].PrimaryKey.Fingerprint))
+	}
+	gpg("", "--import-ownertrust", filepath.Join(f.dir, keyringName+"-trusted"))
+	for _, r := range []string{kDisabled, kRevoked} {
+		gpg("disable\nquit\n", "--command-fd", "0", "--edit-key", fmt.Sprintf("%X", f.keys[r].PrimaryKey.Fingerprint))
+	}
+	gpg("", "--check-trustdb")
+	want := gpgVerdicts(t, home)
+	kr := loadFixtureKeyring(t)
+	counts := map[KeyVerdict]int{}
+	for _, k := range kr.Keys(fixtureNow) {
+		counts[k.Verdict]++
+		if w, ok := want[k.Fingerprint]; !ok || w != k.Verdict {
+			t.Errorf("key %s (%s): verdict %s, gpg says %q", k.Fingerprint, k.UID, k.Verdict, w)
+		}
+	}
+	t.Logf("%d keys agree with gpg: %v", kr.Len(), counts)
+}
