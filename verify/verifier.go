@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"runtime"
 	"sync"
 	"time"
 
@@ -111,6 +112,8 @@ func newVerifier(kr *Keyring, exp Expect, now func() time.Time) (*Verifier, erro
 	}
 	if v.file.Name != "" {
 		v.ident = &identityCheck{} // its reader starts with the first Write
+		// safety net for callers that drop a verifier without Finish or Close
+		runtime.AddCleanup(v, (*identityCheck).abandon, v.ident)
 	}
 	return v, nil
 }
@@ -274,6 +277,13 @@ func (c *identityCheck) write(p []byte) {
 	}
 	if _, err := c.pw.Write(p); err != nil {
 		c.closed = true
+	}
+}
+
+// abandon ends the reader of an unreachable verifier without waiting.
+func (c *identityCheck) abandon() {
+	if c.pw != nil {
+		c.pw.CloseWithError(errAbandoned)
 	}
 }
 

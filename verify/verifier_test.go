@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -417,4 +418,33 @@ func sha1Sig(t *testing.T, sig []byte) []byte {
 	}
 	out[5] = 2 // SHA-1
 	return out
+}
+
+// TestVerifierDroppedIsCollected: a verifier dropped mid-stream without
+// Close ends its .PKGINFO reader once collected.
+func TestVerifierDroppedIsCollected(t *testing.T) {
+	t.Parallel()
+	pkg := makePackage(t, "hello", "1.0-1", "x86_64", ".pkg.tar.zst")
+	exp := Expect{Size: -1, Filename: "hello-1.0-1-x86_64.pkg.tar.zst", Policy: SigNever}
+	done := func() chan struct{} {
+		v, err := NewVerifier(nil, exp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Write(pkg[:10]); err != nil {
+			t.Fatal(err)
+		}
+		return v.ident.done
+	}()
+	deadline := time.After(10 * time.Second)
+	for {
+		runtime.GC()
+		select {
+		case <-done:
+			return
+		case <-deadline:
+			t.Fatal("the .PKGINFO reader of a dropped verifier is still running")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
