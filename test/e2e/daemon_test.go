@@ -23,10 +23,13 @@ type DaemonConfig struct {
 	Keyring string   // --keyring DIR (e.g. Fixtures.Keyring)
 	// P2P leaves peer-to-peer on (no --no-p2p); put the p2p flags in Args.
 	P2P     bool
-	Listen  string   // --listen (default: a free 127.0.0.1 port)
-	DataDir string   // --data-dir (default: a new temp dir)
-	Args    []string // more flags for `flocon serve`
-	Env     []string // more environment (KEY=VALUE)
+	Listen  string // --listen (default: a free 127.0.0.1 port)
+	DataDir string // --data-dir (default: a new temp dir)
+	// Args are more flags for `flocon serve`. The harness always passes an
+	// empty --config file and an empty --share dir (hermetic); a --config in
+	// Args wins, a --share in Args adds a dir.
+	Args []string
+	Env  []string // more environment (KEY=VALUE)
 	// Prefix runs the binary through a command, e.g. {"ip", "netns", "exec", "n1"}.
 	Prefix []string
 	// Ready tells whether the daemon is up (default: GET URL()/healthz is 200).
@@ -78,6 +81,12 @@ func StartDaemon(t testing.TB, cfg DaemonConfig) *Daemon {
 			t.Logf("flocon log (%s):\n%s", d.LogPath, tail(d.Logs(), 300))
 		}
 	})
+	if err := os.WriteFile(filepath.Join(dir, "flocon.toml"), nil, 0o644); err != nil {
+		t.Fatalf("daemon config: %v", err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "share"), 0o755); err != nil {
+		t.Fatalf("daemon share dir: %v", err)
+	}
 	d.start(bin)
 	return d
 }
@@ -94,10 +103,15 @@ func (d *Daemon) FileURL(repo, arch, file string) string {
 }
 
 func (d *Daemon) args() []string {
+	// an empty config file and an empty share dir keep the host's
+	// /etc/flocon/flocon.toml and /var/cache/pacman/pkg out of the test
+	dir := filepath.Dir(d.LogPath)
 	args := []string{"serve",
 		"--listen", d.Listen,
 		"--data-dir", d.DataDir,
 		"--admin-socket", d.AdminSocket,
+		"--config", filepath.Join(dir, "flocon.toml"),
+		"--share", filepath.Join(dir, "share"),
 	}
 	if d.Config.Keyring != "" {
 		args = append(args, "--keyring", d.Config.Keyring)
@@ -129,7 +143,7 @@ func (d *Daemon) start(bin string) {
 	argv := append(append([]string(nil), d.Config.Prefix...), bin)
 	argv = append(argv, d.args()...)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), d.Config.Env...)
+	cmd.Env = append(hostEnv(), d.Config.Env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -178,6 +192,18 @@ func (d *Daemon) waitReady(done chan struct{}) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// hostEnv is the test's environment without FLOCON_* settings, which would
+// change the daemon under test.
+func hostEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "FLOCON_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // healthz is the default readiness check: GET /healthz answers 200.

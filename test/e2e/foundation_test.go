@@ -20,27 +20,27 @@ import (
 // The foundation tests run the real pacman and plain HTTP clients against
 // one `flocon serve --no-p2p` whose mirror is a logging Upstream.
 
-// bench is one test's setup: fixtures, an upstream, a daemon using it.
-type bench struct {
+// rig is one test's setup: fixtures, an upstream, a daemon using it.
+type rig struct {
 	fx *Fixtures
 	up *Upstream
 	d  *Daemon
 	c  *http.Client
 }
 
-func newBench(t *testing.T, faults ...Fault) *bench {
+func newRig(t *testing.T, faults ...Fault) *rig {
 	t.Helper()
 	fx := LoadFixtures(t)
 	up := NewUpstream(t, fx.Mirror, WithFaults(faults...))
 	d := StartDaemon(t, DaemonConfig{Mirrors: []string{up.Mirror()}, Keyring: fx.Keyring})
-	return &bench{fx: fx, up: up, d: d, c: HTTPClient(t)}
+	return &rig{fx: fx, up: up, d: d, c: HTTPClient(t)}
 }
 
-func (b *bench) url(f FixtureFile) string { return b.d.FileURL(f.Repo, b.fx.Arch, f.File) }
+func (b *rig) url(f FixtureFile) string { return b.d.FileURL(f.Repo, b.fx.Arch, f.File) }
 
 // syncDBs has flocon fetch both repo dbs, as pacman -Sy would, so it knows
 // every package's sha256 and signature.
-func (b *bench) syncDBs(t *testing.T) {
+func (b *rig) syncDBs(t *testing.T) {
 	t.Helper()
 	for _, repo := range []string{"core", "extra"} {
 		r := Get(t, b.c, b.d.FileURL(repo, b.fx.Arch, repo+".db"))
@@ -51,7 +51,7 @@ func (b *bench) syncDBs(t *testing.T) {
 }
 
 // okPackages are the valid packages listed in a db.
-func (b *bench) okPackages() []FixtureFile { return b.fx.Select(ExpectOK, true) }
+func (b *rig) okPackages() []FixtureFile { return b.fx.Select(ExpectOK, true) }
 
 func names(files []FixtureFile) []string {
 	out := make([]string, len(files))
@@ -99,7 +99,7 @@ func assertRefused(t *testing.T, what string, f FixtureFile, h Hashed) {
 // flocon's store: the upstream saw each package once.
 func TestPacmanThroughFlocon(t *testing.T) {
 	t.Parallel()
-	b := newBench(t)
+	b := newRig(t)
 	pkgs := b.okPackages()
 
 	first := NewPacman(t, b.fx.Keyring, []string{b.d.Server()})
@@ -154,7 +154,7 @@ func syncDBStats(t *testing.T, p *Pacman) [2][2]int64 {
 // flocon does not have cause one upstream fetch, and all get the right bytes.
 func TestConcurrentColdBigFile(t *testing.T) {
 	t.Parallel()
-	b := newBench(t)
+	b := newRig(t)
 	big := b.fx.Package(t, "big")
 	b.syncDBs(t)
 
@@ -195,7 +195,7 @@ func TestResume(t *testing.T) {
 
 	t.Run("client drops then asks for the rest", func(t *testing.T) {
 		t.Parallel()
-		b := newBench(t)
+		b := newRig(t)
 		b.syncDBs(t)
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, b.url(big), nil)
 		if err != nil {
@@ -230,7 +230,7 @@ func TestResume(t *testing.T) {
 
 	t.Run("pacman with a leftover part file", func(t *testing.T) {
 		t.Parallel()
-		b := newBench(t)
+		b := newRig(t)
 		tap := NewTap(t, b.d.URL()) // shows what pacman asked flocon
 		p := NewPacman(t, b.fx.Keyring, []string{tap.Server()})
 		p.Sy()
@@ -283,7 +283,7 @@ func TestMissingFile404Fast(t *testing.T) {
 	t.Parallel()
 	fx := LoadFixtures(t)
 	hello := fx.Package(t, "hello")
-	b := newBench(t, Fault{Kind: Fault404, File: hello.File}, Fault{Kind: Fault404, File: hello.File + ".sig"})
+	b := newRig(t, Fault{Kind: Fault404, File: hello.File}, Fault{Kind: Fault404, File: hello.File + ".sig"})
 	b.syncDBs(t)
 	tests := []struct{ name, path string }{
 		{"not in any db", "/core/os/x86_64/nosuchpkg-1.0-1-x86_64.pkg.tar.zst"},
@@ -330,7 +330,7 @@ func TestCorruptUpstreamNotStored(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			f := fx.Package(t, name)
-			b := newBench(t, Fault{Kind: FaultCorrupt, File: f.File})
+			b := newRig(t, Fault{Kind: FaultCorrupt, File: f.File})
 			b.syncDBs(t)
 			bad := corruptSHA256(t, fx, f)
 			for _, attempt := range []string{"first", "later"} {
@@ -354,7 +354,7 @@ func TestKillDuringDownload(t *testing.T) {
 	t.Parallel()
 	fx := LoadFixtures(t)
 	big := fx.Package(t, "big")
-	b := newBench(t, Fault{Kind: FaultSlow, File: big.File, Chunk: 256 << 10, Delay: 50 * time.Millisecond})
+	b := newRig(t, Fault{Kind: FaultSlow, File: big.File, Chunk: 256 << 10, Delay: 50 * time.Millisecond})
 	b.syncDBs(t)
 
 	var received atomic.Int64
@@ -435,7 +435,7 @@ var refusalReasons = map[string]*regexp.Regexp{
 // complete file out, stores nothing, and logs the reason next to the file.
 func TestTrust(t *testing.T) {
 	t.Parallel()
-	b := newBench(t)
+	b := newRig(t)
 	p := NewPacman(t, b.fx.Keyring, []string{b.d.Server()})
 	p.Sy()
 	p.Sw(names(b.okPackages())...)
@@ -513,7 +513,7 @@ func TestMirrorCutMidFile(t *testing.T) {
 // 400 or 404, never a file of the host.
 func TestHostilePaths(t *testing.T) {
 	t.Parallel()
-	b := newBench(t)
+	b := newRig(t)
 	paths := []string{
 		"/core/os/x86_64/../../../../../../etc/passwd",
 		"/core/os/x86_64/..%2f..%2f..%2f..%2fetc%2fpasswd",
@@ -550,5 +550,32 @@ func TestHostilePaths(t *testing.T) {
 				t.Errorf("answer holds /etc/passwd:\n%s", body)
 			}
 		})
+	}
+}
+
+// TestMirrorlist: with --mirrorlist instead of --mirror, flocon reads the
+// mirrors from a pacman mirrorlist, skips the line that points at itself and
+// comments, and serves pacman from the mirror that is listed.
+func TestMirrorlist(t *testing.T) {
+	t.Parallel()
+	fx := LoadFixtures(t)
+	up := NewUpstream(t, fx.Mirror)
+	listen := FreeAddr(t)
+	list := filepath.Join(TempDir(t, "mirrorlist"), "mirrorlist")
+	content := "## flocon first, as the README says\n" +
+		"Server = http://" + listen + "/$repo/os/$arch\n" +
+		"#Server = http://127.0.0.1:1/$repo/os/$arch\n" +
+		"Server = " + up.Mirror() + "\n"
+	if err := os.WriteFile(list, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := StartDaemon(t, DaemonConfig{Listen: listen, Keyring: fx.Keyring, Args: []string{"--mirrorlist", list}})
+	hello := fx.Package(t, "hello")
+	p := NewPacman(t, fx.Keyring, []string{d.Server()})
+	p.Sy()
+	p.Sw(hello.Name)
+	assertCached(t, p, []FixtureFile{hello})
+	if n := up.CountGETs(hello.File); n != 1 {
+		t.Errorf("upstream GETs of %s: %d, want 1", hello.File, n)
 	}
 }
