@@ -34,15 +34,17 @@
 // Upstream serves a directory with Range/206, If-Modified-Since/304 and
 // Last-Modified; faults (500, 404, cut after N bytes, slow, corrupt one
 // file) apply to every request or to one file name; Stop/Start make it a dead
-// port and back; Requests, CountGETs, Count and LogString read its log.
+// port and back; its RequestLog (Requests, CountGETs, Count, BytesSent,
+// LogString) logs each request on arrival, with status and bytes once done.
 // DeadMirror is a mirror URL on a closed port. A Tap is a logging reverse
 // proxy with the same log API: put it between pacman and a daemon to see what
 // pacman asked (Range, If-Modified-Since) and what it got.
 //
 // Daemon is one `flocon serve` (--listen on a free port, --data-dir,
 // --admin-socket, --keyring, --mirror..., --no-p2p unless P2P is set, plus
-// Args; Prefix runs it through e.g. `ip netns exec`; Ready overrides the
-// GET /healthz wait). Stop (SIGTERM), Kill (SIGKILL), Start, Restart; Logs,
+// Args; always an empty --config file and --share dir and no FLOCON_*
+// variables, so the host's settings stay out; Prefix runs it through e.g.
+// `ip netns exec`; Ready overrides the GET /healthz wait). Stop (SIGTERM), Kill (SIGKILL), Start, Restart; Logs,
 // WaitLog, LogMatches; Blobs, HasBlob, BlobWithSHA256 and TmpFiles look at
 // $DATA/blobs and $DATA/tmp. Its log is printed when the test fails.
 //
