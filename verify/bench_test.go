@@ -164,3 +164,36 @@ func bigPackage(b *testing.B) []byte {
 	}
 	return out.Bytes()
 }
+
+// BenchmarkLoadKeyring parses the real Arch keyring and verifies every
+// master certification (done once per daemon start).
+func BenchmarkLoadKeyring(b *testing.B) {
+	if _, err := os.Stat(archKeyringDir + "/archlinux.gpg"); err != nil {
+		b.Skip("archlinux-keyring not installed")
+	}
+	for b.Loop() {
+		if _, err := LoadKeyring(archKeyringDir); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkNewVerifier is the per-download cost before the first byte:
+// signature parsing, key lookup and the trust verdict at now.
+func BenchmarkNewVerifier(b *testing.B) {
+	f := getFixture(b)
+	kr, err := LoadKeyring(f.dir, WithClock(func() time.Time { return fixtureNow }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := []byte("payload")
+	sum := sha256.Sum256(data)
+	c, _ := CIDFromSHA256(sum[:])
+	exp := Expect{CID: c, Size: int64(len(data)), Filename: "x-1-1-any.pkg.tar.zst",
+		Signature: f.sign(b, kPackager, data, crypto.SHA512, fixtureNow)}
+	for b.Loop() {
+		if _, err := NewVerifier(kr, exp); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
