@@ -24,7 +24,7 @@ func hostileHost(t *testing.T, size int64, serve func(s network.Stream)) host.Ho
 			_ = s.Reset()
 			return
 		}
-		_ = writeHeader(s, header{code: haveComplete, size: size, available: size})
+		_ = writeHave(s, header{code: haveComplete, size: size, available: size})
 		_ = s.Close()
 	})
 	h.SetStreamHandler(blobProto, func(s network.Stream) {

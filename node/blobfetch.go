@@ -45,9 +45,24 @@ func (s *p2pState) lookup(ctx context.Context, c cid.Cid) []source {
 	close(answers)
 	found := make([]haveAnswer, 0, len(peers))
 	for a := range answers {
-		found = append(found, a)
+		if s.mayFollow(c, a) {
+			found = append(found, a)
+		}
 	}
 	return s.rank(found)
+}
+
+// mayFollow breaks cycles of in-flight downloads: two nodes that start the
+// same download at once would otherwise each stream from the other and
+// stall. A node that is itself downloading c follows only a peer whose
+// download started earlier (older age; the lower peer ID on a tie), a
+// strict order, so the LAN forms a tree rooted at the first downloader.
+func (s *p2pState) mayFollow(c cid.Cid, a haveAnswer) bool {
+	if a.header.code != haveInflight || s.st.growing(c) == nil {
+		return true
+	}
+	mine := s.inflight.age(c, time.Now())
+	return a.header.age > mine || (a.header.age == mine && a.p < s.h.ID())
 }
 
 // rank orders answers: complete copies first, then by score (latency and
@@ -99,7 +114,7 @@ func (s *p2pState) queryHave(ctx context.Context, p peer.ID, c cid.Cid) (haveAns
 		return haveAnswer{}, err
 	}
 	_ = str.CloseWrite()
-	h, err := readHeader(bufio.NewReader(str))
+	h, err := readHave(bufio.NewReader(str))
 	if err != nil {
 		_ = str.Reset()
 		return haveAnswer{}, err

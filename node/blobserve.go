@@ -27,7 +27,7 @@ func (s *p2pState) handleHave(str network.Stream) {
 		_ = str.Reset()
 		return
 	}
-	if err := writeHeader(str, s.haveState(c)); err != nil {
+	if err := writeHave(str, s.haveState(c)); err != nil {
 		_ = str.Reset()
 		return
 	}
@@ -43,9 +43,10 @@ func (s *p2pState) haveState(c cid.Cid) header {
 		return header{code: haveComplete, size: -1}
 	}
 	if g := s.st.growing(c); g != nil {
-		return header{code: haveInflight, size: g.Size(), available: g.Written()}
+		return header{code: haveInflight, size: g.Size(), available: g.Written(), age: s.inflight.age(c, time.Now())}
 	}
 	s.announced.remove(c)
+	s.inflight.done(c) // an aborted download
 	return header{code: haveNone, size: -1}
 }
 

@@ -51,6 +51,7 @@ func newP2PState(n *Node, st localStore) (*p2pState, error) {
 		peers:       newPeerTable(),
 		shared:      newShareIndex(),
 		announced:   newCIDSet(),
+		inflight:    newStartTimes(),
 		slots:       newPeerSlots(orDefault(cfg.BlobStreamsPerPeer, defaultPeerStreams)),
 		limiter:     newPeerRates(cfg.PeerBytesPerSec),
 		haveTimeout: orDefault(cfg.HaveTimeout, defaultHaveTimeout),

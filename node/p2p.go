@@ -62,6 +62,7 @@ type p2pState struct {
 	peers     *peerTable
 	shared    *shareIndex
 	announced *cidSet
+	inflight  *startTimes // when this node's in-flight downloads started
 	slots     *peerSlots
 	limiter   *peerRates
 
@@ -150,6 +151,11 @@ func (n *Node) banPeer(p peer.ID, reason string, ev Evidence) {
 func (n *Node) announce(c cid.Cid) {
 	if s := n.state(); s != nil {
 		s.announced.add(c)
+		if s.st.Has(c) {
+			s.inflight.done(c)
+		} else {
+			s.inflight.start(c, time.Now())
+		}
 	}
 }
 

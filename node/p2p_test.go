@@ -326,6 +326,14 @@ func TestLookupBounded(t *testing.T) {
 func TestWireRoundTrip(t *testing.T) {
 	t.Parallel()
 	c := cidOf(t, []byte("wire"))
+	have := header{code: haveInflight, size: 99, available: 12, age: 1500 * time.Microsecond}
+	var hb bytes.Buffer
+	if err := writeHave(&hb, have); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readHave(bufio.NewReader(&hb)); err != nil || got != have {
+		t.Fatalf("have round trip = %+v, %v; want %+v", got, err, have)
+	}
 	req := blobRequest{kind: kindSig, c: c, off: 12345}
 	got, err := readBlobRequest(bufio.NewReader(bytes.NewReader(req.encode())))
 	if err != nil || got != req {

@@ -172,3 +172,37 @@ func (s *cidSet) len() int {
 	defer s.mu.RUnlock()
 	return len(s.m)
 }
+
+// startTimes records when this node's in-flight downloads started, so that
+// concurrent downloaders agree on who follows whom.
+type startTimes struct {
+	mu sync.Mutex
+	m  map[cid.Cid]time.Time
+}
+
+func newStartTimes() *startTimes { return &startTimes{m: make(map[cid.Cid]time.Time)} }
+
+// start records t unless c already runs.
+func (st *startTimes) start(c cid.Cid, t time.Time) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, ok := st.m[c]; !ok {
+		st.m[c] = t
+	}
+}
+
+func (st *startTimes) done(c cid.Cid) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	delete(st.m, c)
+}
+
+// age is how long c has been in flight at now (0 when unknown: just started).
+func (st *startTimes) age(c cid.Cid, now time.Time) time.Duration {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if t, ok := st.m[c]; ok {
+		return now.Sub(t)
+	}
+	return 0
+}

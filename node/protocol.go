@@ -2,12 +2,14 @@ package node
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -19,7 +21,7 @@ import (
 // whose length the leader does not know).
 //
 //	have request:  cidLen cid
-//	have answer:   state(1 byte) size+1 available
+//	have answer:   state(1 byte) size+1 available ageMicros
 //	blob request:  kind(1 byte) cidLen cid offset
 //	blob answer:   status(1 byte) size+1 available, then the raw bytes from
 //	               offset to size (a signature for kindSig)
@@ -65,6 +67,33 @@ type header struct {
 	code      byte  // have state or blob status
 	size      int64 // -1: unknown
 	available int64
+	age       time.Duration // have answers: how long the in-flight download has run
+}
+
+// writeHave writes a have answer: the header plus the in-flight age.
+func writeHave(w io.Writer, h header) error {
+	var buf bytes.Buffer
+	_ = writeHeader(&buf, h)
+	buf.Write(binary.AppendUvarint(nil, uint64(max(h.age, 0)/time.Microsecond)))
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// readHave reads a have answer.
+func readHave(r *bufio.Reader) (header, error) {
+	h, err := readHeader(r)
+	if err != nil {
+		return h, err
+	}
+	if h.code != haveNone && h.code != haveComplete && h.code != haveInflight {
+		return h, fmt.Errorf("have state %d: %w", h.code, errMalformed)
+	}
+	age, err := binary.ReadUvarint(r)
+	if err != nil {
+		return h, eofMalformed(err)
+	}
+	h.age = time.Duration(min(age, uint64(1<<40))) * time.Microsecond
+	return h, nil
 }
 
 func writeHeader(w io.Writer, h header) error {
