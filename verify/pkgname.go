@@ -174,7 +174,8 @@ func parseEVR(evr string) (epoch, version, release string, hasRel bool) {
 	return epoch, rest, "", false
 }
 
-// rpmvercmp is libalpm's rpmvercmp (lib/libalpm/version.c), segment by segment.
+// rpmvercmp is libalpm's rpmvercmp (lib/libalpm/version.c), segment by
+// segment; one function, like the C, so the two can be compared line by line.
 func rpmvercmp(a, b string) int {
 	if a == b {
 		return 0
