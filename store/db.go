@@ -80,6 +80,17 @@ func (s *Store) PutDB(repo, arch, name string, r io.Reader, lastModified time.Ti
 		_ = os.Remove(f.Name())
 		return DBFile{}, fmt.Errorf("put db %s: %w", key, err)
 	}
+	var current DBFile
+	if s.getJSON(dbKey(repo, arch, name), &current) == nil && current.CID.Equals(c) && s.blobPresent(c) {
+		// Same bytes as stored: its entries are already indexed.
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		current.LastModified = lastModified.UTC()
+		if err := s.setDBRow(current); err != nil {
+			return DBFile{}, fmt.Errorf("put db %s: %w", key, err)
+		}
+		return current, nil
+	}
 	var names map[string]struct{}
 	if isPackageDB(name) {
 		if names, err = walkNames(f); err != nil {
@@ -161,29 +172,32 @@ func (s *Store) replaceEntries(repo, arch string, c cid.Cid, names map[string]st
 // cid rows that pointed at them. Their blobs stay: retention decides.
 func (s *Store) dropStaleEntries(repo, arch string, names map[string]struct{}) error {
 	prefix := entryPrefix(repo, arch)
-	var stale [][]byte
-	err := s.scan(prefix, true, func(key, value []byte) error {
-		filename := string(key[len(prefix):])
-		if _, ok := names[filename]; ok {
-			return nil
-		}
-		stale = append(stale, append([]byte(nil), key...))
-		var e repodb.Entry
-		if decodeJSON(value, &e) != nil {
-			return nil
-		}
-		ec, err := e.CID()
-		if err != nil {
-			return nil
-		}
-		var ref entryRef
-		if s.getJSON(cidKey(ec), &ref) == nil && ref == (entryRef{repo, arch, filename}) {
-			stale = append(stale, cidKey(ec))
+	var gone []string
+	err := s.scan(prefix, false, func(key, _ []byte) error {
+		if _, ok := names[string(key[len(prefix):])]; !ok {
+			gone = append(gone, string(key[len(prefix):]))
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("drop stale entries: %w", err)
+	}
+	stale := make([][]byte, 0, 2*len(gone))
+	for _, filename := range gone {
+		key := entryKey(repo, arch, filename)
+		stale = append(stale, key)
+		var e repodb.Entry
+		if s.getJSON(key, &e) != nil {
+			continue
+		}
+		ec, err := e.CID()
+		if err != nil {
+			continue
+		}
+		var ref entryRef
+		if s.getJSON(cidKey(ec), &ref) == nil && ref == (entryRef{repo, arch, filename}) {
+			stale = append(stale, cidKey(ec))
+		}
 	}
 	return s.deleteKeys(stale)
 }
@@ -204,6 +218,12 @@ func (s *Store) setDBRow(file DBFile) error {
 		}
 	}
 	return nil
+}
+
+// blobPresent reports whether the file of blob c exists.
+func (s *Store) blobPresent(c cid.Cid) bool {
+	_, err := os.Stat(s.BlobPath(c))
+	return err == nil
 }
 
 // OpenDB opens a stored repo database file (ErrNotFound).

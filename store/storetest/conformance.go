@@ -350,6 +350,23 @@ func testPutDB(t *testing.T, s *store.Store) {
 			t.Errorf("EntryByCID %s = %s %s %+v, %v", p.Entry.Filename, repo, arch, e, err)
 		}
 	}
+	// The same bytes again only move Last-Modified.
+	lm2 := lm.Add(time.Hour)
+	again, err := s.PutDB("core", "x86_64", "core.db", bytes.NewReader(raw), lm2)
+	if err != nil || !again.CID.Equals(file.CID) || !again.LastModified.Equal(lm2) {
+		t.Errorf("PutDB of the same bytes = %+v, %v", again, err)
+	}
+	f, got, err = s.OpenDB("core", "x86_64", "core.db")
+	if err != nil {
+		t.Fatalf("OpenDB after the same bytes: %v", err)
+	}
+	_ = f.Close()
+	if !got.LastModified.Equal(lm2) {
+		t.Errorf("OpenDB after the same bytes: Last-Modified %v, want %v", got.LastModified, lm2)
+	}
+	if _, err := s.Entry("core", "x86_64", pkgs[0].Entry.Filename); err != nil {
+		t.Errorf("Entry after the same bytes: %v", err)
+	}
 	// A signature file is stored, not parsed.
 	if _, err := s.PutDB("core", "x86_64", "core.db.sig", bytes.NewReader([]byte("not a db")), lm); err != nil {
 		t.Errorf("PutDB of a .sig: %v", err)
