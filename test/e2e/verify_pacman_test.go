@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -89,4 +91,74 @@ func errorLines(out string) string {
 		}
 	}
 	return strings.Join(errs, " | ")
+}
+
+// TestKeysCommand: `flocon keys --json` lists the fixture keyring with the
+// verdict pacman acts on for each key role of make-repo.sh.
+func TestKeysCommand(t *testing.T) {
+	t.Parallel()
+	fx := LoadFixtures(t)
+	out, err := exec.CommandContext(t.Context(), Binary(t), "keys", "--json", "--keyring", fx.Keyring).Output()
+	if err != nil {
+		t.Fatalf("flocon keys: %v", err)
+	}
+	var keys []struct {
+		Fingerprint, UID, Verdict string
+		Master                    bool
+	}
+	if err := json.Unmarshal(out, &keys); err != nil {
+		t.Fatalf("flocon keys --json: %v\n%s", err, out)
+	}
+	got := map[string]string{}
+	for _, k := range keys {
+		got[k.Fingerprint] = k.Verdict
+		if k.Master != strings.HasPrefix(roleOf(t, fx, k.Fingerprint), "master") {
+			t.Errorf("key %s: master=%v", k.Fingerprint, k.Master)
+		}
+	}
+	want := map[string][]string{ // role -> acceptable verdicts
+		"master1": {"valid"}, "master2": {"valid"}, "master3": {"valid"}, "packager": {"valid"},
+		"revoked": {"revoked", "disabled"}, "untrusted": {"marginal", "untrusted"}, "stranger": {""},
+	}
+	for role, verdicts := range want {
+		fpr := fingerprintOf(t, fx, role)
+		if !slices.Contains(verdicts, got[fpr]) {
+			t.Errorf("%s key %s: verdict %q, want one of %q", role, fpr, got[fpr], verdicts)
+		}
+	}
+}
+
+// fixtureFingerprints reads keys/fingerprints.txt: "role FINGERPRINT" lines.
+func fixtureFingerprints(t *testing.T, fx *Fixtures) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(fx.Dir, "keys", "fingerprints.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles := map[string]string{}
+	for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
+		if role, fpr, ok := strings.Cut(line, " "); ok {
+			roles[role] = fpr
+		}
+	}
+	return roles
+}
+
+func fingerprintOf(t *testing.T, fx *Fixtures, role string) string {
+	t.Helper()
+	fpr, ok := fixtureFingerprints(t, fx)[role]
+	if !ok {
+		t.Fatalf("no %s key in fingerprints.txt", role)
+	}
+	return fpr
+}
+
+func roleOf(t *testing.T, fx *Fixtures, fpr string) string {
+	t.Helper()
+	for role, f := range fixtureFingerprints(t, fx) {
+		if f == fpr {
+			return role
+		}
+	}
+	return ""
 }
