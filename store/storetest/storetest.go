@@ -1,9 +1,3 @@
-// Package storetest holds the behaviour every flocon store must have, as a
-// conformance suite, plus helpers to build blobs and repo databases in tests.
-//
-//	func TestConformance(t *testing.T) {
-//		storetest.Conformance(t, func(t *testing.T) *store.Store { ... })
-//	}
 package storetest
 
 import (
