@@ -52,17 +52,28 @@ func (s *p2pState) lookup(ctx context.Context, c cid.Cid) []source {
 	return s.rank(found)
 }
 
-// mayFollow breaks cycles of in-flight downloads: two nodes that start the
-// same download at once would otherwise each stream from the other and
-// stall. A node that is itself downloading c follows only a peer whose
-// download started earlier (older age; the lower peer ID on a tie), a
-// strict order, so the LAN forms a tree rooted at the first downloader.
+// mayFollow breaks cycles of in-flight downloads: nodes that start the same
+// download at once would otherwise stream from each other and stall. A node
+// that is itself downloading c follows only a peer that comes first in one
+// order every node computes alike: (start time as the peer announced it,
+// peer ID). The LAN forms a tree rooted at the first downloader, which
+// alone goes to the mirror. Clock skew between hosts can only cost an extra
+// mirror download, never a cycle.
 func (s *p2pState) mayFollow(c cid.Cid, a haveAnswer) bool {
 	if a.header.code != haveInflight || s.st.growing(c) == nil {
 		return true
 	}
-	mine := s.inflight.age(c, time.Now())
-	return a.header.age > mine || (a.header.age == mine && a.p < s.h.ID())
+	mine := s.inflight.get(c)
+	if mine.IsZero() {
+		mine = time.Now()
+	}
+	return comesFirst(a.header.started, a.p, mine, s.h.ID())
+}
+
+// comesFirst is the follow order: earlier start, then lower peer ID.
+func comesFirst(aStart time.Time, a peer.ID, bStart time.Time, b peer.ID) bool {
+	as, bs := aStart.UnixMicro(), bStart.UnixMicro()
+	return as < bs || (as == bs && a < b)
 }
 
 // rank orders answers: complete copies first, then by score (latency and

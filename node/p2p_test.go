@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // TestBlobProtocol: B finds A's blob with a have query and fetches it, whole
@@ -326,12 +327,12 @@ func TestLookupBounded(t *testing.T) {
 func TestWireRoundTrip(t *testing.T) {
 	t.Parallel()
 	c := cidOf(t, []byte("wire"))
-	have := header{code: haveInflight, size: 99, available: 12, age: 1500 * time.Microsecond}
+	have := header{code: haveInflight, size: 99, available: 12, started: time.UnixMicro(1700000000123456)}
 	var hb bytes.Buffer
 	if err := writeHave(&hb, have); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := readHave(bufio.NewReader(&hb)); err != nil || got != have {
+	if got, err := readHave(bufio.NewReader(&hb)); err != nil || !got.started.Equal(have.started) || got.size != have.size {
 		t.Fatalf("have round trip = %+v, %v; want %+v", got, err, have)
 	}
 	req := blobRequest{kind: kindSig, c: c, off: 12345}
@@ -360,6 +361,33 @@ func TestWireRoundTrip(t *testing.T) {
 			_, err := readHeader(bufio.NewReader(bytes.NewReader(tt.frame)))
 			if (err != nil) != tt.wantErr || (err != nil && !errors.Is(err, errMalformed)) {
 				t.Fatalf("readHeader(%x) = %v, wantErr %v (malformed)", tt.frame, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestFollowOrder: of two in-flight nodes exactly one follows the other,
+// whatever their start times, so concurrent downloads never form a cycle.
+func TestFollowOrder(t *testing.T) {
+	t.Parallel()
+	t0 := time.UnixMicro(1700000000000000)
+	a, b := peer.ID("peer-a"), peer.ID("peer-b")
+	tests := []struct {
+		name           string
+		aStart, bStart time.Time
+		aFirst         bool
+	}{
+		{"a earlier", t0, t0.Add(time.Millisecond), true},
+		{"b earlier", t0.Add(time.Millisecond), t0, false},
+		{"same microsecond, lower id first", t0, t0.Add(400 * time.Nanosecond), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ab := comesFirst(tt.aStart, a, tt.bStart, b) // b follows a
+			ba := comesFirst(tt.bStart, b, tt.aStart, a) // a follows b
+			if ab == ba || ab != tt.aFirst {
+				t.Fatalf("comesFirst(a,b)=%v comesFirst(b,a)=%v, want exactly a first=%v", ab, ba, tt.aFirst)
 			}
 		})
 	}

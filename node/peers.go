@@ -197,12 +197,9 @@ func (st *startTimes) done(c cid.Cid) {
 	delete(st.m, c)
 }
 
-// age is how long c has been in flight at now (0 when unknown: just started).
-func (st *startTimes) age(c cid.Cid, now time.Time) time.Duration {
+// get is when c started (zero when unknown).
+func (st *startTimes) get(c cid.Cid) time.Time {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if t, ok := st.m[c]; ok {
-		return now.Sub(t)
-	}
-	return 0
+	return st.m[c]
 }

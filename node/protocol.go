@@ -21,7 +21,7 @@ import (
 // whose length the leader does not know).
 //
 //	have request:  cidLen cid
-//	have answer:   state(1 byte) size+1 available ageMicros
+//	have answer:   state(1 byte) size+1 available startedUnixMicros
 //	blob request:  kind(1 byte) cidLen cid offset
 //	blob answer:   status(1 byte) size+1 available, then the raw bytes from
 //	               offset to size (a signature for kindSig)
@@ -67,14 +67,18 @@ type header struct {
 	code      byte  // have state or blob status
 	size      int64 // -1: unknown
 	available int64
-	age       time.Duration // have answers: how long the in-flight download has run
+	started   time.Time // have answers: when the in-flight download started
 }
 
-// writeHave writes a have answer: the header plus the in-flight age.
+// writeHave writes a have answer: the header plus the in-flight start.
 func writeHave(w io.Writer, h header) error {
 	var buf bytes.Buffer
 	_ = writeHeader(&buf, h)
-	buf.Write(binary.AppendUvarint(nil, uint64(max(h.age, 0)/time.Microsecond)))
+	var us int64
+	if !h.started.IsZero() {
+		us = max(h.started.UnixMicro(), 0)
+	}
+	buf.Write(binary.AppendUvarint(nil, uint64(us)))
 	_, err := w.Write(buf.Bytes())
 	return err
 }
@@ -88,11 +92,13 @@ func readHave(r *bufio.Reader) (header, error) {
 	if h.code != haveNone && h.code != haveComplete && h.code != haveInflight {
 		return h, fmt.Errorf("have state %d: %w", h.code, errMalformed)
 	}
-	age, err := binary.ReadUvarint(r)
+	us, err := binary.ReadUvarint(r)
 	if err != nil {
 		return h, eofMalformed(err)
 	}
-	h.age = time.Duration(min(age, uint64(1<<40))) * time.Microsecond
+	if us > 0 && us < 1<<62 {
+		h.started = time.UnixMicro(int64(us))
+	}
 	return h, nil
 }
 
