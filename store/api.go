@@ -66,6 +66,7 @@ type Store struct {
 	blobDir string
 	tmpDir  string
 	closed  atomic.Bool
+	closeMu sync.RWMutex // held shared by every index operation, exclusively by Close
 
 	mu      sync.Mutex
 	pending map[cid.Cid]*Pending
@@ -132,6 +133,8 @@ func (s *Store) Close() error {
 		p.Abort(ErrClosed)
 	}
 	flushErr := s.flushAccess()
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
 	if !s.closed.CompareAndSwap(false, true) {
 		return ErrClosed
 	}

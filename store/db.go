@@ -135,37 +135,45 @@ func (s *Store) replaceEntries(repo, arch string, c cid.Cid, names map[string]st
 		return err
 	}
 	defer f.Close()
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	st, err := repodb.Walk(f, func(e repodb.Entry) error {
-		ec, err := e.CID()
+	var st repodb.Stats
+	err = s.withDB(func(db *badger.DB) error {
+		wb := db.NewWriteBatch()
+		defer wb.Cancel()
+		var err error
+		st, err = repodb.Walk(f, func(e repodb.Entry) error { return setEntry(wb, repo, arch, e) })
 		if err != nil {
 			return err
 		}
-		v, err := json.Marshal(e)
-		if err != nil {
-			return err
-		}
-		ref, err := json.Marshal(entryRef{Repo: repo, Arch: arch, Filename: e.Filename})
-		if err != nil {
-			return err
-		}
-		if err := wb.Set(entryKey(repo, arch, e.Filename), v); err != nil {
-			return err
-		}
-		return wb.Set(cidKey(ec), ref)
+		return wb.Flush()
 	})
 	if err != nil {
-		return fmt.Errorf("write entries: %w", s.indexErr(err))
-	}
-	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("write entries: %w", s.indexErr(err))
+		return fmt.Errorf("write entries: %w", err)
 	}
 	if st.Skipped > 0 {
 		s.log.Warn("skipped malformed db entries", "repo", repo, "arch", arch,
 			"skipped", st.Skipped, "firstReason", st.Reasons[0].Err.Error())
 	}
 	return s.dropStaleEntries(repo, arch, names)
+}
+
+// setEntry adds the entry and cid rows of e to a write batch.
+func setEntry(wb *badger.WriteBatch, repo, arch string, e repodb.Entry) error {
+	ec, err := e.CID()
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	ref, err := json.Marshal(entryRef{Repo: repo, Arch: arch, Filename: e.Filename})
+	if err != nil {
+		return err
+	}
+	if err := wb.Set(entryKey(repo, arch, e.Filename), v); err != nil {
+		return err
+	}
+	return wb.Set(cidKey(ec), ref)
 }
 
 // dropStaleEntries deletes the entries of repo/arch not in names, and the

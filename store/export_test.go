@@ -10,6 +10,8 @@ func (s *Store) Crash() error {
 		_ = p.f.Close()
 	}
 	s.mu.Unlock()
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
 	s.closed.Store(true)
 	return s.db.Close()
 }

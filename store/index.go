@@ -94,21 +94,31 @@ func (s *Store) getJSON(key []byte, v any) error {
 	return nil
 }
 
+// withDB runs fn on the open index; Close waits for it, so no operation
+// ever races badger's shutdown. fn must not call withDB again.
+func (s *Store) withDB(fn func(db *badger.DB) error) error {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return s.indexErr(fn(s.db))
+}
+
 // get reads key; ErrNotFound when absent, ErrClosed after Close.
 func (s *Store) get(key []byte) ([]byte, error) {
-	if s.closed.Load() {
-		return nil, ErrClosed
-	}
 	var out []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		it, err := txn.Get(key)
-		if err != nil {
+	err := s.withDB(func(db *badger.DB) error {
+		return db.View(func(txn *badger.Txn) error {
+			it, err := txn.Get(key)
+			if err != nil {
+				return err
+			}
+			out, err = it.ValueCopy(nil)
 			return err
-		}
-		out, err = it.ValueCopy(nil)
-		return err
+		})
 	})
-	return out, s.indexErr(err)
+	return out, err
 }
 
 // indexErr maps badger errors to the store's sentinels.
@@ -126,19 +136,17 @@ func (s *Store) indexErr(err error) error {
 
 // update runs fn in a read-write transaction.
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	return s.indexErr(s.db.Update(fn))
+	return s.withDB(func(db *badger.DB) error { return db.Update(fn) })
 }
 
 // scan calls fn for every key under prefix (values copied only when
 // withValues); fn must not keep the slices.
 func (s *Store) scan(prefix string, withValues bool, fn func(key, value []byte) error) error {
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	return s.indexErr(s.db.View(func(txn *badger.Txn) error {
+	return s.withDB(func(db *badger.DB) error { return scanTxn(db, prefix, withValues, fn) })
+}
+
+func scanTxn(db *badger.DB, prefix string, withValues bool, fn func(key, value []byte) error) error {
+	return db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte(prefix)
 		opts.PrefetchValues = withValues
@@ -158,7 +166,7 @@ func (s *Store) scan(prefix string, withValues bool, fn func(key, value []byte) 
 			}
 		}
 		return nil
-	}))
+	})
 }
 
 func setJSON(txn *badger.Txn, key []byte, v any) error {

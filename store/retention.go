@@ -97,11 +97,11 @@ func (s *Store) pruneAndLog() {
 
 // gcIndex reclaims value-log space; with small values there is little.
 func (s *Store) gcIndex() {
-	if s.closed.Load() {
-		return
-	}
-	for s.db.RunValueLogGC(0.5) == nil {
-	}
+	_ = s.withDB(func(db *badger.DB) error {
+		for db.RunValueLogGC(0.5) == nil {
+		}
+		return nil
+	})
 }
 
 // requestPrune asks Run for a prune soon (requests collapse).

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"testing/iotest"
@@ -600,4 +601,43 @@ func TestPutDBReadError(t *testing.T) {
 	if left := dirNames(t, filepath.Join(dir, "tmp")); len(left) != 0 {
 		t.Errorf("temp files left: %v", left)
 	}
+}
+
+// TestCloseDuringUse: operations racing Close either work or report
+// ErrClosed; none reaches a closed index.
+func TestCloseDuringUse(t *testing.T) {
+	t.Parallel()
+	s, err := store.Open(store.Config{Dir: t.TempDir(), KeepVersions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := storetest.Put(t, s, []byte("blob"), store.BlobInfo{}, nil)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			for j := 0; ; j++ {
+				f, _, err := s.OpenBlob(c)
+				if err == nil {
+					_ = f.Close()
+				}
+				errs := []error{err, s.PutMeta("ns", fmt.Sprint(i, j), []byte("v"))}
+				_, _, pruneErr := s.Prune()
+				errs = append(errs, pruneErr)
+				for _, err := range errs {
+					if errors.Is(err, store.ErrClosed) {
+						return
+					}
+					if err != nil {
+						t.Errorf("operation during Close: %v", err)
+						return
+					}
+				}
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond) // let the workers run
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
 }
