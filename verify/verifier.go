@@ -41,6 +41,10 @@ type Result struct {
 	CID    cid.Cid
 	Size   int64
 	Signer *Signer // nil when the policy allowed no signature
+	// Identity is the package's .PKGINFO when it was checked against the
+	// file name (no CID, or Expect.CheckIdentity): a store can keep it with
+	// the blob so that the same bytes are never served under another name.
+	Identity *PKGINFO
 }
 
 // Signer identifies the key that made a valid signature.
@@ -215,6 +219,7 @@ func (v *Verifier) Finish() (Result, error) {
 			return Result{}, fmt.Errorf("verify %s: %w: .PKGINFO says %s %s %s", name, ErrIdentityMismatch,
 				ident.info.Name, ident.info.Version, ident.info.Arch)
 		}
+		res.Identity = &ident.info
 	}
 	return res, nil
 }

@@ -262,6 +262,14 @@ func checkResult(t *testing.T, f *fixture, tt verifyCase, res Result) {
 	if res.CID != cidOf(t, tt.data) || res.Size != int64(len(tt.data)) {
 		t.Errorf("result %v/%d, want %v/%d", res.CID, res.Size, cidOf(t, tt.data), len(tt.data))
 	}
+	if checked := !tt.exp.CID.Defined() || tt.exp.CheckIdentity; checked {
+		pf, err := ParsePkgFilename(tt.exp.Filename)
+		if err != nil || res.Identity == nil || !res.Identity.Matches(pf) {
+			t.Errorf("identity %+v, want the one of %s", res.Identity, tt.exp.Filename)
+		}
+	} else if res.Identity != nil {
+		t.Errorf("identity %+v without an identity check", res.Identity)
+	}
 	if tt.signer == "" {
 		if res.Signer != nil {
 			t.Errorf("signer %+v, want none", res.Signer)
