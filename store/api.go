@@ -15,6 +15,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
 
+	"github.com/flocon/flocon/store/repodb"
 	"github.com/flocon/flocon/verify"
 )
 
@@ -230,11 +231,58 @@ func (s *Store) dropBlobRows(c cid.Cid) error {
 	delete(s.access, c)
 	s.accessMu.Unlock()
 	return s.update(func(txn *badger.Txn) error {
+		if err := deleteFileRow(txn, c); err != nil {
+			return err
+		}
 		if err := txn.Delete(blobKey(c)); err != nil {
 			return err
 		}
 		return txn.Delete(sigKey(c))
 	})
+}
+
+// deleteFileRow deletes the file-name row of blob c when it points to c.
+func deleteFileRow(txn *badger.Txn, c cid.Cid) error {
+	item, err := txn.Get(blobKey(c))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var info BlobInfo
+	if err := item.Value(func(v []byte) error { return decodeJSON(v, &info) }); err != nil || info.Filename == "" {
+		return nil //nolint:nilerr // an undecodable row has no file row to drop
+	}
+	item, err = txn.Get(fileKey(info.Filename))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	owner, err := item.ValueCopy(nil)
+	if err != nil || string(owner) != c.String() {
+		return err
+	}
+	return txn.Delete(fileKey(info.Filename))
+}
+
+// BlobByFilename returns the stored blob of a package file name, also for
+// versions no current database lists (ErrNotFound).
+func (s *Store) BlobByFilename(filename string) (BlobInfo, error) {
+	if !repodb.ValidFilename(filename) {
+		return BlobInfo{}, fmt.Errorf("blob by filename %q: %w", filename, ErrInvalid)
+	}
+	b, err := s.get(fileKey(filename))
+	if err != nil {
+		return BlobInfo{}, fmt.Errorf("blob by filename %s: %w", filename, err)
+	}
+	c, err := cid.Decode(string(b))
+	if err != nil {
+		return BlobInfo{}, fmt.Errorf("blob by filename %s: %w", filename, err)
+	}
+	return s.blobInfo(c)
 }
 
 // Blobs calls fn for every verified blob.

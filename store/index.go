@@ -21,7 +21,10 @@ const (
 	prefixEntry = "entry/" // entry/<repo>/<arch>/<filename> → repodb.Entry
 	prefixCID   = "cid/"   // cid/<cid> → entryRef
 	prefixMeta  = "meta/"  // meta/<ns>/<key> → bytes
+	prefixFile  = "file/"  // file/<filename> → cid of the stored blob
 )
+
+func fileKey(filename string) []byte { return []byte(prefixFile + filename) }
 
 func blobKey(c cid.Cid) []byte { return []byte(prefixBlob + c.String()) }
 func sigKey(c cid.Cid) []byte  { return []byte(prefixSig + c.String()) }

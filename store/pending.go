@@ -16,6 +16,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
 
+	"github.com/flocon/flocon/store/repodb"
 	"github.com/flocon/flocon/verify"
 )
 
@@ -221,6 +222,11 @@ func (p *Pending) Commit(info BlobInfo, sig []byte) error {
 	err = p.s.update(func(txn *badger.Txn) error {
 		if len(sig) > 0 {
 			if err := txn.Set(sigKey(p.cid), sig); err != nil {
+				return err
+			}
+		}
+		if repodb.ValidFilename(info.Filename) {
+			if err := txn.Set(fileKey(info.Filename), []byte(p.cid.String())); err != nil {
 				return err
 			}
 		}

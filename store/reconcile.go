@@ -39,7 +39,11 @@ func (s *Store) reconcile() error {
 			stale = append(stale, append([]byte(nil), key...))
 			return nil
 		}
+		before := len(stale)
 		check(key, info.CID, info.Size, true)
+		if len(stale) > before && info.Filename != "" {
+			stale = append(stale, fileKey(info.Filename))
+		}
 		return nil
 	})
 	if err != nil {

@@ -94,6 +94,9 @@ func testRoundTrip(t *testing.T, s *store.Store) {
 		if sig, err := s.Sig(c); err != nil || string(sig) != "sig" {
 			t.Errorf("size %d: Sig = %q, %v", size, sig, err)
 		}
+		if byName, err := s.BlobByFilename(info.Filename); err != nil || !byName.CID.Equals(c) {
+			t.Errorf("size %d: BlobByFilename = %+v, %v", size, byName, err)
+		}
 	}
 	if left := tmpFiles(t, s); len(left) != 0 {
 		t.Errorf("temp files left after commits: %v", left)
@@ -240,7 +243,8 @@ func testBeginStoredBlob(t *testing.T, s *store.Store) {
 }
 
 func testRemoveBlob(t *testing.T, s *store.Store) {
-	c := Put(t, s, RandomBytes(5, 10), store.BlobInfo{}, []byte("sig"))
+	const name = "gone-1-1-any.pkg.tar.zst"
+	c := Put(t, s, RandomBytes(5, 10), store.BlobInfo{Filename: name}, []byte("sig"))
 	if err := s.RemoveBlob(c); err != nil {
 		t.Fatal(err)
 	}
@@ -252,6 +256,9 @@ func testRemoveBlob(t *testing.T, s *store.Store) {
 	}
 	if _, err := s.Sig(c); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Sig after RemoveBlob = %v", err)
+	}
+	if _, err := s.BlobByFilename(name); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("BlobByFilename after RemoveBlob = %v", err)
 	}
 	if err := s.RemoveBlob(c); err != nil {
 		t.Errorf("second RemoveBlob: %v", err)
@@ -457,6 +464,9 @@ func testInvalidNames(t *testing.T, s *store.Store) {
 	}
 	if _, err := s.Entry("core", "x86_64", "../../etc/passwd"); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("Entry with a path = %v, want ErrInvalid", err)
+	}
+	if _, err := s.BlobByFilename("../x.pkg.tar.zst"); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("BlobByFilename with a path = %v, want ErrInvalid", err)
 	}
 }
 
