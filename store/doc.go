@@ -19,7 +19,8 @@
 //
 // Index layout (badger keys): blob/<cid> → BlobInfo, sig/<cid> → signature,
 // db/<repo>/<arch>/<name> → DBFile, entry/<repo>/<arch>/<filename> →
-// repodb.Entry, cid/<cid> → (repo, arch, filename), meta/<ns>/<key> → bytes.
+// repodb.Entry, cid/<cid> → (repo, arch, filename), file/<filename> → cid,
+// meta/<ns>/<key> → bytes.
 // Last accesses are kept in memory and written in batches.
 //
 // The behaviour every store must have is the conformance suite in

@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -330,129 +329,6 @@ func (p *Pending) Err() error {
 	defer p.mu.Unlock()
 	if p.state == stateAborted {
 		return p.err
-	}
-	return nil
-}
-
-// readableLocked is how far readers may read: everything once committed,
-// otherwise one byte less than what is there (and than the expected size).
-func (p *Pending) readableLocked() int64 {
-	if p.state == stateCommitted {
-		return p.written
-	}
-	limit := p.written
-	if p.size >= 0 && p.size < limit {
-		limit = p.size
-	}
-	return max(limit-1, 0)
-}
-
-// NewReader reads from offset off, blocking while bytes are still to come.
-// It returns io.EOF only at the end of a committed download and the abort
-// error after Abort; ctx ends a blocked read. Peers serve partial blobs
-// through it: a reader only ever gets what is already written.
-func (p *Pending) NewReader(ctx context.Context, off int64) io.ReadCloser {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return &pendingReader{p: p, ctx: ctx, pos: max(off, 0), truncSeen: len(p.truncs)}
-}
-
-// pendingReader follows a Pending with its own file descriptor and ReadAt:
-// no goroutine and no buffering per reader.
-type pendingReader struct {
-	p         *Pending
-	ctx       context.Context //nolint:containedctx // a reader is bound to its request
-	pos       int64
-	truncSeen int // how many of p.truncs were checked
-	f         *os.File
-	closed    bool
-}
-
-// truncatedLocked reports whether a Truncate below the reader's position
-// happened since it last looked; p.mu must be held.
-func (r *pendingReader) truncatedLocked(pos int64) error {
-	for ; r.truncSeen < len(r.p.truncs); r.truncSeen++ {
-		if r.p.truncs[r.truncSeen] < pos {
-			return fmt.Errorf("read %s at %d: %w", r.p.cid, pos, ErrTruncated)
-		}
-	}
-	return nil
-}
-
-func (r *pendingReader) Read(b []byte) (int, error) {
-	if r.closed {
-		return 0, os.ErrClosed
-	}
-	if len(b) == 0 {
-		return 0, nil
-	}
-	for {
-		p := r.p
-		p.mu.Lock()
-		if err := r.truncatedLocked(r.pos); err != nil {
-			p.mu.Unlock()
-			return 0, err
-		}
-		if p.state == stateAborted {
-			err := p.err
-			p.mu.Unlock()
-			return 0, err
-		}
-		limit, path, state, changed := p.readableLocked(), p.path, p.state, p.changed
-		p.mu.Unlock()
-		if r.pos < limit {
-			return r.readAt(b[:min(int64(len(b)), limit-r.pos)], path)
-		}
-		if state == stateCommitted {
-			return 0, io.EOF
-		}
-		select {
-		case <-changed:
-		case <-r.ctx.Done():
-			return 0, fmt.Errorf("read %s at %d: %w", p.cid, r.pos, r.ctx.Err())
-		}
-	}
-}
-
-// readAt reads b at the reader's position from its descriptor (opened on
-// first use; the temp file and the blob are the same inode after rename).
-func (r *pendingReader) readAt(b []byte, path string) (int, error) {
-	if r.f == nil {
-		f, err := os.Open(path)
-		if err != nil {
-			if abortErr := r.p.Err(); abortErr != nil {
-				return 0, abortErr
-			}
-			return 0, fmt.Errorf("read %s: %w", r.p.cid, err)
-		}
-		r.f = f
-	}
-	n, err := r.f.ReadAt(b, r.pos)
-	if n < len(b) && err == nil {
-		err = io.ErrUnexpectedEOF
-	}
-	// A Truncate during the read may have replaced these bytes: never hand
-	// them out in that case.
-	r.p.mu.Lock()
-	truncErr := r.truncatedLocked(r.pos + int64(n))
-	r.p.mu.Unlock()
-	if truncErr != nil {
-		return 0, truncErr
-	}
-	r.pos += int64(n)
-	if n > 0 {
-		return n, nil
-	}
-	return 0, fmt.Errorf("read %s at %d: %w", r.p.cid, r.pos, err)
-}
-
-func (r *pendingReader) Close() error {
-	if r.closed {
-		return nil
-	}
-	r.closed = true
-	if r.f != nil {
-		return r.f.Close()
 	}
 	return nil
 }

@@ -1,0 +1,225 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/ipfs/go-cid"
+
+	"github.com/flocon/flocon/store/repodb"
+	"github.com/flocon/flocon/verify"
+)
+
+// checkCID refuses anything but a CIDv1 raw sha2-256: blob paths derive
+// only from such CIDs.
+func checkCID(c cid.Cid) error {
+	if _, err := verify.SHA256Of(c); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+// Has reports whether a verified blob for c is present.
+func (s *Store) Has(c cid.Cid) bool {
+	if checkCID(c) != nil {
+		return false
+	}
+	_, err := s.get(blobKey(c))
+	return err == nil
+}
+
+// blobInfo reads the row of blob c, with its in-memory last access.
+func (s *Store) blobInfo(c cid.Cid) (BlobInfo, error) {
+	var info BlobInfo
+	if err := s.getJSON(blobKey(c), &info); err != nil {
+		return BlobInfo{}, fmt.Errorf("blob %s: %w", c, err)
+	}
+	s.accessMu.Lock()
+	if t, ok := s.access[c]; ok && t.After(info.LastAccess) {
+		info.LastAccess = t
+	}
+	s.accessMu.Unlock()
+	return info, nil
+}
+
+// OpenBlob opens the verified blob c for reading and touches its last access.
+func (s *Store) OpenBlob(c cid.Cid) (*os.File, BlobInfo, error) {
+	if err := checkCID(c); err != nil {
+		return nil, BlobInfo{}, fmt.Errorf("open blob %s: %w", c, err)
+	}
+	info, err := s.blobInfo(c)
+	if err != nil {
+		return nil, BlobInfo{}, fmt.Errorf("open %w", err)
+	}
+	f, err := os.Open(s.BlobPath(c))
+	if errors.Is(err, fs.ErrNotExist) {
+		// The file went away behind our back: the row is stale.
+		s.log.Warn("blob file missing, dropping its row", "cid", c.String())
+		_ = s.dropBlobRows(c)
+		return nil, BlobInfo{}, fmt.Errorf("open blob %s: %w", c, ErrNotFound)
+	}
+	if err != nil {
+		return nil, BlobInfo{}, fmt.Errorf("open blob %s: %w", c, err)
+	}
+	info.LastAccess = s.touch(c)
+	return f, info, nil
+}
+
+// touch records an access in memory; Run and Close write them in batches.
+func (s *Store) touch(c cid.Cid) time.Time {
+	now := time.Now().UTC()
+	s.accessMu.Lock()
+	s.access[c] = now
+	s.accessMu.Unlock()
+	return now
+}
+
+// BlobPath is the file path of blob c (for sendfile; it may not exist).
+func (s *Store) BlobPath(c cid.Cid) string { return filepath.Join(s.blobDir, c.String()) }
+
+// RemoveBlob deletes blob c and its row (e.g. found tampered on disk).
+func (s *Store) RemoveBlob(c cid.Cid) error {
+	if err := checkCID(c); err != nil {
+		return fmt.Errorf("remove blob %s: %w", c, err)
+	}
+	if err := s.dropBlobRows(c); err != nil {
+		return fmt.Errorf("remove blob %s: %w", c, err)
+	}
+	if s.dbFileReferenced(c) {
+		return nil // the same bytes are also a stored repo db file
+	}
+	if err := os.Remove(s.BlobPath(c)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove blob %s: %w", c, err)
+	}
+	return nil
+}
+
+func (s *Store) dropBlobRows(c cid.Cid) error {
+	s.accessMu.Lock()
+	delete(s.access, c)
+	s.accessMu.Unlock()
+	return s.update(func(txn *badger.Txn) error {
+		if err := deleteFileRow(txn, c); err != nil {
+			return err
+		}
+		if err := txn.Delete(blobKey(c)); err != nil {
+			return err
+		}
+		return txn.Delete(sigKey(c))
+	})
+}
+
+// deleteFileRow deletes the file-name row of blob c when it points to c.
+func deleteFileRow(txn *badger.Txn, c cid.Cid) error {
+	item, err := txn.Get(blobKey(c))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var info BlobInfo
+	if err := item.Value(func(v []byte) error { return decodeJSON(v, &info) }); err != nil || info.Filename == "" {
+		return nil //nolint:nilerr // an undecodable row has no file row to drop
+	}
+	item, err = txn.Get(fileKey(info.Filename))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	owner, err := item.ValueCopy(nil)
+	if err != nil || string(owner) != c.String() {
+		return err
+	}
+	return txn.Delete(fileKey(info.Filename))
+}
+
+// BlobByFilename returns the stored blob of a package file name, also for
+// versions no current database lists (ErrNotFound).
+func (s *Store) BlobByFilename(filename string) (BlobInfo, error) {
+	if !repodb.ValidFilename(filename) {
+		return BlobInfo{}, fmt.Errorf("blob by filename %q: %w", filename, ErrInvalid)
+	}
+	b, err := s.get(fileKey(filename))
+	if err != nil {
+		return BlobInfo{}, fmt.Errorf("blob by filename %s: %w", filename, err)
+	}
+	c, err := cid.Decode(string(b))
+	if err != nil {
+		return BlobInfo{}, fmt.Errorf("blob by filename %s: %w", filename, err)
+	}
+	return s.blobInfo(c)
+}
+
+// Blobs calls fn for every verified blob.
+func (s *Store) Blobs(fn func(BlobInfo) error) error {
+	infos, err := s.allBlobs()
+	if err != nil {
+		return err
+	}
+	for _, info := range infos {
+		if err := fn(info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// allBlobs reads every blob row, merged with the unflushed accesses; fn is
+// then called outside the read transaction so it may write.
+func (s *Store) allBlobs() ([]BlobInfo, error) {
+	var infos []BlobInfo
+	err := s.scan(prefixBlob, true, func(key, value []byte) error {
+		var info BlobInfo
+		if err := decodeJSON(value, &info); err != nil {
+			return fmt.Errorf("blob row %s: %w", key, err)
+		}
+		infos = append(infos, info)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list blobs: %w", err)
+	}
+	s.accessMu.Lock()
+	for i := range infos {
+		if t, ok := s.access[infos[i].CID]; ok && t.After(infos[i].LastAccess) {
+			infos[i].LastAccess = t
+		}
+	}
+	s.accessMu.Unlock()
+	return infos, nil
+}
+
+// PutSig stores the detached signature that verified blob c.
+func (s *Store) PutSig(c cid.Cid, sig []byte) error {
+	if err := checkCID(c); err != nil {
+		return fmt.Errorf("put sig %s: %w", c, err)
+	}
+	if len(sig) == 0 {
+		return fmt.Errorf("put sig %s: %w: empty signature", c, ErrInvalid)
+	}
+	err := s.update(func(txn *badger.Txn) error { return txn.Set(sigKey(c), sig) })
+	if err != nil {
+		return fmt.Errorf("put sig %s: %w", c, err)
+	}
+	return nil
+}
+
+// Sig returns the signature stored for blob c (ErrNotFound).
+func (s *Store) Sig(c cid.Cid) ([]byte, error) {
+	if err := checkCID(c); err != nil {
+		return nil, fmt.Errorf("sig %s: %w", c, err)
+	}
+	b, err := s.get(sigKey(c))
+	if err != nil {
+		return nil, fmt.Errorf("sig %s: %w", c, err)
+	}
+	return b, nil
+}
