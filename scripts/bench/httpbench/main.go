@@ -109,6 +109,7 @@ func fetch(ctx context.Context, c *http.Client, url string, buf []byte, progress
 	defer resp.Body.Close()
 	res.Header = time.Since(res.Start)
 	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection
 		return res, fmt.Errorf("get %s: status %d: %w", url, resp.StatusCode, errBadResponse)
 	}
 	if buf == nil {
@@ -260,7 +261,9 @@ func cmdJoin(ctx context.Context, args []string) error {
 }
 
 // cmdSeq fetches every file named in -list (one per line) from -base, one
-// after the other over a single keep-alive connection.
+// after the other over a single keep-alive connection. A failed file is
+// counted and reported, and the run goes on: one bad answer should not hide
+// the timing of the other files; the exit status still says it failed.
 func cmdSeq(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("seq", flag.ContinueOnError)
 	base := fs.String("base", "", "URL the file names are appended to")
@@ -278,12 +281,16 @@ func cmdSeq(ctx context.Context, args []string) error {
 	c := newClient(1)
 	buf := make([]byte, readBufSize)
 	var total int64
+	var errs []error
 	conns := 0
 	t0 := time.Now()
 	for _, name := range names {
 		r, err := fetch(ctx, c, strings.TrimSuffix(*base, "/")+"/"+name, buf, nil)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err != nil {
-			return err
+			errs = append(errs, err)
 		}
 		total += r.Bytes
 		if !r.Reused {
@@ -291,11 +298,11 @@ func cmdSeq(ctx context.Context, args []string) error {
 		}
 	}
 	wall := time.Since(t0)
-	fmt.Printf("files=%d wall=%s bytes=%d conns=%d\n", len(names), secs(wall), total, conns)
+	fmt.Printf("files=%d wall=%s bytes=%d conns=%d failed=%d\n", len(names), secs(wall), total, conns, len(errs))
 	if conns != 1 {
-		return fmt.Errorf("seq: used %d connections, want 1 keep-alive connection: %w", conns, errBadResponse)
+		errs = append(errs, fmt.Errorf("seq: used %d connections, want 1 keep-alive connection: %w", conns, errBadResponse))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func readLines(path string) ([]string, error) {
