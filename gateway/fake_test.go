@@ -277,6 +277,15 @@ func (e *env) do(t *testing.T, method, path string, hdr map[string]string) *http
 	return resp
 }
 
+// doAsync does a request whose headers only come once the test feeds the
+// download it starts.
+func (e *env) doAsync(t *testing.T, method, path string, hdr map[string]string) <-chan *http.Response {
+	t.Helper()
+	ch := make(chan *http.Response, 1)
+	go func() { ch <- e.do(t, method, path, hdr) }()
+	return ch
+}
+
 // get does a request and reads the whole body.
 func (e *env) get(t *testing.T, method, path string, hdr map[string]string) (*http.Response, []byte) {
 	t.Helper()

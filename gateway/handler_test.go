@@ -96,14 +96,14 @@ func TestMissStreamsWhileGrowing(t *testing.T) {
 	e.sync(t)
 	path := "/core/os/x86_64/" + pkg.filename
 
-	first := e.do(t, http.MethodGet, path, nil)
-	defer first.Body.Close()
+	firstCh := e.doAsync(t, http.MethodGet, path, nil)
 	p := e.awaitStart(t)
 	half := len(pkg.data) / 2
 	if _, err := p.Write(pkg.data[:half]); err != nil {
 		t.Fatal(err)
 	}
-	// first.Do returned: the headers came before the download ended.
+	first := <-firstCh // the headers come before the download ends
+	defer first.Body.Close()
 	if first.StatusCode != http.StatusOK || first.ContentLength != int64(len(pkg.data)) {
 		t.Fatalf("first: status %d length %d", first.StatusCode, first.ContentLength)
 	}
@@ -225,12 +225,13 @@ func TestAbortedDownload(t *testing.T) {
 	e.sync(t)
 
 	t.Run("after the response started", func(t *testing.T) {
-		resp := e.do(t, http.MethodGet, "/core/os/x86_64/"+midway.filename, nil)
-		defer resp.Body.Close()
+		respCh := e.doAsync(t, http.MethodGet, "/core/os/x86_64/"+midway.filename, nil)
 		p := e.awaitStart(t)
 		if _, err := p.Write(midway.data[:200_000]); err != nil {
 			t.Fatal(err)
 		}
+		resp := <-respCh
+		defer resp.Body.Close()
 		buf := make([]byte, 100_000)
 		if _, err := io.ReadFull(resp.Body, buf); err != nil {
 			t.Fatal(err)

@@ -85,7 +85,7 @@ func TestPathRefusals(t *testing.T) {
 		{"double slash absolute", "/core/os/x86_64//etc/passwd", http.MethodGet, http.StatusBadRequest},
 		{"dot segment", "/core/os/./x86_64/core.db", http.MethodGet, http.StatusBadRequest},
 		{"encoded NUL", "/core/os/x86_64/core.db%00.pkg.tar.zst", http.MethodGet, http.StatusBadRequest},
-		{"bad escape", "/core/os/x86_64/core%zz.db", http.MethodGet, http.StatusBadRequest},
+		{"encoded dot", "/core/os/%2E/x86_64/core.db", http.MethodGet, http.StatusBadRequest},
 		{"unknown repo", "/secret/os/x86_64/secret.db", http.MethodGet, http.StatusNotFound},
 		{"bad arch", "/core/os/X86_64/core.db", http.MethodGet, http.StatusBadRequest},
 		{"not a repo file", "/core/os/x86_64/passwd", http.MethodGet, http.StatusNotFound},
