@@ -92,8 +92,8 @@ type fileConfig struct {
 }
 
 // addFlags registers every serve flag with its built-in default.
-func (o *options) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.configFile, "config", defaultConfigFile, "config file (TOML); a missing default file is fine")
+func (o *options) addFlags(fs *pflag.FlagSet, configFile string) {
+	fs.StringVar(&o.configFile, "config", configFile, "config file (TOML); a missing default file is fine")
 	fs.StringVar(&o.listen, "listen", defaultListen, "gateway address pacman uses as its mirror")
 	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "data directory (blobs, index, identity)")
 	fs.StringArrayVar(&o.mirrors, "mirror", nil, "upstream mirror URL template with $repo and $arch (repeatable; default: the mirrorlist)")
@@ -145,10 +145,7 @@ func (o *options) resolve(fs *pflag.FlagSet, lookupEnv func(string) (string, boo
 	if err != nil {
 		return err
 	}
-	fileValues, err := fc.values()
-	if err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
-	}
+	fileValues := fc.values()
 	var errs []error
 	fs.VisitAll(func(f *pflag.Flag) {
 		if f.Changed || f.Name == "config" {
@@ -224,7 +221,7 @@ func readConfigFile(path string, explicit bool) (fileConfig, error) {
 }
 
 // values are the file's settings as flag values, keyed by flag name.
-func (fc fileConfig) values() (map[string][]string, error) {
+func (fc fileConfig) values() map[string][]string {
 	v := map[string][]string{}
 	str := func(flag string, p *string) {
 		if p != nil {
@@ -260,7 +257,7 @@ func (fc fileConfig) values() (map[string][]string, error) {
 	if fc.MaxSize != nil {
 		v["max-size"] = []string{strconv.FormatInt(*fc.MaxSize, 10)}
 	}
-	return v, nil
+	return v
 }
 
 func (o *options) validate() error {

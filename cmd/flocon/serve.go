@@ -27,6 +27,13 @@ const (
 )
 
 func newServeCmd() *cobra.Command {
+	cmd, _ := newServeCmdWith(defaultConfigFile, os.LookupEnv)
+	return cmd
+}
+
+// newServeCmdWith is newServeCmd with its outside inputs as seams for
+// tests, which also get the options the command fills in.
+func newServeCmdWith(configFile string, lookupEnv func(string) (string, bool)) (*cobra.Command, *options) {
 	o := &options{}
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -35,14 +42,14 @@ func newServeCmd() *cobra.Command {
 			"), then FLOCON_* environment variables (FLOCON_DATA_DIR for --data-dir, ...), then flags; later wins.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.resolve(cmd.Flags(), os.LookupEnv); err != nil {
+			if err := o.resolve(cmd.Flags(), lookupEnv); err != nil {
 				return err
 			}
 			return serve(cmd.Context(), o)
 		},
 	}
-	o.addFlags(cmd.Flags())
-	return cmd
+	o.addFlags(cmd.Flags(), configFile)
+	return cmd, o
 }
 
 // serve wires store, keyrings, node, gateway and admin server and runs them

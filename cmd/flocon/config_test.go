@@ -1,0 +1,246 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/flocon/flocon/gateway"
+	"github.com/flocon/flocon/node"
+	"github.com/flocon/flocon/verify"
+)
+
+// parseServe parses serve's flags, file and env the way `flocon serve` does,
+// without running it.
+func parseServe(t *testing.T, args []string, env map[string]string, configDefault string) (*options, error) {
+	t.Helper()
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cmd, o := newServeCmdWith(configDefault, lookup)
+	cmd.SetOut(io.Discard)
+	if err := cmd.Flags().Parse(args); err != nil {
+		return nil, err
+	}
+	return o, o.resolve(cmd.Flags(), lookup)
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestServeZeroConfigDefaults(t *testing.T) {
+	t.Parallel()
+	o, err := parseServe(t, nil, nil, filepath.Join(t.TempDir(), "absent.toml"))
+	if err != nil {
+		t.Fatalf("zero config: %v", err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"listen", o.listen, "127.0.0.1:19433"},
+		{"data dir", o.dataDir, defaultDataDir()},
+		{"mirrors", o.mirrors, []string(nil)},
+		{"mirrorlist", o.mirrorlist, "/etc/pacman.d/mirrorlist"},
+		{"admin socket", o.adminSocketPath(), filepath.Join(defaultDataDir(), "admin.sock")},
+		{"keyring", o.keyring, verify.DefaultKeyringDir()},
+		{"p2p listen", o.p2pListen, []string{"/ip4/0.0.0.0/tcp/19432", "/ip4/0.0.0.0/udp/19432/quic-v1"}},
+		{"bootstrap", o.bootstrap, []string(nil)},
+		{"mdns", o.noMDNS, false},
+		{"p2p", o.noP2P, false},
+		{"share", o.share, defaultShareDirs()},
+		{"log level", o.logLevel, "info"},
+		{"log format", o.logFormat, "text"},
+		{"keep versions", o.keepVersions, 3},
+		{"max size", o.maxSize, int64(0)},
+		{"db max age", o.dbMaxAge, time.Duration(0)},
+	}
+	for _, c := range checks {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s = %#v, want %#v", c.name, c.got, c.want)
+		}
+	}
+	repos, err := o.gatewayRepos()
+	if err != nil || !reflect.DeepEqual(repos, gateway.DefaultRepos) {
+		t.Errorf("repos = %v (%v), want the official ones", repos, err)
+	}
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, "flocon.toml", `
+listen = "127.0.0.1:1001"
+data_dir = "/file/data"
+mirrors = ["https://file.example/$repo/os/$arch"]
+keep_versions = 5
+p2p = false
+log_level = "debug"
+`)
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want options
+	}{
+		{"file", []string{"--config", file}, nil, options{
+			listen: "127.0.0.1:1001", dataDir: "/file/data", mirrors: []string{"https://file.example/$repo/os/$arch"},
+			keepVersions: 5, noP2P: true, logLevel: "debug"}},
+		{"env over file", []string{"--config", file}, map[string]string{
+			"FLOCON_LISTEN": "127.0.0.1:2002", "FLOCON_MIRROR": "https://a.example/$repo https://b.example/$repo,https://c.example/$repo",
+			"FLOCON_KEEP_VERSIONS": "7", "FLOCON_NO_P2P": "false"}, options{
+			listen: "127.0.0.1:2002", dataDir: "/file/data",
+			mirrors:      []string{"https://a.example/$repo", "https://b.example/$repo", "https://c.example/$repo"},
+			keepVersions: 7, noP2P: false, logLevel: "debug"}},
+		{"flags over env", []string{"--config", file, "--listen", "127.0.0.1:3003", "--mirror", "https://flag.example/$repo",
+			"--mirror", "https://flag2.example/$repo", "--keep-versions", "9", "--no-p2p", "--data-dir", "/flag/data"},
+			map[string]string{"FLOCON_LISTEN": "127.0.0.1:2002", "FLOCON_KEEP_VERSIONS": "7", "FLOCON_NO_P2P": "false",
+				"FLOCON_DATA_DIR": "/env/data"}, options{
+				listen: "127.0.0.1:3003", dataDir: "/flag/data",
+				mirrors:      []string{"https://flag.example/$repo", "https://flag2.example/$repo"},
+				keepVersions: 9, noP2P: true, logLevel: "debug"}},
+		{"config file from env", nil, map[string]string{"FLOCON_CONFIG": file}, options{
+			listen: "127.0.0.1:1001", dataDir: "/file/data", mirrors: []string{"https://file.example/$repo/os/$arch"},
+			keepVersions: 5, noP2P: true, logLevel: "debug"}},
+		{"empty env is unset", []string{"--config", file}, map[string]string{"FLOCON_LISTEN": ""}, options{
+			listen: "127.0.0.1:1001", dataDir: "/file/data", mirrors: []string{"https://file.example/$repo/os/$arch"},
+			keepVersions: 5, noP2P: true, logLevel: "debug"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			o, err := parseServe(t, tt.args, tt.env, filepath.Join(t.TempDir(), "absent.toml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := options{listen: o.listen, dataDir: o.dataDir, mirrors: o.mirrors, keepVersions: o.keepVersions,
+				noP2P: o.noP2P, logLevel: o.logLevel}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		file string // config content; "" for none
+		args []string
+		env  map[string]string
+	}{
+		{"explicit config missing", "", []string{"--config", "/nonexistent/flocon.toml"}, nil},
+		{"explicit config from env missing", "", nil, map[string]string{"FLOCON_CONFIG": "/nonexistent/flocon.toml"}},
+		{"unknown key", `lisen = "x"`, nil, nil},
+		{"bad toml", `listen = `, nil, nil},
+		{"wrong type", `keep_versions = "three"`, nil, nil},
+		{"bad sig level", "[[repo]]\nname = \"x\"\nmirrors = [\"https://x/$repo\"]\nsig_level = \"sometimes\"\n", nil, nil},
+		{"custom repo without mirrors", "[[repo]]\nname = \"x\"\n", nil, nil},
+		{"repo twice", "[[repo]]\nname = \"core\"\n[[repo]]\nname = \"core\"\n", nil, nil},
+		{"bad env int", "", nil, map[string]string{"FLOCON_KEEP_VERSIONS": "many"}},
+		{"bad log format", "", []string{"--log-format", "xml"}, nil},
+		{"bad log level", "", nil, map[string]string{"FLOCON_LOG_LEVEL": "loud"}},
+		{"negative size", "max_size = -1", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			def := filepath.Join(t.TempDir(), "absent.toml")
+			if tt.file != "" {
+				def = writeFile(t, "flocon.toml", tt.file)
+			}
+			if _, err := parseServe(t, tt.args, tt.env, def); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+func TestExampleConfig(t *testing.T) {
+	t.Parallel()
+	o, err := parseServe(t, []string{"--config", "flocon.example.toml"}, nil, "")
+	if err != nil {
+		t.Fatalf("example config: %v", err)
+	}
+	repos, err := o.gatewayRepos()
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := repos[len(repos)-1]
+	if last.Name != "myrepo" || last.SigPolicy != verify.SigOptional || !reflect.DeepEqual(last.Arches, []string{"x86_64"}) {
+		t.Fatalf("custom repo = %+v", last)
+	}
+	m, err := o.upstream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(m.PerRepo["myrepo"], []string{"https://repo.example.org/$repo/$arch"}) ||
+		!reflect.DeepEqual(m.Default, []string{"https://geo.mirror.pkgbuild.com/$repo/os/$arch"}) {
+		t.Fatalf("mirrors = %+v", m)
+	}
+}
+
+func TestUpstreamMirrors(t *testing.T) {
+	t.Parallel()
+	list := writeFile(t, "mirrorlist", `## Worldwide
+Server = http://127.0.0.1:19433/$repo/os/$arch
+#Server = https://commented.example/$repo/os/$arch
+Server = https://one.example/archlinux/$repo/os/$arch
+Server = https://two.example/$repo/os/$arch
+`)
+	empty := writeFile(t, "mirrorlist", "# nothing\n")
+	tests := []struct {
+		name    string
+		args    []string
+		want    []string
+		wantErr bool
+	}{
+		{"mirrorlist without self", []string{"--mirrorlist", list},
+			[]string{"https://one.example/archlinux/$repo/os/$arch", "https://two.example/$repo/os/$arch"}, false},
+		{"flags win over the mirrorlist", []string{"--mirrorlist", list, "--mirror", "https://flag.example/$repo/os/$arch"},
+			[]string{"https://flag.example/$repo/os/$arch"}, false},
+		{"empty mirrorlist", []string{"--mirrorlist", empty}, node.BuiltinMirrors, false},
+		{"explicit mirrorlist missing", []string{"--mirrorlist", "/nonexistent/mirrorlist"}, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			o, err := parseServe(t, tt.args, nil, filepath.Join(t.TempDir(), "absent.toml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := o.upstream()
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if !tt.wantErr && !reflect.DeepEqual(m.Default, tt.want) {
+				t.Fatalf("mirrors = %v, want %v", m.Default, tt.want)
+			}
+		})
+	}
+	t.Run("default mirrorlist absent", func(t *testing.T) {
+		t.Parallel()
+		o := &options{mirrorlist: filepath.Join(t.TempDir(), "mirrorlist")}
+		m, err := o.upstream()
+		if err != nil || !reflect.DeepEqual(m.Default, node.BuiltinMirrors) {
+			t.Fatalf("mirrors = %v (%v), want the built-in ones", m.Default, err)
+		}
+	})
+}
+
+func TestKeyringMissing(t *testing.T) {
+	t.Parallel()
+	o := &options{keyring: filepath.Join(t.TempDir(), "no-keyring")}
+	_, _, err := o.loadKeyrings()
+	if !errors.Is(err, verify.ErrKeyring) {
+		t.Fatalf("err = %v, want a keyring error", err)
+	}
+}
