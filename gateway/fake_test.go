@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,6 +106,8 @@ type upstreamFile struct {
 type fakeFetcher struct {
 	st *store.Store
 
+	dbGate chan struct{} // when set, FetchDB waits for it to close
+
 	mu          sync.Mutex
 	dbs         map[string]upstreamFile // by db file name
 	unreachable bool
@@ -124,7 +127,17 @@ func newFakeFetcher() *fakeFetcher {
 	}
 }
 
-func (f *fakeFetcher) FetchDB(_ context.Context, repo, arch, name string, ims time.Time) (*http.Response, error) {
+func (f *fakeFetcher) FetchDB(ctx context.Context, repo, arch, name string, ims time.Time) (*http.Response, error) {
+	if f.dbGate != nil {
+		f.mu.Lock()
+		f.dbCalls[name+" (gated)"]++
+		f.mu.Unlock()
+		select {
+		case <-f.dbGate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.dbCalls[name]++
@@ -155,6 +168,9 @@ func (f *fakeFetcher) Fetch(_ context.Context, repo, arch string, exp verify.Exp
 	f.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("fetch %s: %w", exp.Filename, store.ErrNotFound)
+	}
+	if f.st.Has(exp.CID) { // like node: nothing to download
+		return nil, nil
 	}
 	pend, leader, err := f.st.Begin(exp.CID, exp.Size)
 	if err != nil {
@@ -208,33 +224,42 @@ func storeBlob(t *testing.T, st *store.Store, pkg testPkg, sig []byte) {
 
 // env is a gateway over a real store in a temp dir with a fake fetcher.
 type env struct {
-	st  *store.Store
-	f   *fakeFetcher
-	g   *Gateway
-	srv *httptest.Server
+	st      *store.Store
+	f       *fakeFetcher
+	g       *Gateway
+	srv     *httptest.Server
+	entered atomic.Int64 // requests that reached the gateway
 }
 
 func newEnv(t *testing.T, cfg Config) *env {
+	return newEnvWith(t, cfg, nil)
+}
+
+func newEnvWith(t *testing.T, cfg Config, dbGate chan struct{}) *env {
 	t.Helper()
 	st, err := store.Open(store.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("store.Open: %v", err)
 	}
 	f := newFakeFetcher()
-	f.st = st
+	f.st, f.dbGate = st, dbGate
 	cfg.Store, cfg.Fetcher = st, f
 	g, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	srv := httptest.NewServer(g)
+	e := &env{st: st, f: f, g: g}
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.entered.Add(1)
+		g.ServeHTTP(w, r)
+	}))
 	t.Cleanup(func() {
-		srv.Close()
+		e.srv.Close()
 		if err := st.Close(); err != nil {
 			t.Errorf("store close: %v", err)
 		}
 	})
-	return &env{st: st, f: f, g: g, srv: srv}
+	return e
 }
 
 // publish puts a db with pkgs on the fake mirror and makes them downloadable.

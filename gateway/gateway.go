@@ -20,7 +20,8 @@ import (
 type Fetcher interface {
 	// Fetch starts, or joins, the verified download of a package blob and
 	// returns it at once; the download outlives ctx. On success the blob and
-	// the signature that verified it are in the store.
+	// the signature that verified it are in the store. A nil Pending with a
+	// nil error means the blob is in the store already.
 	Fetch(ctx context.Context, repo, arch string, exp verify.Expect) (*store.Pending, error)
 	// FetchDB does a conditional GET of a repo database file on the repo's
 	// mirrors and returns the first 200 or 304 (caller closes the body); an

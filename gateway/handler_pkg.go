@@ -110,6 +110,12 @@ func (g *Gateway) serveDownload(w http.ResponseWriter, r *http.Request, t *targe
 		g.fail(w, r, t, fmt.Errorf("fetch %s: %w", t.pkg, err))
 		return
 	}
+	if p == nil { // no download needed: the blob was stored meanwhile
+		if !g.serveStored(w, r, c, e) {
+			g.fail(w, r, t, fmt.Errorf("fetch %s: %w", t.pkg, ErrNotFound))
+		}
+		return
+	}
 	setOutcome(w, outcome)
 	size := e.CSize
 	if size <= 0 {

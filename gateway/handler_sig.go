@@ -60,15 +60,17 @@ func (g *Gateway) signature(ctx context.Context, t *target, c cid.Cid, e repodb.
 	if err != nil {
 		return nil, "", fmt.Errorf("fetch %s: %w", t.pkg, err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, g.cfg.SigWait)
-	defer cancel()
-	select {
-	case <-p.Done():
-	case <-wctx.Done():
-		return nil, "", fmt.Errorf("wait for sig %s: %w", t.pkg, wctx.Err())
-	}
-	if err := p.Err(); err != nil {
-		return nil, "", fmt.Errorf("download %s: %w", t.pkg, err)
+	if p != nil { // nil: the blob is stored already, with whatever sig it has
+		wctx, cancel := context.WithTimeout(ctx, g.cfg.SigWait)
+		defer cancel()
+		select {
+		case <-p.Done():
+		case <-wctx.Done():
+			return nil, "", fmt.Errorf("wait for sig %s: %w", t.pkg, wctx.Err())
+		}
+		if err := p.Err(); err != nil {
+			return nil, "", fmt.Errorf("download %s: %w", t.pkg, err)
+		}
 	}
 	sig, err = g.cfg.Store.Sig(c)
 	if err != nil {

@@ -316,6 +316,42 @@ func TestDBConditional(t *testing.T) {
 	}
 }
 
+// TestDBSingleFlight: concurrent requests for one db share one upstream request.
+func TestDBSingleFlight(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	e := newEnvWith(t, Config{}, gate)
+	db := e.publish(t, dbTime)
+	const clients = 5
+	bodies := make(chan []byte, clients)
+	for range clients {
+		go func() {
+			resp, body := e.get(t, http.MethodGet, "/core/os/x86_64/core.db", nil)
+			if resp.StatusCode != http.StatusOK {
+				body = nil
+			}
+			bodies <- body
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for e.entered.Load() < clients {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d requests arrived", e.entered.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // from the handler's start to the shared call is a few instructions
+	close(gate)
+	for range clients {
+		if body := <-bodies; !bytes.Equal(body, db) {
+			t.Fatalf("a client got %d bytes", len(body))
+		}
+	}
+	if n := e.f.calls("core.db"); n != 1 {
+		t.Fatalf("upstream asked %d times, want 1", n)
+	}
+}
+
 func TestDBMaxAge(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{DBMaxAge: time.Hour})
@@ -386,6 +422,16 @@ func TestPackageSig(t *testing.T) {
 	commit(t, p, pending, fetchedSig)
 	if got := <-ch; !bytes.Equal(got, fetchedSig) {
 		t.Fatalf("awaited sig: %q", got)
+	}
+
+	// Stored without any signature (nothing to download): 404 at once.
+	unsigned := newTestPkg(t, "unsigned", "1.0-1", 2000, nil)
+	e.publish(t, dbTime.Add(time.Hour), withSig, stored, pending, unsigned)
+	e.sync(t)
+	storeBlob(t, e.st, unsigned, nil)
+	resp, _ = e.get(t, http.MethodGet, "/core/os/x86_64/"+unsigned.filename+".sig", nil)
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unsigned stored blob: sig status %d, want 404", resp.StatusCode)
 	}
 }
 
