@@ -393,3 +393,34 @@ func BenchmarkParseRealCoreDB(b *testing.B) {
 		}
 	}
 }
+
+// FuzzParse: any bytes give a database or an ErrFormat error, never a panic,
+// and every entry returned is usable (valid file name, CID).
+func FuzzParse(f *testing.F) {
+	var plain bytes.Buffer
+	if err := repodb.WriteTar(&plain, []repodb.Entry{sampleEntry("foo", "1-1", 1)}, true); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(plain.Bytes())
+	f.Add(compressGzip(f, plain.Bytes()))
+	f.Add(compressZstd(f, plain.Bytes()))
+	f.Add(compressXZ(f, plain.Bytes()))
+	f.Add([]byte("BZh9"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		db, err := repodb.Parse(bytes.NewReader(b))
+		if err != nil {
+			if !errors.Is(err, repodb.ErrFormat) {
+				t.Fatalf("error %v does not wrap ErrFormat", err)
+			}
+			return
+		}
+		for _, e := range db.Entries {
+			if !repodb.ValidFilename(e.Filename) || db.ByFilename[e.Filename] == nil {
+				t.Fatalf("entry with file name %q", e.Filename)
+			}
+			if _, err := e.CID(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
