@@ -157,7 +157,7 @@ func requestRange(r *http.Request, e repodb.Entry) string {
 // after that cuts the connection, so the client never holds a complete body.
 func (g *Gateway) streamDownload(w http.ResponseWriter, r *http.Request, t *target, p *store.Pending,
 	e repodb.Entry, rng byteRange, ranged bool, size int64) {
-	rd := p.NewReader(r.Context(), rng.start)
+	rd := g.followDownload(r.Context(), p, rng.start)
 	defer rd.Close()
 	buf := make([]byte, copyBufSize)
 	n, err := readSome(rd, buf[:min(int64(len(buf)), rng.length)])
@@ -210,6 +210,73 @@ func (g *Gateway) copyRest(w http.ResponseWriter, r *http.Request, t *target, rd
 			panic(http.ErrAbortHandler)
 		}
 	}
+}
+
+// commitWait bounds how long a reader that failed waits to learn whether
+// its download committed all the same.
+const commitWait = 10 * time.Second
+
+// followReader reads a download from an offset. When the download's reader
+// fails but the download committed (its temp file became the blob while the
+// reader was opening it), it goes on from the verified blob at the same offset.
+type followReader struct {
+	rd       io.ReadCloser
+	off      int64
+	fromBlob bool
+	reopen   func(off int64) (io.ReadCloser, bool)
+}
+
+func (g *Gateway) followDownload(ctx context.Context, p *store.Pending, off int64) *followReader {
+	return &followReader{rd: p.NewReader(ctx, off), off: off, reopen: func(off int64) (io.ReadCloser, bool) {
+		return g.committedBlob(ctx, p, off)
+	}}
+}
+
+func (f *followReader) Read(b []byte) (int, error) {
+	n, err := f.rd.Read(b)
+	f.off += int64(n)
+	switch {
+	case err == nil, errors.Is(err, io.EOF), f.fromBlob:
+		return n, err
+	case n > 0:
+		return n, nil // the error comes back on the next read
+	}
+	blob, ok := f.reopen(f.off)
+	if !ok {
+		return 0, err
+	}
+	f.rd.Close()
+	f.rd, f.fromBlob = blob, true
+	return f.Read(b)
+}
+
+func (f *followReader) Close() error { return f.rd.Close() }
+
+// committedBlob waits (bounded) for p to finish and opens its blob at off;
+// false when it aborted or is still running.
+func (g *Gateway) committedBlob(ctx context.Context, p *store.Pending, off int64) (io.ReadCloser, bool) {
+	timer := time.NewTimer(commitWait)
+	defer timer.Stop()
+	select {
+	case <-p.Done():
+	case <-ctx.Done():
+		return nil, false
+	case <-timer.C:
+		return nil, false
+	}
+	if p.Err() != nil {
+		return nil, false
+	}
+	f, _, err := g.cfg.Store.OpenBlob(p.CID())
+	if err != nil {
+		return nil, false
+	}
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		f.Close()
+		return nil, false
+	}
+	g.log.Debug("download reader failed, reading the committed blob", "cid", p.CID(), "offset", off)
+	return f, true
 }
 
 // serveAfterDownload waits for p to finish and serves the stored blob.

@@ -1,0 +1,73 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+// failingReader gives its data, then err.
+type failingReader struct {
+	data []byte
+	err  error
+}
+
+func (f *failingReader) Read(b []byte) (int, error) {
+	if len(f.data) == 0 {
+		return 0, f.err
+	}
+	n := copy(b, f.data)
+	f.data = f.data[n:]
+	return n, nil
+}
+
+func (f *failingReader) Close() error { return nil }
+
+func TestFollowReader(t *testing.T) {
+	t.Parallel()
+	blob := bytes.Repeat([]byte("0123456789"), 1000)
+	errGone := errors.New("open tmp/dl-1: no such file or directory")
+	tests := []struct {
+		name      string
+		start     int64
+		before    int // bytes the download reader gives before failing
+		committed bool
+		wantErr   bool
+	}{
+		{"fails at once, committed", 0, 0, true, false},
+		{"fails midway, committed", 0, 4000, true, false},
+		{"ranged, fails midway, committed", 2500, 3000, true, false},
+		{"fails midway, aborted", 0, 4000, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var reopenedAt int64 = -1
+			f := &followReader{
+				rd:  &failingReader{data: blob[tt.start : tt.start+int64(tt.before)], err: errGone},
+				off: tt.start,
+				reopen: func(off int64) (io.ReadCloser, bool) {
+					reopenedAt = off
+					if !tt.committed {
+						return nil, false
+					}
+					return io.NopCloser(bytes.NewReader(blob[off:])), true
+				},
+			}
+			got, err := io.ReadAll(f)
+			if tt.wantErr {
+				if !errors.Is(err, errGone) || len(got) != tt.before {
+					t.Fatalf("got %d bytes, err %v; want %d bytes then the reader's error", len(got), err, tt.before)
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(got, blob[tt.start:]) {
+				t.Fatalf("got %d bytes, err %v", len(got), err)
+			}
+			if reopenedAt != tt.start+int64(tt.before) {
+				t.Fatalf("reopened at %d, want %d", reopenedAt, tt.start+int64(tt.before))
+			}
+		})
+	}
+}
