@@ -51,10 +51,11 @@ type adminInfo struct {
 	// storeStats and identity read live state; nil when unavailable.
 	storeStats func() (any, error)
 	identity   func() (node.Identity, error)
+	metrics    http.Handler // the daemon's Prometheus registry, also on the gateway
 }
 
-// newAdminMux serves the admin API: /v1/status here, the peer routes from
-// registerP2PAdmin (peers.go).
+// newAdminMux serves the admin API: /v1/status and /metrics here, the peer
+// routes from registerP2PAdmin (peers.go).
 func newAdminMux(info adminInfo, n *node.Node) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -66,6 +67,9 @@ func newAdminMux(info adminInfo, n *node.Node) *http.ServeMux {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(rep)
 	})
+	if info.metrics != nil {
+		mux.Handle("GET /metrics", info.metrics)
+	}
 	if n != nil {
 		registerP2PAdmin(mux, n)
 	}

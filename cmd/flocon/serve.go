@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -91,8 +94,11 @@ func serve(ctx context.Context, o *options) error {
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	g, err := gateway.New(gateway.Config{
 		Store: st, Fetcher: n, Repos: repos, Logger: log.With("component", "gateway"), DBMaxAge: o.dbMaxAge,
+		Registry: reg,
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
@@ -114,6 +120,7 @@ func serve(ctx context.Context, o *options) error {
 		repos: repos, mirrors: mirrors, started: time.Now(),
 		storeStats: func() (any, error) { return st.Stats(), nil },
 		identity:   n.ID,
+		metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 	}, n)}
 
 	eg, ctx := errgroup.WithContext(ctx)

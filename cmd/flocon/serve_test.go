@@ -107,6 +107,14 @@ func TestServeRuns(t *testing.T) {
 		t.Errorf("missing upstream file: %d, want 404", code)
 	}
 
+	if code, body := get("/metrics"); code != http.StatusOK ||
+		!strings.Contains(body, `flocon_gateway_requests_total{kind="db",outcome="miss"} 1`) {
+		t.Errorf("gateway metrics: %d\n%s", code, body)
+	}
+	if err := client.call(t.Context(), http.MethodGet, "/metrics", nil, nil); err != nil {
+		t.Errorf("admin metrics: %v", err)
+	}
+
 	cancel()
 	select {
 	case err := <-done:
