@@ -243,7 +243,9 @@ func copyBody(str network.Stream, r io.Reader, h header, off int64, w io.Writer)
 				return got, fmt.Errorf("write: %w", werr)
 			}
 		}
-		if errors.Is(err, io.EOF) {
+		// Only a bare io.EOF is the sender's clean end: a dropped connection
+		// surfaces as a reset that may wrap io.EOF, and is a plain failure.
+		if err == io.EOF { //nolint:errorlint // identity on purpose, see above
 			if h.size >= 0 && off+got < h.size {
 				return got, fmt.Errorf("%d of %d bytes: %w", off+got, h.size, errTruncated)
 			}

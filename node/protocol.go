@@ -135,21 +135,22 @@ func readHeader(r *bufio.Reader) (header, error) {
 	return header{code: code, size: int64(size) - 1, available: int64(avail)}, nil
 }
 
-// eofMalformed turns a clean end of stream (or a varint overflow) into
-// errMalformed; transport errors (reset, deadline) pass through.
+// eofMalformed turns a clean end of stream inside a header, or a varint
+// that overflows, into errMalformed. Everything else (a reset, a deadline, a
+// dropped connection, which may wrap io.EOF) passes through as a plain
+// failure: only the bare sentinels are the sender's own clean end.
 func eofMalformed(err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+	if err == io.EOF || err == io.ErrUnexpectedEOF { //nolint:errorlint // identity on purpose
 		return fmt.Errorf("stream ended inside a header: %w", errMalformed)
 	}
-	var se *network.StreamError
-	if errors.As(err, &se) || errors.Is(err, network.ErrReset) || isTimeout(err) {
-		return err
+	if err != nil && err.Error() == errVarintOverflow {
+		return fmt.Errorf("%v: %w", err, errMalformed)
 	}
-	if errors.Is(err, net.ErrClosed) {
-		return err
-	}
-	return fmt.Errorf("%v: %w", err, errMalformed)
+	return err
 }
+
+// errVarintOverflow is encoding/binary's (unexported) overflow message.
+const errVarintOverflow = "binary: varint overflows a 64-bit integer"
 
 func writeCID(b []byte, c cid.Cid) []byte {
 	cb := c.Bytes()
