@@ -76,6 +76,15 @@ type Store struct {
 	pruneReq chan struct{}
 
 	wrapTemp func(*os.File) tempFile // test seam: failing downloads
+	clock    atomic.Pointer[func() time.Time]
+}
+
+// now is the store's clock (a test seam), in UTC.
+func (s *Store) now() time.Time {
+	if f := s.clock.Load(); f != nil {
+		return (*f)().UTC()
+	}
+	return time.Now().UTC()
 }
 
 // Open opens (creating) the store in cfg.Dir and reconciles index and blobs.

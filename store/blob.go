@@ -72,7 +72,7 @@ func (s *Store) OpenBlob(c cid.Cid) (*os.File, BlobInfo, error) {
 
 // touch records an access in memory; Run and Close write them in batches.
 func (s *Store) touch(c cid.Cid) time.Time {
-	now := time.Now().UTC()
+	now := s.now()
 	s.accessMu.Lock()
 	s.access[c] = now
 	s.accessMu.Unlock()

@@ -1,6 +1,9 @@
 package store
 
-import "os"
+import (
+	"os"
+	"time"
+)
 
 // Crash closes the index the way a killed process would leave things:
 // in-flight temp files stay, last accesses are not written.
@@ -57,3 +60,6 @@ func (f *failingFile) Sync() error {
 	}
 	return f.File.Sync()
 }
+
+// SetClock replaces the store's clock.
+func (s *Store) SetClock(now func() time.Time) { s.clock.Store(&now) }

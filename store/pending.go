@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
@@ -213,7 +212,7 @@ func (p *Pending) Commit(info BlobInfo, sig []byte) error {
 	if err := p.publish(); err != nil {
 		return err
 	}
-	now := time.Now().UTC()
+	now := p.s.now()
 	info.CID, info.Size, info.LastAccess = p.cid, written, now
 	if info.Added.IsZero() {
 		info.Added = now
@@ -262,29 +261,42 @@ func (p *Pending) checkContent(written int64) error {
 	return nil
 }
 
-// publish fsyncs the temp file and renames it into blobs/. After it the
-// download can only finish (committed, or aborted by a failed index write).
+// publish fsyncs the temp file and renames it into blobs/. The rename
+// happens under p.mu so a reader opening p.path never finds it gone. After
+// it the download can only finish (committed, or aborted by the committer).
 func (p *Pending) publish() error {
-	if err := p.f.Sync(); err != nil {
+	err := p.f.Sync()
+	if err == nil {
+		err = p.f.Chmod(0o444)
+	}
+	if err != nil {
 		err = fmt.Errorf("commit %s: fsync: %w", p.cid, err)
 		p.abort(err, false)
 		return err
 	}
+	blob := p.s.BlobPath(p.cid)
 	p.mu.Lock()
 	if err := p.runningErrLocked(); err != nil { // aborted meanwhile
 		p.mu.Unlock()
 		return err
 	}
-	p.state = stateCommitting
+	err = os.Rename(p.path, blob)
+	if err == nil {
+		p.state, p.path = stateCommitting, blob
+	}
 	p.mu.Unlock()
-	if err := p.s.publish(p.f, p.cid); err != nil {
-		err = fmt.Errorf("commit %s: publish: %w", p.cid, err)
+	if err != nil {
+		err = fmt.Errorf("commit %s: rename: %w", p.cid, err)
+		p.abort(err, false)
+		return err
+	}
+	_ = p.f.Close()
+	if err := syncDir(p.s.blobDir); err != nil {
+		err = fmt.Errorf("commit %s: fsync blobs dir: %w", p.cid, err)
+		_ = os.Remove(blob)
 		p.abort(err, true)
 		return err
 	}
-	p.mu.Lock()
-	p.path = p.s.BlobPath(p.cid)
-	p.mu.Unlock()
 	return nil
 }
 

@@ -71,11 +71,16 @@ func (r *pendingReader) Read(b []byte) (int, error) {
 			p.mu.Unlock()
 			return 0, err
 		}
-		limit, path, state, changed := p.readableLocked(), p.path, p.state, p.changed
-		p.mu.Unlock()
+		limit, state, changed := p.readableLocked(), p.state, p.changed
 		if r.pos < limit {
-			return r.readAt(b[:min(int64(len(b)), limit-r.pos)], path)
+			err := r.openLocked()
+			p.mu.Unlock()
+			if err != nil {
+				return 0, err
+			}
+			return r.readAt(b[:min(int64(len(b)), limit-r.pos)])
 		}
+		p.mu.Unlock()
 		if state == stateCommitted {
 			return 0, io.EOF
 		}
@@ -87,19 +92,23 @@ func (r *pendingReader) Read(b []byte) (int, error) {
 	}
 }
 
-// readAt reads b at the reader's position from its descriptor (opened on
-// first use; the temp file and the blob are the same inode after rename).
-func (r *pendingReader) readAt(b []byte, path string) (int, error) {
-	if r.f == nil {
-		f, err := os.Open(path)
-		if err != nil {
-			if abortErr := r.p.Err(); abortErr != nil {
-				return 0, abortErr
-			}
-			return 0, fmt.Errorf("read %s: %w", r.p.cid, err)
-		}
-		r.f = f
+// openLocked opens the reader's descriptor on first use, under p.mu so the
+// path is current (the temp file and the blob are the same inode after the
+// rename, so an open descriptor survives it).
+func (r *pendingReader) openLocked() error {
+	if r.f != nil {
+		return nil
 	}
+	f, err := os.Open(r.p.path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", r.p.cid, err)
+	}
+	r.f = f
+	return nil
+}
+
+// readAt reads b at the reader's position from its descriptor.
+func (r *pendingReader) readAt(b []byte) (int, error) {
 	n, err := r.f.ReadAt(b, r.pos)
 	if n < len(b) && err == nil {
 		err = io.ErrUnexpectedEOF

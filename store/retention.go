@@ -20,6 +20,11 @@ const (
 	pruneInterval  = time.Hour
 	accessInterval = time.Minute
 	accessChunk    = 256 // rows per transaction when flushing last accesses
+
+	// versionGrace spares a blob used this recently from version retention:
+	// an old version someone just downloaded (a downgrade) is still being
+	// served from its blob.
+	versionGrace = 10 * time.Minute
 )
 
 // Stats is what `flocon status` shows about the store.
@@ -194,7 +199,8 @@ func (s *Store) Prune() (removed int, freed int64, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("prune: %w", err)
 	}
-	victims := oldVersions(blobs, referenced, s.cfg.KeepVersions)
+	recent := s.now().Add(-versionGrace)
+	victims := oldVersions(blobs, referenced, s.cfg.KeepVersions, recent)
 	victims = append(victims, overQuota(blobs, victims, referenced, s.cfg.MaxBytes)...)
 	for _, v := range victims {
 		if err := s.RemoveBlob(v.CID); err != nil {
@@ -207,9 +213,9 @@ func (s *Store) Prune() (removed int, freed int64, err error) {
 }
 
 // oldVersions returns the blobs beyond the keep newest versions of their
-// (name, arch) that no current database lists. Blobs whose file name is not
-// a package name are left to the quota.
-func oldVersions(blobs []BlobInfo, referenced map[string]bool, keep int) []BlobInfo {
+// (name, arch) that no current database lists and nobody used after recent.
+// Blobs whose file name is not a package name are left to the quota.
+func oldVersions(blobs []BlobInfo, referenced map[string]bool, keep int, recent time.Time) []BlobInfo {
 	if keep <= 0 {
 		return nil
 	}
@@ -235,7 +241,7 @@ func oldVersions(blobs []BlobInfo, referenced map[string]bool, keep int) []BlobI
 			if i == 0 || verify.Vercmp(v.version, vs[i-1].version) != 0 {
 				distinct++
 			}
-			if distinct > keep && !referenced[v.CID.String()] {
+			if distinct > keep && !referenced[v.CID.String()] && !v.LastAccess.After(recent) {
 				victims = append(victims, v.BlobInfo)
 			}
 		}

@@ -387,6 +387,11 @@ func TestPruneKeepVersions(t *testing.T) {
 	if _, err := s.PutDB("core", "x86_64", "core.db", bytes.NewReader(db), time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	// Just used: spared for now (someone may still be downloading them).
+	if removed, _, err := s.Prune(); err != nil || removed != 0 {
+		t.Fatalf("Prune within the grace period = %d, %v; want 0", removed, err)
+	}
+	s.SetClock(func() time.Time { return time.Now().Add(time.Hour) })
 	removed, freed, err := s.Prune()
 	if err != nil {
 		t.Fatal(err)
@@ -456,6 +461,7 @@ func TestRunPrunesAfterPutDB(t *testing.T) {
 	oldPkg, newPkg := storetest.NewPackage("foo", "1-1", "any", 10), storetest.NewPackage("foo", "2-1", "any", 10)
 	oldBlob := storetest.Put(t, s, oldPkg.Data, store.BlobInfo{Filename: oldPkg.Entry.Filename}, nil)
 	storetest.Put(t, s, newPkg.Data, store.BlobInfo{Filename: newPkg.Entry.Filename}, nil)
+	s.SetClock(func() time.Time { return time.Now().Add(time.Hour) }) // past the grace period
 	db := storetest.DB(t, []repodb.Entry{newPkg.Entry}, false)
 	if _, err := s.PutDB("core", "x86_64", "core.db", bytes.NewReader(db), time.Now()); err != nil {
 		t.Fatal(err)
