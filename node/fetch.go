@@ -113,7 +113,7 @@ func (n *Node) download(ctx context.Context, d *download, v *verify.Verifier) (v
 			return verify.Result{}, fmt.Errorf("fetch %s: %w", d.exp.Filename, err)
 		}
 	}
-	srcs := append(n.peerSources(ctx, d.exp.CID), n.mirrorSources(d.repo, d.arch, d.exp.Filename)...)
+	srcs := append(n.peers(ctx, d.exp.CID), n.mirrorSources(d.repo, d.arch, d.exp.Filename)...)
 	res, got, err := n.attempt(ctx, d, v, srcs)
 	if err == nil || !isIntegrityError(err) {
 		return res, err
@@ -170,7 +170,7 @@ func (n *Node) afterBadBytes(d *download, srcs []source, got []int64, err error)
 		if errors.As(err, &dm) {
 			ev.WantSHA256, ev.GotSHA256 = hex.EncodeToString(dm.Want), hex.EncodeToString(dm.Got)
 		}
-		n.banPeer(culprit, "sent bad bytes", ev)
+		n.ban(culprit, "sent bad bytes", ev)
 		n.log.Warn("peer banned", "peer", culprit.String(), "cid", ev.CID, "err", err)
 	}
 	var retry []source

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,9 +15,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +27,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/flocon/flocon/store"
 	"github.com/flocon/flocon/verify"
@@ -785,4 +789,127 @@ func TestFetchRefusesBadRequests(t *testing.T) {
 			t.Errorf("refused requests reached the mirror: %+v", m.reqs)
 		}
 	})
+}
+
+// fakePeer is a peer source serving data from offset off, optionally
+// corrupted or cut after a number of bytes.
+type fakePeer struct {
+	id      peer.ID
+	data    []byte
+	corrupt bool
+	cutAt   int // stop with an error at this offset (0: send everything)
+	calls   atomic.Int32
+}
+
+func (f *fakePeer) String() string { return "peer " + f.id.String() }
+func (f *fakePeer) Peer() peer.ID  { return f.id }
+
+func (f *fakePeer) Fetch(_ context.Context, _ cid.Cid, off int64, w io.Writer) (int64, error) {
+	f.calls.Add(1)
+	data := f.data
+	if f.corrupt {
+		data = bytes.Clone(data)
+		data[len(data)-1] ^= 0xff
+	}
+	end := len(data)
+	if f.cutAt > 0 {
+		end = f.cutAt
+	}
+	k, err := w.Write(data[off:end])
+	if err == nil && end < len(data) {
+		err = errors.New("stream reset")
+	}
+	return int64(k), err
+}
+
+type banRecord struct {
+	peer peer.ID
+	ev   Evidence
+}
+
+func TestFetchFromPeers(t *testing.T) {
+	t.Parallel()
+	const size = 64 << 10
+	tests := []struct {
+		name       string
+		peers      func(data []byte) []*fakePeer
+		wantBans   int
+		wantMirror []string // Range headers of the mirror's GETs
+	}{
+		{
+			name:  "good peer, mirror untouched",
+			peers: func(d []byte) []*fakePeer { return []*fakePeer{{id: "peerA", data: d}} },
+		},
+		{
+			name:       "lying peer banned, mirror retried from 0",
+			peers:      func(d []byte) []*fakePeer { return []*fakePeer{{id: "peerA", data: d, corrupt: true}} },
+			wantBans:   1,
+			wantMirror: []string{""},
+		},
+		{
+			name: "peer cut, next peer resumes",
+			peers: func(d []byte) []*fakePeer {
+				return []*fakePeer{{id: "peerA", data: d, cutAt: 1000}, {id: "peerB", data: d}}
+			},
+		},
+		{
+			name:       "peer cut, mirror resumes",
+			peers:      func(d []byte) []*fakePeer { return []*fakePeer{{id: "peerA", data: d, cutAt: 1000}} },
+			wantMirror: []string{"bytes=1000-"},
+		},
+		{
+			name: "two peers mixed bad bytes: no ban, mirror retried",
+			peers: func(d []byte) []*fakePeer {
+				return []*fakePeer{{id: "peerA", data: d, cutAt: 1000}, {id: "peerB", data: d, corrupt: true}}
+			},
+			wantMirror: []string{""},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			pkg := newTestPkg(t, "p2p-1.0-1-x86_64.pkg.tar.zst", size, testKeyring(t).packager)
+			m := newFakeMirror(t, mirrorMode{}, map[string][]byte{pkg.name: pkg.data})
+			n, st := newTestNode(t, []string{m.template()})
+			fakes := tt.peers(pkg.data)
+			var mu sync.Mutex
+			var bans []banRecord
+			n.peers = func(context.Context, cid.Cid) []source {
+				out := make([]source, len(fakes))
+				for i, f := range fakes {
+					out[i] = f
+				}
+				return out
+			}
+			n.ban = func(p peer.ID, _ string, ev Evidence) {
+				mu.Lock()
+				defer mu.Unlock()
+				bans = append(bans, banRecord{p, ev})
+			}
+			// A reader may be cut when the download restarts; readPending
+			// checks that it never gets a whole wrong file.
+			if _, err := fetchAndRead(t, n, pkg.expect(verify.SigRequired, true)); err != nil {
+				t.Fatalf("download: %v", err)
+			}
+			assertStored(t, st, pkg, pkg.sig)
+			mu.Lock()
+			defer mu.Unlock()
+			if len(bans) != tt.wantBans {
+				t.Fatalf("bans = %+v, want %d", bans, tt.wantBans)
+			}
+			for _, b := range bans {
+				want := sha256.Sum256(pkg.data)
+				if b.peer != fakes[0].id || b.ev.CID != pkg.cid.String() || b.ev.WantSHA256 != hex.EncodeToString(want[:]) || b.ev.GotSHA256 == "" {
+					t.Errorf("ban = %+v", b)
+				}
+			}
+			var ranges []string
+			for _, r := range m.requests(pkg.name) {
+				ranges = append(ranges, r.rangeHdr)
+			}
+			if !slices.Equal(ranges, tt.wantMirror) {
+				t.Errorf("mirror GETs with Range %q, want %q", ranges, tt.wantMirror)
+			}
+		})
+	}
 }

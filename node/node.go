@@ -92,6 +92,11 @@ type Node struct {
 	downloads map[*download]struct{} // in flight, aborted on shutdown
 	wg        sync.WaitGroup         // download goroutines
 
+	// Seams to the p2p side, n.peerSources and n.banPeer unless a test
+	// replaces them.
+	peers func(context.Context, cid.Cid) []source
+	ban   func(peer.ID, string, Evidence)
+
 	// p2p state: owned by the p2p side (p2p.go and its files), which sets
 	// it while runP2P runs (nil while Config.P2P is false).
 	p2p *p2pState
@@ -126,12 +131,14 @@ func New(cfg Config) (*Node, error) {
 	if cfg.StallWindow <= 0 {
 		cfg.StallWindow = DefaultStallWindow
 	}
-	return &Node{
+	n := &Node{
 		cfg:       cfg,
 		log:       cfg.Logger,
 		client:    newHTTPClient(cfg.MirrorTimeout, cfg.UserAgent),
 		downloads: make(map[*download]struct{}),
-	}, nil
+	}
+	n.peers, n.ban = n.peerSources, n.banPeer
+	return n, nil
 }
 
 // Run serves until ctx ends: the peer-to-peer side when Config.P2P, else it
