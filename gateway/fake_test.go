@@ -38,7 +38,7 @@ func (p testPkg) sha256() string {
 	return hex.EncodeToString(s[:])
 }
 
-func (p testPkg) cid(t *testing.T) cid.Cid {
+func (p testPkg) cid(t testing.TB) cid.Cid {
 	t.Helper()
 	c, err := verify.CIDFromHex(p.sha256())
 	if err != nil {
@@ -47,7 +47,7 @@ func (p testPkg) cid(t *testing.T) cid.Cid {
 	return c
 }
 
-func newTestPkg(t *testing.T, name, version string, size int, sig []byte) testPkg {
+func newTestPkg(t testing.TB, name, version string, size int, sig []byte) testPkg {
 	t.Helper()
 	data := make([]byte, size)
 	if _, err := rand.Read(data); err != nil {
@@ -60,7 +60,7 @@ func newTestPkg(t *testing.T, name, version string, size int, sig []byte) testPk
 }
 
 // makeDB builds a gzip'd sync database with repo-add's desc layout.
-func makeDB(t *testing.T, pkgs ...testPkg) []byte {
+func makeDB(t testing.TB, pkgs ...testPkg) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
@@ -198,7 +198,7 @@ func (f *fakeFetcher) lastIMS() time.Time {
 }
 
 // commit finishes a download the test fed, as node would after verifying.
-func commit(t *testing.T, p *store.Pending, pkg testPkg, sig []byte) {
+func commit(t testing.TB, p *store.Pending, pkg testPkg, sig []byte) {
 	t.Helper()
 	err := p.Commit(store.BlobInfo{
 		CID: p.CID(), Size: int64(len(pkg.data)), Repo: "core", Arch: "x86_64",
@@ -210,7 +210,7 @@ func commit(t *testing.T, p *store.Pending, pkg testPkg, sig []byte) {
 }
 
 // storeBlob puts a verified package in the store, as a finished download.
-func storeBlob(t *testing.T, st *store.Store, pkg testPkg, sig []byte) {
+func storeBlob(t testing.TB, st *store.Store, pkg testPkg, sig []byte) {
 	t.Helper()
 	p, leader, err := st.Begin(pkg.cid(t), int64(len(pkg.data)))
 	if err != nil || !leader {
@@ -231,11 +231,11 @@ type env struct {
 	entered atomic.Int64 // requests that reached the gateway
 }
 
-func newEnv(t *testing.T, cfg Config) *env {
+func newEnv(t testing.TB, cfg Config) *env {
 	return newEnvWith(t, cfg, nil)
 }
 
-func newEnvWith(t *testing.T, cfg Config, dbGate chan struct{}) *env {
+func newEnvWith(t testing.TB, cfg Config, dbGate chan struct{}) *env {
 	t.Helper()
 	st, err := store.Open(store.Config{Dir: t.TempDir()})
 	if err != nil {
@@ -263,7 +263,7 @@ func newEnvWith(t *testing.T, cfg Config, dbGate chan struct{}) *env {
 }
 
 // publish puts a db with pkgs on the fake mirror and makes them downloadable.
-func (e *env) publish(t *testing.T, lastMod time.Time, pkgs ...testPkg) []byte {
+func (e *env) publish(t testing.TB, lastMod time.Time, pkgs ...testPkg) []byte {
 	t.Helper()
 	db := makeDB(t, pkgs...)
 	e.f.mu.Lock()
@@ -276,7 +276,7 @@ func (e *env) publish(t *testing.T, lastMod time.Time, pkgs ...testPkg) []byte {
 }
 
 // sync fetches core.db through the gateway, as pacman -Sy does.
-func (e *env) sync(t *testing.T) {
+func (e *env) sync(t testing.TB) {
 	t.Helper()
 	resp := e.do(t, http.MethodGet, "/core/os/x86_64/core.db", nil)
 	_, _ = io.Copy(io.Discard, resp.Body)
@@ -286,7 +286,7 @@ func (e *env) sync(t *testing.T) {
 	}
 }
 
-func (e *env) do(t *testing.T, method, path string, hdr map[string]string) *http.Response {
+func (e *env) do(t testing.TB, method, path string, hdr map[string]string) *http.Response {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, e.srv.URL+path, nil)
 	if err != nil {
@@ -304,7 +304,7 @@ func (e *env) do(t *testing.T, method, path string, hdr map[string]string) *http
 
 // doAsync does a request whose headers only come once the test feeds the
 // download it starts.
-func (e *env) doAsync(t *testing.T, method, path string, hdr map[string]string) <-chan *http.Response {
+func (e *env) doAsync(t testing.TB, method, path string, hdr map[string]string) <-chan *http.Response {
 	t.Helper()
 	ch := make(chan *http.Response, 1)
 	go func() { ch <- e.do(t, method, path, hdr) }()
@@ -312,7 +312,7 @@ func (e *env) doAsync(t *testing.T, method, path string, hdr map[string]string) 
 }
 
 // get does a request and reads the whole body.
-func (e *env) get(t *testing.T, method, path string, hdr map[string]string) (*http.Response, []byte) {
+func (e *env) get(t testing.TB, method, path string, hdr map[string]string) (*http.Response, []byte) {
 	t.Helper()
 	resp := e.do(t, method, path, hdr)
 	defer resp.Body.Close()
@@ -324,7 +324,7 @@ func (e *env) get(t *testing.T, method, path string, hdr map[string]string) (*ht
 }
 
 // awaitStart returns the download the gateway started.
-func (e *env) awaitStart(t *testing.T) *store.Pending {
+func (e *env) awaitStart(t testing.TB) *store.Pending {
 	t.Helper()
 	select {
 	case p := <-e.f.started:
