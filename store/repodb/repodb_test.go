@@ -85,6 +85,22 @@ func compressGzip(t testing.TB, plain []byte) []byte {
 	return b.Bytes()
 }
 
+// compressZstdLong uses the zstd command reading stdin, as Arch's tools do:
+// the frame then declares a 2 GiB window, which the decoder must accept.
+func compressZstdLong(t testing.TB, plain []byte) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("zstd"); err != nil {
+		t.Skip("zstd command not found: cannot build the long-window fixture")
+	}
+	cmd := exec.CommandContext(t.Context(), "zstd", "-q", "--long=31", "-c")
+	cmd.Stdin = bytes.NewReader(plain)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("zstd: %v", err)
+	}
+	return out
+}
+
 // compressBzip2 uses the bzip2 command: the Go library has no writer.
 func compressBzip2(t testing.TB, plain []byte) []byte {
 	t.Helper()
@@ -114,6 +130,7 @@ func TestParseRealCoreDB(t *testing.T) {
 			return b
 		}},
 		{"zstd", func(t testing.TB) []byte { return compressZstd(t, realTar(t)) }},
+		{"zstd, 2 GiB window (zstd command)", func(t testing.TB) []byte { return compressZstdLong(t, realTar(t)) }},
 		{"xz", func(t testing.TB) []byte { return compressXZ(t, realTar(t)) }},
 		{"bzip2", func(t testing.TB) []byte { return compressBzip2(t, realTar(t)) }},
 		{"plain tar", realTar},
