@@ -1,11 +1,20 @@
 // Package gateway is the HTTP side pacman talks to: the mirror layout
-// GET|HEAD /{repo}/os/{arch}/{file}. Repo databases come from the upstream
-// mirrors with conditional GET; packages and their .sig come from the store,
-// or from one shared, verified download (Fetcher) that every waiting client
-// streams from as it grows. Nothing unverified is ever served complete.
+// GET|HEAD /{repo}/os/{arch}/{file}, plus GET /healthz and GET /metrics.
+// Repo databases come from the upstream mirrors with conditional GET
+// (If-Modified-Since, shared by concurrent clients, stale copy when every
+// mirror is unreachable); packages and their .sig come from the store, or
+// from one shared, verified download (Fetcher) that every waiting client
+// streams from as it grows, Range included. Nothing unverified is ever
+// served complete: a download that fails after the response started cuts
+// the connection.
 //
 //	g, err := gateway.New(gateway.Config{Store: s, Fetcher: n, Repos: repos})
 //	http.ListenAndServe("127.0.0.1:19433", g)
+//
+// Paths are validated before anything else (configured repo, [a-z0-9_]+
+// arch, a db or package file name); nothing of a URL ever names a file.
+// Errors map to one status each (statusOf): not found 404, bad bytes or
+// upstream failure 502, deadline 504, busy 429 with Retry-After.
 //
 // The gateway declares the interface it consumes (Fetcher); cmd/flocon passes
 // a *node.Node.

@@ -24,15 +24,6 @@ var (
 // retryAfter is what a busy gateway tells clients to wait, in seconds.
 const retryAfter = 5
 
-// refusals are the verification verdicts: the bytes we could get are not
-// the ones Arch signed, so as a gateway we answer 502.
-var refusals = []error{
-	verify.ErrDigestMismatch, verify.ErrSizeMismatch, verify.ErrBadSignature,
-	verify.ErrNoSignature, verify.ErrUnknownKey, verify.ErrUntrustedKey,
-	verify.ErrRevokedKey, verify.ErrDisabledKey, verify.ErrExpiredKey,
-	verify.ErrIdentityMismatch, ErrUpstream, ErrTooLarge, store.ErrAborted,
-}
-
 // statusOf is the one mapping from errors to HTTP status codes.
 func statusOf(err error) int {
 	switch {
@@ -46,13 +37,12 @@ func statusOf(err error) int {
 		return http.StatusGatewayTimeout
 	case errors.Is(err, store.ErrClosed):
 		return http.StatusServiceUnavailable
+	default:
+		// Bytes that are not the ones Arch signed (the verify sentinels,
+		// store.ErrAborted), ErrUpstream, ErrTooLarge and mirrors that
+		// cannot be reached: as a gateway, 502.
+		return http.StatusBadGateway
 	}
-	for _, e := range refusals {
-		if errors.Is(err, e) {
-			return http.StatusBadGateway
-		}
-	}
-	return http.StatusBadGateway
 }
 
 // fail answers err with its status and a body that carries no user input.
