@@ -103,7 +103,13 @@ func (s *p2pState) runShare(ctx context.Context) error {
 	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("share: %w", err)
+		// Out of inotify instances: share what is there now, not what comes.
+		s.n.log.Warn("share dirs not watched, new files need a restart", "err", err)
+		for _, d := range dirs {
+			s.scanShared(ctx, d)
+		}
+		<-ctx.Done()
+		return nil
 	}
 	defer w.Close()
 	for _, d := range dirs {
