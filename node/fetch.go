@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,19 +46,33 @@ func (n *Node) fetch(ctx context.Context, repo, arch string, exp verify.Expect) 
 			return nil, fmt.Errorf("fetch %s: %w", exp.Filename, err)
 		}
 	}
+	return n.start(ctx, repo, arch, exp, v)
+}
+
+// start joins the download of exp.CID, or creates it and runs it in the
+// background with v (nil: the signature is fetched first).
+func (n *Node) start(ctx context.Context, repo, arch string, exp verify.Expect, v *verify.Verifier) (*store.Pending, error) {
+	closeUnused := func() {
+		if v != nil {
+			_ = v.Close()
+		}
+	}
 	if n.cfg.Store.Has(exp.CID) {
+		closeUnused()
 		return nil, nil
 	}
-	n.mu.Lock()
+	n.mu.Lock() // held until the download is registered: shutdown sees it
 	defer n.mu.Unlock()
 	if n.closed {
+		closeUnused()
 		return nil, fmt.Errorf("fetch %s: %w", exp.Filename, ErrClosed)
 	}
 	p, leader, err := n.cfg.Store.Begin(exp.CID, exp.Size)
-	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", exp.Filename, err)
-	}
-	if !leader {
+	if err != nil || !leader {
+		closeUnused()
+		if err != nil {
+			return nil, fmt.Errorf("fetch %s: %w", exp.Filename, err)
+		}
 		return p, nil
 	}
 	// The download belongs to every client of the CID, not to this request:
@@ -80,12 +95,15 @@ func (n *Node) runDownload(ctx context.Context, d *download, v *verify.Verifier)
 		n.wg.Done()
 	}()
 	c, file := d.exp.CID, d.exp.Filename
-	n.announce(c) // in flight: LAN peers may stream it from us already
 	log := n.log.With("cid", c.String(), "file", file)
 	res, err := n.download(ctx, d, v)
 	if err != nil {
 		d.p.Abort(err)
-		log.Warn("download failed", "err", err)
+		level := slog.LevelWarn
+		if errors.Is(err, store.ErrNotFound) {
+			level = slog.LevelInfo // pacman moves on to its next server
+		}
+		log.Log(ctx, level, "download failed", "err", err)
 		return
 	}
 	info := store.BlobInfo{CID: c, Size: res.Size, Repo: d.repo, Arch: d.arch, Filename: file}
@@ -113,6 +131,8 @@ func (n *Node) download(ctx context.Context, d *download, v *verify.Verifier) (v
 			return verify.Result{}, fmt.Errorf("fetch %s: %w", d.exp.Filename, err)
 		}
 	}
+	defer v.Close()
+	n.announce(d.exp.CID) // in flight: LAN peers may stream it from us already
 	srcs := append(n.peers(ctx, d.exp.CID), n.mirrorSources(d.repo, d.arch, d.exp.Filename)...)
 	res, got, err := n.attempt(ctx, d, v, srcs)
 	if err == nil || !isIntegrityError(err) {
@@ -140,6 +160,7 @@ func (n *Node) retry(ctx context.Context, d *download, srcs []source) (verify.Re
 	if err != nil {
 		return verify.Result{}, fmt.Errorf("fetch %s: %w", d.exp.Filename, err)
 	}
+	defer v.Close()
 	res, _, err := n.attempt(ctx, d, v, srcs)
 	return res, err
 }

@@ -164,9 +164,10 @@ func (p testPkg) expect(policy verify.SigPolicy, withSig bool) verify.Expect {
 
 // ---- fake upstream mirror --------------------------------------------------
 
-// mirrorMode is how a fake mirror misbehaves on package bodies (not .sig).
+// mirrorMode is how a fake mirror misbehaves on bodies (not on .sig files).
 type mirrorMode struct {
 	status     int  // answer everything with this status
+	hang       bool // send nothing, not even headers
 	cutAfter   int  // send this many bytes of the body, then drop the connection
 	stallAfter int  // send this many bytes of the body, then hang
 	corrupt    bool // flip one byte of the body
@@ -214,7 +215,7 @@ func (m *fakeMirror) serve(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	isPkg := !strings.HasSuffix(r.URL.Path, ".sig") && !strings.HasSuffix(r.URL.Path, ".db")
+	isPkg := !strings.HasSuffix(r.URL.Path, ".sig")
 	if isPkg && gate != nil {
 		select {
 		case <-gate:
@@ -223,6 +224,9 @@ func (m *fakeMirror) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	switch {
+	case isPkg && m.mode.hang:
+		<-r.Context().Done() // the client gives up
+		return
 	case isPkg && m.mode.corrupt:
 		bad := bytes.Clone(data)
 		bad[len(bad)/2] ^= 0xff
@@ -485,6 +489,22 @@ func TestFetchDBErrors(t *testing.T) {
 	}
 }
 
+func TestFetchDBStalledBody(t *testing.T) {
+	t.Parallel()
+	db := bytes.Repeat([]byte("db"), 4096)
+	m := newFakeMirror(t, mirrorMode{stallAfter: 100}, map[string][]byte{"core.db": db})
+	n, _ := newTestNode(t, []string{m.template()})
+	resp, err := n.FetchDB(t.Context(), "core", "x86_64", "core.db", time.Time{})
+	if err != nil {
+		t.Fatalf("FetchDB: %v", err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if !errors.Is(err, ErrStalled) {
+		t.Fatalf("read err = %v after %d bytes, want ErrStalled", err, len(got))
+	}
+}
+
 func TestFetchFailover(t *testing.T) {
 	t.Parallel()
 	pkg := newTestPkg(t, "foo-1.0-1-x86_64.pkg.tar.zst", 300<<10, testKeyring(t).packager)
@@ -533,11 +553,13 @@ func TestFetchResume(t *testing.T) {
 	t.Parallel()
 	const size, sent = 256 << 10, 100_000
 	tests := []struct {
-		name string
-		mode mirrorMode
+		name      string
+		mode      mirrorMode
+		wantRange string // of the second mirror's GET
 	}{
-		{"connection cut mid-body", mirrorMode{cutAfter: sent}},
-		{"stalled mirror", mirrorMode{stallAfter: sent}},
+		{"connection cut mid-body", mirrorMode{cutAfter: sent}, fmt.Sprintf("bytes=%d-", sent)},
+		{"stalled mirror", mirrorMode{stallAfter: sent}, fmt.Sprintf("bytes=%d-", sent)},
+		{"mirror never answers", mirrorMode{hang: true}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -556,8 +578,8 @@ func TestFetchResume(t *testing.T) {
 			}
 			assertStored(t, st, pkg, pkg.sig)
 			reqs := second.requests(pkg.name)
-			if want := fmt.Sprintf("bytes=%d-", sent); len(reqs) != 1 || reqs[0].rangeHdr != want {
-				t.Fatalf("second mirror requests = %+v, want one with Range %q", reqs, want)
+			if len(reqs) != 1 || reqs[0].rangeHdr != tt.wantRange {
+				t.Fatalf("second mirror requests = %+v, want one with Range %q", reqs, tt.wantRange)
 			}
 		})
 	}
