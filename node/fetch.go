@@ -213,6 +213,9 @@ func (n *Node) attempt(ctx context.Context, d *download, v *verify.Verifier, src
 	for i, s := range srcs {
 		k, err := n.fromSource(ctx, s, d.exp.CID, w.n, w)
 		got[i] = k
+		if k > 0 {
+			n.log.Debug("source delivered", "cid", d.exp.CID.String(), "source", s.String(), "bytes", k)
+		}
 		var se *sinkError
 		switch {
 		case err == nil || errors.Is(err, verify.ErrSizeMismatch):

@@ -123,3 +123,26 @@ func TestMirrorNewValidates(t *testing.T) {
 		})
 	}
 }
+
+func FuzzParseMirrorlist(f *testing.F) {
+	f.Add("Server = https://a.example/$repo/os/$arch\n#Server = http://b\n")
+	f.Add("[core]\nServer = http://127.0.0.1:19433/$repo/os/$arch\nServer=http://[::1]:80/x\n")
+	f.Add("Server = http://%zz\n")
+	f.Fuzz(func(t *testing.T, input string) {
+		got, err := ParseMirrorlist(strings.NewReader(input), []string{":8080"})
+		if err != nil {
+			if !errors.Is(err, ErrBadMirror) && !strings.Contains(err.Error(), "read mirrorlist") {
+				t.Fatalf("error without sentinel: %v", err)
+			}
+			return
+		}
+		for _, s := range got {
+			if !strings.HasPrefix(s, "http://") && !strings.HasPrefix(s, "https://") {
+				t.Fatalf("unfetchable server %q returned", s)
+			}
+			if strings.Contains(s, "#") || strings.TrimSpace(s) != s {
+				t.Fatalf("comment or blanks kept in %q", s)
+			}
+		}
+	})
+}
