@@ -172,6 +172,7 @@ type mirrorMode struct {
 	cutAfter   int  // send this many bytes of the body, then drop the connection
 	stallAfter int  // send this many bytes of the body, then hang
 	corrupt    bool // flip one byte of the body
+	trailing   int  // append this many bytes of garbage to the body
 }
 
 type mirrorRequest struct {
@@ -225,6 +226,8 @@ func (m *fakeMirror) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	switch {
+	case isPkg && m.mode.trailing > 0:
+		data = append(bytes.Clone(data), bytes.Repeat([]byte{'x'}, m.mode.trailing)...)
 	case isPkg && m.mode.hang:
 		<-r.Context().Done() // the client gives up
 		return
@@ -690,6 +693,7 @@ func TestFetchSignature(t *testing.T) {
 		policy       verify.SigPolicy
 		sigInExpect  bool // else only on the mirror
 		sigOnMirror  bool
+		oversizedSig bool
 		wantFetchErr error // returned by Fetch itself
 		wantErr      error // the download's outcome
 		wantPkgGET   bool
@@ -701,6 +705,7 @@ func TestFetchSignature(t *testing.T) {
 		{name: "unknown key on the mirror", signer: keys.stranger, sigOnMirror: true, wantErr: verify.ErrUnknownKey},
 		{name: "required sig missing", signer: keys.packager, wantErr: verify.ErrNoSignature},
 		{name: "optional sig missing", signer: keys.packager, policy: verify.SigOptional, wantPkgGET: true},
+		{name: "oversized sig on the mirror", signer: keys.packager, sigOnMirror: true, oversizedSig: true, wantErr: ErrAllSourcesFailed},
 		{name: "never checked", signer: keys.stranger, policy: verify.SigNever, sigOnMirror: true, wantPkgGET: true},
 	}
 	for _, tt := range tests {
@@ -710,6 +715,9 @@ func TestFetchSignature(t *testing.T) {
 			files := map[string][]byte{pkg.name: pkg.data}
 			if tt.sigOnMirror {
 				files[pkg.name+".sig"] = pkg.sig
+			}
+			if tt.oversizedSig {
+				files[pkg.name+".sig"] = append(bytes.Clone(pkg.sig), make([]byte, maxSigSize)...)
 			}
 			m := newFakeMirror(t, mirrorMode{}, files)
 			n, st := newTestNode(t, []string{m.template()})
@@ -738,6 +746,19 @@ func TestFetchSignature(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestFetchSizeGuard(t *testing.T) {
+	t.Parallel()
+	pkg := newTestPkg(t, "long-1.0-1-x86_64.pkg.tar.zst", 64<<10, testKeyring(t).packager)
+	m := newFakeMirror(t, mirrorMode{trailing: 4096}, map[string][]byte{pkg.name: pkg.data})
+	n, st := newTestNode(t, []string{m.template()})
+	if _, err := fetchAndRead(t, n, pkg.expect(verify.SigRequired, true)); err != nil {
+		t.Fatalf("download: %v", err)
+	}
+	// Only the expected size was taken: the stored blob is the package, not
+	// the package plus the mirror's trailing bytes.
+	assertStored(t, st, pkg, pkg.sig)
 }
 
 func TestFetchShutdownAborts(t *testing.T) {
