@@ -71,3 +71,35 @@ func TestFollowReader(t *testing.T) {
 		})
 	}
 }
+
+func TestLimitedReader(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		size    int
+		limit   int64
+		wantErr error
+	}{
+		{"under", 10, 20, nil},
+		{"exact", 20, 20, nil},
+		{"over by one", 21, 20, ErrTooLarge},
+		{"far over", 1 << 20, 20, ErrTooLarge},
+		{"empty", 0, 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			data := bytes.Repeat([]byte{'x'}, tt.size)
+			got, err := io.ReadAll(&limitedReader{r: bytes.NewReader(data), left: tt.limit})
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr == nil && !bytes.Equal(got, data) {
+				t.Fatalf("got %d bytes, want %d", len(got), len(data))
+			}
+			if int64(len(got)) > tt.limit {
+				t.Fatalf("passed %d bytes over a limit of %d", len(got), tt.limit)
+			}
+		})
+	}
+}

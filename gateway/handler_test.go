@@ -302,6 +302,13 @@ func TestDBConditional(t *testing.T) {
 		t.Fatalf("newer: status %d, %d bytes", resp.StatusCode, len(body))
 	}
 
+	// A lagging mirror with an older db does not roll ours back.
+	e.publish(t, dbTime.Add(-time.Hour), newTestPkg(t, "hello", "0.9-1", 1000, nil))
+	resp, body = e.get(t, http.MethodGet, path, nil)
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, newer) {
+		t.Fatalf("older upstream: status %d, %d bytes, want our newer copy", resp.StatusCode, len(body))
+	}
+
 	// Upstream unreachable: the stored copy, stale beats nothing.
 	e.f.mu.Lock()
 	e.f.unreachable = true
