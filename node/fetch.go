@@ -165,11 +165,11 @@ func (n *Node) retry(ctx context.Context, d *download, srcs []source) (verify.Re
 	return res, err
 }
 
-// isIntegrityError: the bytes were not the expected ones (or their
-// signature failed): another source may have the right ones.
+// isIntegrityError: the bytes were not the expected ones; another source
+// may have the right ones. (A bad signature over the right digest is not
+// one: every source has those same bytes.)
 func isIntegrityError(err error) bool {
-	return errors.Is(err, verify.ErrDigestMismatch) || errors.Is(err, verify.ErrSizeMismatch) ||
-		errors.Is(err, verify.ErrBadSignature)
+	return errors.Is(err, verify.ErrDigestMismatch) || errors.Is(err, verify.ErrSizeMismatch)
 }
 
 // afterBadBytes bans the peer when it alone sent bad bytes, and returns
@@ -184,7 +184,7 @@ func (n *Node) afterBadBytes(d *download, srcs []source, got []int64, err error)
 			culprit = srcs[i].Peer()
 		}
 	}
-	banned := contributors == 1 && culprit != "" && !errors.Is(err, verify.ErrBadSignature)
+	banned := contributors == 1 && culprit != ""
 	if banned {
 		ev := Evidence{CID: d.exp.CID.String(), Detail: err.Error()}
 		var dm *verify.DigestMismatchError

@@ -694,6 +694,7 @@ func TestFetchSignature(t *testing.T) {
 		sigInExpect  bool // else only on the mirror
 		sigOnMirror  bool
 		oversizedSig bool
+		otherSig     bool  // a valid signature, over other bytes
 		wantFetchErr error // returned by Fetch itself
 		wantErr      error // the download's outcome
 		wantPkgGET   bool
@@ -706,6 +707,7 @@ func TestFetchSignature(t *testing.T) {
 		{name: "required sig missing", signer: keys.packager, wantErr: verify.ErrNoSignature},
 		{name: "optional sig missing", signer: keys.packager, policy: verify.SigOptional, wantPkgGET: true},
 		{name: "oversized sig on the mirror", signer: keys.packager, sigOnMirror: true, oversizedSig: true, wantErr: ErrAllSourcesFailed},
+		{name: "signature over other bytes", signer: keys.packager, sigInExpect: true, otherSig: true, wantErr: verify.ErrBadSignature, wantPkgGET: true},
 		{name: "never checked", signer: keys.stranger, policy: verify.SigNever, sigOnMirror: true, wantPkgGET: true},
 	}
 	for _, tt := range tests {
@@ -721,7 +723,11 @@ func TestFetchSignature(t *testing.T) {
 			}
 			m := newFakeMirror(t, mirrorMode{}, files)
 			n, st := newTestNode(t, []string{m.template()})
-			p, err := n.Fetch(t.Context(), "core", "x86_64", pkg.expect(tt.policy, tt.sigInExpect))
+			exp := pkg.expect(tt.policy, tt.sigInExpect)
+			if tt.otherSig {
+				exp.Signature = sign(t, tt.signer, []byte("another package"))
+			}
+			p, err := n.Fetch(t.Context(), "core", "x86_64", exp)
 			if tt.wantFetchErr != nil || err != nil {
 				if !errors.Is(err, tt.wantFetchErr) || tt.wantFetchErr == nil {
 					t.Fatalf("Fetch err = %v, want %v", err, tt.wantFetchErr)
@@ -735,7 +741,7 @@ func TestFetchSignature(t *testing.T) {
 			if sigGETs := len(m.requests(pkg.name + ".sig")); tt.sigInExpect == (sigGETs > 0) && tt.policy != verify.SigNever {
 				t.Errorf(".sig GETs = %d with the signature given = %v", sigGETs, tt.sigInExpect)
 			}
-			if tt.wantPkgGET {
+			if tt.wantPkgGET && tt.wantErr == nil {
 				var wantSig []byte
 				if tt.wantSig {
 					wantSig = pkg.sig
