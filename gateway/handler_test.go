@@ -186,6 +186,11 @@ func TestRangeOnInflight(t *testing.T) {
 		head.ContentLength != 100 {
 		t.Fatalf("HEAD range in flight: %d %q %d", head.StatusCode, head.Header.Get("Content-Range"), head.ContentLength)
 	}
+	headFull, headBody := e.get(t, http.MethodHead, path, nil)
+	if headFull.StatusCode != http.StatusOK || headFull.ContentLength != 400_000 || len(headBody) != 0 ||
+		headFull.Header.Get("Accept-Ranges") != "bytes" {
+		t.Fatalf("HEAD in flight: %d length %d body %d", headFull.StatusCode, headFull.ContentLength, len(headBody))
+	}
 	unsatisfiable, _ := e.get(t, http.MethodGet, path, map[string]string{"Range": "bytes=400000-"})
 	if unsatisfiable.StatusCode != http.StatusRequestedRangeNotSatisfiable {
 		t.Fatalf("range past the end: status %d", unsatisfiable.StatusCode)
