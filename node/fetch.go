@@ -28,6 +28,7 @@ type download struct {
 	exp        verify.Expect
 	p          *store.Pending
 	cancel     context.CancelCauseFunc
+	sigPeer    peer.ID // the peer the signature came from, if any
 }
 
 func (n *Node) fetch(ctx context.Context, repo, arch string, exp verify.Expect) (*store.Pending, error) {
@@ -122,13 +123,15 @@ func (n *Node) runDownload(ctx context.Context, d *download, v *verify.Verifier)
 // download gets the signature when needed, then the verified bytes.
 func (n *Node) download(ctx context.Context, d *download, v *verify.Verifier) (verify.Result, error) {
 	if v == nil {
-		sig, err := n.fetchSig(ctx, d.repo, d.arch, d.exp)
+		sig, sigPeer, err := n.signature(ctx, d)
 		if err != nil {
 			return verify.Result{}, err
 		}
-		d.exp.Signature = sig
+		d.exp.Signature, d.sigPeer = sig, sigPeer
 		if v, err = verify.NewVerifier(n.keyring(d.repo), d.exp); err != nil {
-			return verify.Result{}, fmt.Errorf("fetch %s: %w", d.exp.Filename, err)
+			err = fmt.Errorf("fetch %s: %w", d.exp.Filename, err)
+			n.blameSignature(d, err)
+			return verify.Result{}, err
 		}
 	}
 	defer v.Close()
@@ -136,6 +139,7 @@ func (n *Node) download(ctx context.Context, d *download, v *verify.Verifier) (v
 	srcs := append(n.peers(ctx, d.exp.CID), n.mirrorSources(d.repo, d.arch, d.exp.Filename)...)
 	res, got, err := n.attempt(ctx, d, v, srcs)
 	if err == nil || !isIntegrityError(err) {
+		n.blameSignature(d, err)
 		return res, err
 	}
 	retry := n.afterBadBytes(d, srcs, got, err)
@@ -144,11 +148,43 @@ func (n *Node) download(ctx context.Context, d *download, v *verify.Verifier) (v
 	}
 	n.log.Warn("bad bytes, retrying from other sources", "cid", d.exp.CID.String(), "file", d.exp.Filename, "sources", len(retry), "err", err)
 	res, err2 := n.retry(ctx, d, retry)
-	if err2 != nil && !isIntegrityError(err2) {
+	n.blameSignature(d, err2)
+	if err2 != nil && !isIntegrityError(err2) && !errors.Is(err2, verify.ErrBadSignature) {
 		// The bad bytes are the story; the retry just found nothing better.
 		return res, fmt.Errorf("%w; retry: %v", err, err2)
 	}
 	return res, err2
+}
+
+// signature gets the detached signature of a package: from the mirrors,
+// else (policy Required) from a peer that verified the blob with it.
+func (n *Node) signature(ctx context.Context, d *download) ([]byte, peer.ID, error) {
+	sig, err := n.fetchSig(ctx, d.repo, d.arch, d.exp)
+	if err == nil || d.exp.Policy != verify.SigRequired || ctx.Err() != nil {
+		return sig, "", err
+	}
+	psig, p, perr := n.peerSig(ctx, d.exp.CID)
+	if perr != nil || len(psig) == 0 {
+		n.log.Debug("no signature from peers", "cid", d.exp.CID.String(), "err", perr)
+		return nil, "", err
+	}
+	if len(psig) > maxSigSize {
+		n.ban(p, "sent an oversized signature", Evidence{CID: d.exp.CID.String(), Detail: "signature larger than 16 KiB"})
+		return nil, "", err
+	}
+	return psig, p, nil
+}
+
+// blameSignature bans the peer a signature came from when it is not a
+// signature at all or fails over the right bytes: the peer claimed it had
+// verified the blob with it. A key this node does not trust is no proof of
+// bad faith (keyrings differ) and bans nobody.
+func (n *Node) blameSignature(d *download, err error) {
+	if d.sigPeer == "" || !errors.Is(err, verify.ErrBadSignature) {
+		return
+	}
+	n.ban(d.sigPeer, "sent a bad signature", Evidence{CID: d.exp.CID.String(), Detail: err.Error()})
+	n.log.Warn("peer banned", "peer", d.sigPeer.String(), "cid", d.exp.CID.String(), "err", err)
 }
 
 // retry starts over from offset 0 with a fresh verifier and srcs.

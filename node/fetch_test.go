@@ -1013,3 +1013,59 @@ func BenchmarkFetchMirror(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+func TestFetchPeerSignature(t *testing.T) {
+	t.Parallel()
+	keys := testKeyring(t)
+	tests := []struct {
+		name    string
+		peerSig func(t *testing.T, pkg testPkg) []byte // nil: no peer has a signature
+		wantErr error
+		wantBan bool
+	}{
+		{name: "peer's signature verifies", peerSig: func(_ *testing.T, p testPkg) []byte { return p.sig }},
+		{name: "peer's signature over other bytes", peerSig: func(t *testing.T, _ testPkg) []byte { return sign(t, keys.packager, []byte("other")) },
+			wantErr: verify.ErrBadSignature, wantBan: true},
+		{name: "peer sends garbage", peerSig: func(*testing.T, testPkg) []byte { return []byte("not a signature") },
+			wantErr: verify.ErrBadSignature, wantBan: true},
+		{name: "peer's key unknown here", peerSig: func(t *testing.T, _ testPkg) []byte { return sign(t, keys.stranger, []byte("x")) },
+			wantErr: verify.ErrUnknownKey},
+		{name: "no signature anywhere", wantErr: verify.ErrNoSignature},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			pkg := newTestPkg(t, "psig-1.0-1-x86_64.pkg.tar.zst", 16<<10, keys.packager)
+			m := newFakeMirror(t, mirrorMode{}, map[string][]byte{pkg.name: pkg.data}) // no .sig
+			n, st := newTestNode(t, []string{m.template()})
+			const sigPeer = peer.ID("sigpeer")
+			n.peerSig = func(context.Context, cid.Cid) ([]byte, peer.ID, error) {
+				if tt.peerSig == nil {
+					return nil, "", ErrP2PDisabled
+				}
+				return tt.peerSig(t, pkg), sigPeer, nil
+			}
+			var mu sync.Mutex
+			var banned []peer.ID
+			n.ban = func(p peer.ID, _ string, _ Evidence) {
+				mu.Lock()
+				defer mu.Unlock()
+				banned = append(banned, p)
+			}
+			_, err := fetchAndRead(t, n, pkg.expect(verify.SigRequired, false))
+			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if err == nil {
+				assertStored(t, st, pkg, pkg.sig)
+			} else if st.Has(pkg.cid) {
+				t.Error("refused package was stored")
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if wantBans := map[bool]int{true: 1}[tt.wantBan]; len(banned) != wantBans || (wantBans == 1 && banned[0] != sigPeer) {
+				t.Errorf("bans = %v, want ban %v", banned, tt.wantBan)
+			}
+		})
+	}
+}

@@ -92,10 +92,11 @@ type Node struct {
 	downloads map[*download]struct{} // in flight, aborted on shutdown
 	wg        sync.WaitGroup         // download goroutines
 
-	// Seams to the p2p side, n.peerSources and n.banPeer unless a test
-	// replaces them.
-	peers func(context.Context, cid.Cid) []source
-	ban   func(peer.ID, string, Evidence)
+	// Seams to the p2p side: n.peerSources, n.peerSignature and n.banPeer
+	// unless a test replaces them.
+	peers   func(context.Context, cid.Cid) []source
+	peerSig func(context.Context, cid.Cid) ([]byte, peer.ID, error)
+	ban     func(peer.ID, string, Evidence)
 
 	// p2p state: owned by the p2p side (p2p.go and its files), which sets
 	// it while runP2P runs (nil while Config.P2P is false).
@@ -137,7 +138,7 @@ func New(cfg Config) (*Node, error) {
 		client:    newHTTPClient(cfg.MirrorTimeout, cfg.UserAgent),
 		downloads: make(map[*download]struct{}),
 	}
-	n.peers, n.ban = n.peerSources, n.banPeer
+	n.peers, n.peerSig, n.ban = n.peerSources, n.peerSignature, n.banPeer
 	return n, nil
 }
 
@@ -227,7 +228,9 @@ func (t userAgentTransport) CloseIdleConnections() { t.rt.CloseIdleConnections()
 // verified as they stream; only verified blobs are committed to the store
 // (with the signature that verified them).
 // When exp.Signature is nil and the policy checks signatures, the .sig is
-// fetched first from the repo's mirrors.
+// fetched first from the repo's mirrors, or, when they have none and the
+// policy requires one, from the peers that have the blob (a peer whose
+// signature fails over the right bytes is banned).
 //
 // When the store already holds exp.CID, Fetch returns (nil, nil): the caller
 // serves the stored blob. An early refusal (bad file name, no CID, a
