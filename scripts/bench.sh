@@ -23,6 +23,7 @@
 #   MAKE_REPO [test/e2e/testdata/make-repo.sh]: the signed-repo generator
 #   BENCH_REPO []: use this already generated repo (make-repo.sh OUTDIR) as is
 #   FLOCON_BIN []: use this binary instead of building ./cmd/flocon
+#   FLOCON_ARGS []: more `flocon serve` flags, e.g. "--keep-versions 0" (word-split)
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
@@ -226,7 +227,7 @@ start_flocon() {
 	EOF
 	log "starting flocon on port $FL_PORT"
 	"$FLOCON" serve --config "$TMP/flocon.toml" --no-p2p --listen "127.0.0.1:$FL_PORT" \
-		--data-dir "$TMP/data" --mirror "$UPSTREAM" --keyring "$KEYRING" >"$TMP/flocon.log" 2>&1 &
+		--data-dir "$TMP/data" --mirror "$UPSTREAM" --keyring "$KEYRING" ${FLOCON_ARGS:-} >"$TMP/flocon.log" 2>&1 &
 	FL_PID=$!
 	PIDS+=("$FL_PID")
 	FL_URL=http://127.0.0.1:$FL_PORT/$REPO/os/$ARCH
@@ -355,7 +356,7 @@ TABLE=$(cat <<EOF
 | 5b. $SMALL_N x ${SMALL_KB} KiB, one keep-alive connection, warm, median of $WARM_RUNS | $(sec "$R5B_FL") | $(sec "$R5_NG") | 0.042 s (nginx 0.038 s) |
 | 6. flocon peak RSS: VmHWM (VmRSS at the end) | $HWM ($RSS) | — | 12–24 MiB |
 
-flocon: \`serve --no-p2p\`, db fetched first (${DB_T}); nginx ${NGINX_VERSION:-$(nginx -v 2>&1 | cut -d/ -f2)} with sendfile, also flocon's upstream.
+flocon: \`serve --no-p2p${FLOCON_ARGS:+ $FLOCON_ARGS}\`, db fetched first (${DB_T}); nginx ${NGINX_VERSION:-$(nginx -v 2>&1 | cut -d/ -f2)} with sendfile, also flocon's upstream.
 Checks: warm body through flocon byte-identical to the mirror's: $SHA.
 EOF
 )
