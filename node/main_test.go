@@ -1,11 +1,395 @@
 package node
 
 import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/ipfs/go-cid"
 	"go.uber.org/goleak"
+
+	"github.com/flocon/flocon/store"
+	"github.com/flocon/flocon/verify"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
+}
+
+// Fixtures shared by the fetch and mirror tests: a keyring built in test
+// code, fake upstream mirrors and a node over a real store.
+
+// ---- keyring fixture -------------------------------------------------------
+
+// testKeys is a keyring folder built in test code: three master keys
+// (NAME-trusted), a packager key certified by all three, and a stranger
+// key that is in no keyring.
+type testKeys struct {
+	dir      string
+	packager *openpgp.Entity
+	stranger *openpgp.Entity
+	keyring  *verify.Keyring
+}
+
+var (
+	keysOnce sync.Once
+	keysFix  *testKeys
+	keysErr  error
+)
+
+func testKeyring(t *testing.T) *testKeys {
+	t.Helper()
+	keysOnce.Do(func() { keysFix, keysErr = buildTestKeys() })
+	if keysErr != nil {
+		t.Fatalf("build test keyring: %v", keysErr)
+	}
+	return keysFix
+}
+
+func buildTestKeys() (*testKeys, error) {
+	dir, err := os.MkdirTemp("", "flocon-node-keyring-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir) // the keyring is loaded in memory
+	cfg := &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA, Time: func() time.Time { return time.Now().Add(-time.Hour) }}
+	newKey := func(name string) (*openpgp.Entity, error) {
+		return openpgp.NewEntity(name, "flocon node test", name+"@example.org", cfg)
+	}
+	k := &testKeys{dir: dir}
+	var masters []*openpgp.Entity
+	for i := range 3 {
+		m, err := newKey(fmt.Sprintf("master%d", i))
+		if err != nil {
+			return nil, err
+		}
+		masters = append(masters, m)
+	}
+	if k.packager, err = newKey("packager"); err != nil {
+		return nil, err
+	}
+	if k.stranger, err = newKey("stranger"); err != nil {
+		return nil, err
+	}
+	var uid string
+	for name := range k.packager.Identities {
+		uid = name
+	}
+	for _, m := range masters {
+		if err := k.packager.SignIdentity(uid, m, cfg); err != nil {
+			return nil, err
+		}
+	}
+	var ring bytes.Buffer
+	w, err := armor.Encode(&ring, openpgp.PublicKeyType, nil)
+	if err != nil {
+		return nil, err
+	}
+	var trusted strings.Builder
+	for _, e := range append(masters, k.packager) {
+		if err := e.Serialize(w); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	for _, m := range masters {
+		fmt.Fprintf(&trusted, "%X:4:\n", m.PrimaryKey.Fingerprint)
+	}
+	files := map[string][]byte{"test.gpg": ring.Bytes(), "test-trusted": []byte(trusted.String()), "test-revoked": nil}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	if k.keyring, err = verify.LoadKeyring(dir); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func sign(t *testing.T, key *openpgp.Entity, data []byte) []byte {
+	t.Helper()
+	var sig bytes.Buffer
+	cfg := &packet.Config{DefaultHash: 0, Time: func() time.Time { return time.Now().Add(-time.Minute) }}
+	if err := openpgp.DetachSign(&sig, key, bytes.NewReader(data), cfg); err != nil {
+		t.Fatalf("sign: %v", err)
+	}
+	return sig.Bytes()
+}
+
+// testPkg is a package file: random bytes with their CID and signature.
+type testPkg struct {
+	name string
+	data []byte
+	cid  cid.Cid
+	sig  []byte
+}
+
+func newTestPkg(t *testing.T, name string, size int, signer *openpgp.Entity) testPkg {
+	t.Helper()
+	data := make([]byte, size)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	c, err := verify.CIDFromSHA256(sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testPkg{name: name, data: data, cid: c, sig: sign(t, signer, data)}
+}
+
+func (p testPkg) expect(policy verify.SigPolicy, withSig bool) verify.Expect {
+	exp := verify.Expect{CID: p.cid, Size: int64(len(p.data)), Filename: p.name, Policy: policy}
+	if withSig {
+		exp.Signature = p.sig
+	}
+	return exp
+}
+
+// ---- fake upstream mirror --------------------------------------------------
+
+// mirrorMode is how a fake mirror misbehaves on bodies (not on .sig files).
+type mirrorMode struct {
+	status     int  // answer everything with this status
+	hang       bool // send nothing, not even headers
+	cutAfter   int  // send this many bytes of the body, then drop the connection
+	stallAfter int  // send this many bytes of the body, then hang
+	corrupt    bool // flip one byte of the body
+	trailing   int  // append this many bytes of garbage to the body
+}
+
+type mirrorRequest struct {
+	path, rangeHdr, ims, userAgent string
+}
+
+// fakeMirror is an upstream mirror serving /core/os/x86_64/FILE and logging
+// every request.
+type fakeMirror struct {
+	t       *testing.T
+	srv     *httptest.Server
+	mode    mirrorMode
+	modTime time.Time
+	gate    chan struct{} // when set, package bodies wait for it
+	mu      sync.Mutex
+	files   map[string][]byte
+	reqs    []mirrorRequest
+}
+
+func newFakeMirror(t *testing.T, mode mirrorMode, files map[string][]byte) *fakeMirror {
+	t.Helper()
+	m := &fakeMirror{t: t, mode: mode, files: files, modTime: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)}
+	m.srv = httptest.NewServer(http.HandlerFunc(m.serve))
+	t.Cleanup(m.srv.Close)
+	return m
+}
+
+func (m *fakeMirror) template() string { return m.srv.URL + "/$repo/os/$arch" }
+
+func (m *fakeMirror) serve(w http.ResponseWriter, r *http.Request) {
+	m.mu.Lock()
+	m.reqs = append(m.reqs, mirrorRequest{path: r.URL.Path, rangeHdr: r.Header.Get("Range"),
+		ims: r.Header.Get("If-Modified-Since"), userAgent: r.Header.Get("User-Agent")})
+	data, ok := m.files[path.Base(r.URL.Path)]
+	gate := m.gate
+	m.mu.Unlock()
+	if m.mode.status != 0 {
+		http.Error(w, "mirror says no", m.mode.status)
+		return
+	}
+	if !ok || path.Dir(r.URL.Path) != "/core/os/x86_64" {
+		http.NotFound(w, r)
+		return
+	}
+	isPkg := !strings.HasSuffix(r.URL.Path, ".sig")
+	if isPkg && gate != nil {
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	switch {
+	case isPkg && m.mode.trailing > 0:
+		data = append(bytes.Clone(data), bytes.Repeat([]byte{'x'}, m.mode.trailing)...)
+	case isPkg && m.mode.hang:
+		<-r.Context().Done() // the client gives up
+		return
+	case isPkg && m.mode.corrupt:
+		bad := bytes.Clone(data)
+		bad[len(bad)/2] ^= 0xff
+		data = bad
+	case isPkg && m.mode.cutAfter > 0:
+		m.partial(w, data, m.mode.cutAfter)
+		panic(http.ErrAbortHandler) // drops the connection mid-body
+	case isPkg && m.mode.stallAfter > 0:
+		m.partial(w, data, m.mode.stallAfter)
+		<-r.Context().Done() // the client gives up
+		return
+	}
+	http.ServeContent(w, r, path.Base(r.URL.Path), m.modTime, bytes.NewReader(data))
+}
+
+// partial announces the whole body and sends only its first n bytes.
+func (m *fakeMirror) partial(w http.ResponseWriter, data []byte, n int) {
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(data[:n])
+	w.(http.Flusher).Flush()
+}
+
+// requests returns the logged requests for file name.
+func (m *fakeMirror) requests(name string) []mirrorRequest {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []mirrorRequest
+	for _, r := range m.reqs {
+		if path.Base(r.path) == name {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// deadMirror is a URL template on a port where nothing listens.
+func deadMirror(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + addr + "/$repo/os/$arch"
+}
+
+// ---- node under test -------------------------------------------------------
+
+// fastTimeouts make stalls show within a fraction of a second.
+func fastTimeouts(c *Config) {
+	c.MirrorTimeout = 2 * time.Second
+	c.StallWindow = 200 * time.Millisecond
+	c.MinSpeed = 1024
+}
+
+// noTimeouts make any wait on a timer hang the test: what must be fast
+// cannot pass by waiting for a timeout.
+func noTimeouts(c *Config) {
+	c.MirrorTimeout = time.Hour
+	c.StallWindow = time.Hour
+}
+
+// newTestNode runs a mirror-only node over a real store in a temp dir.
+func newTestNode(t *testing.T, mirrors []string, opts ...func(*Config)) (*Node, *store.Store) {
+	t.Helper()
+	st, err := store.Open(store.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	cfg := Config{Store: st, Keyring: testKeyring(t).keyring, Mirrors: Mirrors{Default: mirrors}}
+	fastTimeouts(&cfg)
+	for _, o := range opts {
+		o(&cfg)
+	}
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatalf("new node: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return n, st
+}
+
+// readPending reads a download to its end, as a client would, and waits
+// for its outcome. A reader must never get a whole file that is not the
+// verified one: either its read fails or it got exactly the verified bytes.
+func readPending(t *testing.T, p *store.Pending) ([]byte, error) {
+	t.Helper()
+	r := p.NewReader(t.Context(), 0)
+	defer r.Close()
+	got, rerr := io.ReadAll(r)
+	select {
+	case <-p.Done():
+	case <-t.Context().Done():
+		t.Fatal("download never ended")
+	}
+	if rerr == nil && p.Err() != nil {
+		t.Errorf("reader got the whole file of an aborted download (%v)", p.Err())
+	}
+	if rerr == nil && p.Err() == nil {
+		sum := sha256.Sum256(got)
+		if c, _ := verify.CIDFromSHA256(sum[:]); !c.Equals(p.CID()) {
+			t.Error("reader got a whole file that is not the verified blob")
+		}
+	}
+	return got, p.Err()
+}
+
+// fetchAndRead starts a fetch and reads the download to its end.
+func fetchAndRead(t *testing.T, n *Node, exp verify.Expect) ([]byte, error) {
+	t.Helper()
+	p, err := n.Fetch(t.Context(), "core", "x86_64", exp)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		t.Fatal("Fetch returned no download for a blob not in the store")
+	}
+	return readPending(t, p)
+}
+
+// assertStored checks that the store holds exactly pkg, with its signature.
+func assertStored(t *testing.T, st *store.Store, pkg testPkg, wantSig []byte) {
+	t.Helper()
+	f, info, err := st.OpenBlob(pkg.cid)
+	if err != nil {
+		t.Fatalf("blob not stored: %v", err)
+	}
+	defer f.Close()
+	got, err := io.ReadAll(f)
+	if err != nil || !bytes.Equal(got, pkg.data) {
+		t.Fatalf("stored blob differs from the package (err %v)", err)
+	}
+	if info.Filename != pkg.name || info.Repo != "core" || info.Arch != "x86_64" || info.Size != int64(len(pkg.data)) {
+		t.Errorf("blob info = %+v", info)
+	}
+	if wantSig == nil {
+		return
+	}
+	if info.Signer == "" {
+		t.Error("blob info has no signer")
+	}
+	sig, err := st.Sig(pkg.cid)
+	if err != nil || !bytes.Equal(sig, wantSig) {
+		t.Errorf("stored signature differs (err %v)", err)
+	}
 }

@@ -1,10 +1,15 @@
 package node
 
 import (
+	"bytes"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flocon/flocon/store"
 	"github.com/flocon/flocon/verify"
@@ -145,4 +150,120 @@ func FuzzParseMirrorlist(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestFetchDBConditional(t *testing.T) {
+	t.Parallel()
+	db := []byte("not really a tar, the node does not care")
+	m := newFakeMirror(t, mirrorMode{}, map[string][]byte{"core.db": db})
+	n, _ := newTestNode(t, []string{m.template()})
+	tests := []struct {
+		name       string
+		ims        time.Time
+		wantStatus int
+	}{
+		{"no If-Modified-Since", time.Time{}, http.StatusOK},
+		{"not modified since", m.modTime, http.StatusNotModified},
+		{"older copy", m.modTime.Add(-time.Hour), http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			resp, err := n.FetchDB(t.Context(), "core", "x86_64", "core.db", tt.ims)
+			if err != nil {
+				t.Fatalf("FetchDB: %v", err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("read body: %v", err)
+			}
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("status = %d, want %d", resp.StatusCode, tt.wantStatus)
+			}
+			if lm, _ := http.ParseTime(resp.Header.Get("Last-Modified")); tt.wantStatus == http.StatusOK && !lm.Equal(m.modTime) {
+				t.Errorf("Last-Modified = %v, want %v", lm, m.modTime)
+			}
+			if tt.wantStatus == http.StatusOK && !bytes.Equal(body, db) {
+				t.Errorf("body = %q", body)
+			}
+		})
+	}
+	t.Cleanup(func() {
+		for _, r := range m.requests("core.db") {
+			if !strings.HasPrefix(r.userAgent, "flocon/") {
+				t.Errorf("User-Agent = %q", r.userAgent)
+			}
+		}
+	})
+}
+
+func TestFetchDBFailover(t *testing.T) {
+	t.Parallel()
+	db := []byte("db bytes")
+	broken := newFakeMirror(t, mirrorMode{status: http.StatusInternalServerError}, nil)
+	good := newFakeMirror(t, mirrorMode{}, map[string][]byte{"core.db": db})
+	n, _ := newTestNode(t, []string{deadMirror(t), broken.template(), good.template()})
+	resp, err := n.FetchDB(t.Context(), "core", "x86_64", "core.db", time.Time{})
+	if err != nil {
+		t.Fatalf("FetchDB: %v", err)
+	}
+	defer resp.Body.Close()
+	if body, _ := io.ReadAll(resp.Body); resp.StatusCode != http.StatusOK || !bytes.Equal(body, db) {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	if len(broken.requests("core.db")) != 1 || len(good.requests("core.db")) != 1 {
+		t.Errorf("requests: broken %d, good %d; want 1 each", len(broken.requests("core.db")), len(good.requests("core.db")))
+	}
+}
+
+func TestFetchDBErrors(t *testing.T) {
+	t.Parallel()
+	notFound1 := newFakeMirror(t, mirrorMode{}, nil)
+	notFound2 := newFakeMirror(t, mirrorMode{}, nil)
+	broken := newFakeMirror(t, mirrorMode{status: http.StatusBadGateway}, nil)
+	redirect := httptest.NewServer(http.RedirectHandler("ftp://example.org/core.db", http.StatusFound))
+	t.Cleanup(redirect.Close)
+	tests := []struct {
+		name    string
+		mirrors []string
+		file    string
+		want    error
+	}{
+		{"404 everywhere", []string{notFound1.template(), notFound2.template()}, "core.db.sig", store.ErrNotFound},
+		{"dead and 404", []string{deadMirror(t), notFound1.template()}, "core.db.sig", store.ErrNotFound},
+		{"5xx and 404", []string{broken.template(), notFound1.template()}, "core.db", ErrAllSourcesFailed},
+		{"redirect to ftp", []string{redirect.URL + "/$repo/os/$arch"}, "core.db", ErrBadMirror},
+		{"path in name", []string{notFound1.template()}, "../core.db", ErrBadName},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			n, _ := newTestNode(t, tt.mirrors, noTimeouts)
+			resp, err := n.FetchDB(t.Context(), "core", "x86_64", tt.file, time.Time{})
+			if err == nil {
+				resp.Body.Close()
+				t.Fatalf("FetchDB: status %d, want an error", resp.StatusCode)
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestFetchDBStalledBody(t *testing.T) {
+	t.Parallel()
+	db := bytes.Repeat([]byte("db"), 4096)
+	m := newFakeMirror(t, mirrorMode{stallAfter: 100}, map[string][]byte{"core.db": db})
+	n, _ := newTestNode(t, []string{m.template()})
+	resp, err := n.FetchDB(t.Context(), "core", "x86_64", "core.db", time.Time{})
+	if err != nil {
+		t.Fatalf("FetchDB: %v", err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if !errors.Is(err, ErrStalled) {
+		t.Fatalf("read err = %v after %d bytes, want ErrStalled", err, len(got))
+	}
 }
