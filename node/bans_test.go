@@ -232,3 +232,36 @@ func TestIdentityPersisted(t *testing.T) {
 		t.Fatalf("identity file mode = %v, %v; want 0600", fi.Mode().Perm(), err)
 	}
 }
+
+// TestShortThenGone: a stream that ends short right before the peer's
+// connection drops looks like a host shutting down mid-transfer: a plain
+// failure, until the peer makes a habit of it and is banned.
+func TestShortThenGone(t *testing.T) {
+	t.Parallel()
+	const size = 1 << 20
+	data := randomBytes(size, 8)
+	var hostile host.Host
+	hostile = hostileHost(t, size, func(s network.Stream) {
+		_ = writeHeader(s, header{code: statusOK, size: size, available: size})
+		_, _ = s.Write(data[:size/4])
+		_ = s.Close()
+		time.Sleep(50 * time.Millisecond) // the clean end arrives first
+		_ = hostile.Network().ClosePeer(s.Conn().RemotePeer())
+	})
+	b := startNode(t, newMemStore(t))
+	c := cidOf(t, data)
+	for i := 1; i <= maxShortAndGone; i++ {
+		if err := hostile.Connect(t.Context(), b.addrInfo()); err != nil {
+			t.Fatalf("attempt %d: connect: %v", i, err)
+		}
+		waitConnected(t, b.s.h, hostile.ID())
+		_, err := (&peerSource{s: b.s, p: hostile.ID()}).Fetch(t.Context(), c, 0, io.Discard)
+		if err == nil {
+			t.Fatalf("attempt %d: a short stream succeeded", i)
+		}
+		banned := b.s.bans.banned(hostile.ID())
+		if want := i == maxShortAndGone; banned != want || errors.Is(err, ErrMisbehaviour) != want {
+			t.Fatalf("attempt %d: banned %v (%v), want %v", i, banned, err, want)
+		}
+	}
+}

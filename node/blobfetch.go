@@ -63,10 +63,7 @@ func (s *p2pState) mayFollow(c cid.Cid, a haveAnswer) bool {
 	if a.header.code != haveInflight || s.st.growing(c) == nil {
 		return true
 	}
-	mine := s.inflight.get(c)
-	if mine.IsZero() {
-		mine = time.Now()
-	}
+	mine := s.inflight.start(c, time.Now())
 	return comesFirst(a.header.started, a.p, mine, s.h.ID())
 }
 
@@ -196,9 +193,48 @@ func (s *p2pState) fetchBlob(ctx context.Context, p peer.ID, req blobRequest, w 
 	n, err := copyBody(str, r, h, req.off, w)
 	if err != nil {
 		_ = str.Reset()
+		if errors.Is(err, errTruncated) && s.wentAway(p, str.Conn()) {
+			return n, s.shortAndGone(p, req.c, err)
+		}
 		return n, s.failure(ctx, p, req.c, err)
 	}
 	return n, nil
+}
+
+// Truncation tolerance: a peer whose host shuts down mid-transfer can end
+// the stream cleanly just before its connection drops, which looks like a
+// lie. A short stream followed at once by the connection going away is a
+// plain failure the first times; a peer that keeps doing it is banned.
+const (
+	goneWait        = 300 * time.Millisecond
+	maxShortAndGone = 3
+)
+
+// wentAway reports whether the connection the stream came on closes within
+// goneWait.
+func (s *p2pState) wentAway(p peer.ID, c network.Conn) bool {
+	deadline := time.Now().Add(goneWait)
+	for {
+		if c.IsClosed() || s.h.Network().Connectedness(p) != network.Connected {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// shortAndGone counts a short stream from a peer that then disconnected.
+func (s *p2pState) shortAndGone(p peer.ID, c cid.Cid, err error) error {
+	var n int64
+	s.peers.update(p, func(ps *peerStats) { ps.ShortAndGone++; n = ps.ShortAndGone })
+	if n >= maxShortAndGone {
+		_ = s.ban(p, "protocol violation", Evidence{CID: c.String(),
+			Detail: fmt.Sprintf("%v (%d times, each followed by a disconnect)", err, n)})
+		return fmt.Errorf("%w: %w", ErrMisbehaviour, err)
+	}
+	return fmt.Errorf("peer went away: %w", err)
 }
 
 // checkHeader maps a blob answer's status to an error.

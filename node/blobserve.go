@@ -43,7 +43,7 @@ func (s *p2pState) haveState(c cid.Cid) header {
 		return header{code: haveComplete, size: -1}
 	}
 	if g := s.st.growing(c); g != nil {
-		return header{code: haveInflight, size: g.Size(), available: g.Written(), started: s.inflight.get(c)}
+		return header{code: haveInflight, size: g.Size(), available: g.Written(), started: s.inflight.start(c, time.Now())}
 	}
 	s.announced.remove(c)
 	s.inflight.done(c) // an aborted download

@@ -17,6 +17,9 @@ type peerStats struct {
 	Successes   int64 // transfers from the peer that reached the end
 	Failures    int64 // transfers from the peer that failed or stalled
 	LastFailure time.Time
+	// ShortAndGone counts streams that ended short just before the peer
+	// disconnected (a shutdown, or a liar covering its tracks).
+	ShortAndGone int64
 }
 
 // peerTable keeps the history used to rank peers and shown by `flocon peers`.
@@ -182,24 +185,22 @@ type startTimes struct {
 
 func newStartTimes() *startTimes { return &startTimes{m: make(map[cid.Cid]time.Time)} }
 
-// start records t unless c already runs.
-func (st *startTimes) start(c cid.Cid, t time.Time) {
+// start records t unless c already has a start, and returns the start.
+// The first value a node records is the one it tells peers and orders
+// itself by, so every node sees the same order even when a peer asks
+// before the download announced itself.
+func (st *startTimes) start(c cid.Cid, t time.Time) time.Time {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if _, ok := st.m[c]; !ok {
-		st.m[c] = t
+	if old, ok := st.m[c]; ok {
+		return old
 	}
+	st.m[c] = t
+	return t
 }
 
 func (st *startTimes) done(c cid.Cid) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	delete(st.m, c)
-}
-
-// get is when c started (zero when unknown).
-func (st *startTimes) get(c cid.Cid) time.Time {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.m[c]
 }
