@@ -114,10 +114,16 @@ func flocon(t *testing.T, d *Daemon, args ...string) (string, error) {
 	return string(out), err
 }
 
-// floconJSON runs a subcommand with --json and decodes its output.
+// floconJSON runs a subcommand with --json and decodes its output. Right
+// after a (re)start the daemon answers before its p2p side is up: retried.
 func floconJSON(t *testing.T, d *Daemon, out any, args ...string) {
 	t.Helper()
 	s, err := flocon(t, d, append(args, "--json")...)
+	for deadline := time.Now().Add(10 * time.Second); err != nil &&
+		strings.Contains(s, "peer-to-peer is not running") && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		s, err = flocon(t, d, append(args, "--json")...)
+	}
 	if err != nil {
 		t.Fatalf("flocon %s: %v: %s", strings.Join(args, " "), err, s)
 	}

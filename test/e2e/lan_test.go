@@ -87,10 +87,14 @@ func TestLAN(t *testing.T) {
 		if err == nil && got.Complete(victim.Size, victim.SHA256) {
 			t.Fatalf("C got %s with only a tampered copy on the LAN and no mirror", victim.File)
 		}
-		caught := !a.HasBlob(victim.CID())
-		bannedA := false
-		for _, ban := range bansOf(t, c) {
-			bannedA = bannedA || ban.Peer == ids[0]
+		// A drops its copy right after resetting the stream: poll briefly.
+		caught, bannedA := false, false
+		for deadline := time.Now().Add(5 * time.Second); !caught && !bannedA && time.Now().Before(deadline); {
+			caught = !a.HasBlob(victim.CID())
+			for _, ban := range bansOf(t, c) {
+				bannedA = bannedA || ban.Peer == ids[0]
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		if !caught && !bannedA {
 			t.Errorf("A still holds the tampered blob and C did not ban A")
