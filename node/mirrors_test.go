@@ -119,8 +119,8 @@ func TestMirrorNewValidates(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			n, err := New(tt.cfg)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("New err = %v, want error %v", err, tt.wantErr)
+			if (err != nil) != tt.wantErr || (err != nil && !errors.Is(err, ErrBadConfig)) {
+				t.Fatalf("New err = %v, want ErrBadConfig %v", err, tt.wantErr)
 			}
 			if err == nil && !slices.Equal(n.cfg.Mirrors.Default, BuiltinMirrors) {
 				t.Errorf("default mirrors = %q", n.cfg.Mirrors.Default)

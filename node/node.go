@@ -35,6 +35,8 @@ var (
 	ErrBadName = errors.New("bad file name")
 	// ErrClosed: the node has shut down.
 	ErrClosed = errors.New("node closed")
+	// ErrBadConfig: New refused the Config.
+	ErrBadConfig = errors.New("bad node config")
 )
 
 // Defaults of the zero Config.
@@ -106,16 +108,16 @@ type Node struct {
 // New validates cfg and builds a Node; nothing listens until Run.
 func New(cfg Config) (*Node, error) {
 	if cfg.Store == nil {
-		return nil, errors.New("node config: store is required")
+		return nil, fmt.Errorf("%w: store is required", ErrBadConfig)
 	}
 	if cfg.Keyring == nil {
-		return nil, errors.New("node config: keyring is required")
+		return nil, fmt.Errorf("%w: keyring is required", ErrBadConfig)
 	}
 	if len(cfg.Mirrors.Default) == 0 {
 		cfg.Mirrors.Default = append([]string(nil), BuiltinMirrors...)
 	}
 	if err := cfg.Mirrors.validate(); err != nil {
-		return nil, fmt.Errorf("node config: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
