@@ -46,17 +46,18 @@ var errBadResponse = errors.New("bad response")
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "httpbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, args []string) error {
+// run executes the subcommand in args, printing its result line to out.
+func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("usage: httpbench freeport|concurrent|join|seq|wait [flags] [URL]")
 	}
-	cmds := map[string]func(context.Context, []string) error{
+	cmds := map[string]func(context.Context, []string, io.Writer) error{
 		"freeport":   cmdFreePort,
 		"concurrent": cmdConcurrent,
 		"join":       cmdJoin,
@@ -67,7 +68,7 @@ func run(ctx context.Context, args []string) error {
 	if !ok {
 		return fmt.Errorf("unknown subcommand %q", args[0])
 	}
-	return cmd(ctx, args[1:])
+	return cmd(ctx, args[1:], out)
 }
 
 // newClient returns a client with its own transport, so each measurement
@@ -158,19 +159,19 @@ func oneURL(fs *flag.FlagSet, args []string) (string, error) {
 }
 
 // cmdFreePort prints a TCP port of 127.0.0.1 that was free a moment ago.
-func cmdFreePort(_ context.Context, _ []string) error {
+func cmdFreePort(_ context.Context, _ []string, out io.Writer) error {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	defer l.Close()
-	fmt.Println(l.Addr().(*net.TCPAddr).Port)
+	fmt.Fprintln(out, l.Addr().(*net.TCPAddr).Port)
 	return nil
 }
 
 // cmdConcurrent starts n clients on one URL at the same instant and reports
 // the wall time until the last one has the whole body.
-func cmdConcurrent(ctx context.Context, args []string) error {
+func cmdConcurrent(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("concurrent", flag.ContinueOnError)
 	n := fs.Int("n", 8, "number of concurrent clients")
 	size := fs.Int64("size", 0, "expected body size (0: only Content-Length is checked)")
@@ -203,7 +204,7 @@ func cmdConcurrent(ctx context.Context, args []string) error {
 	for _, r := range results {
 		slowest, fastest, maxFirst = max(slowest, r.Total), min(fastest, r.Total), max(maxFirst, r.FirstByte)
 	}
-	fmt.Printf("clients=%d wall=%s fastest=%s slowest=%s maxfirstbyte=%s bytes=%d\n",
+	fmt.Fprintf(out, "clients=%d wall=%s fastest=%s slowest=%s maxfirstbyte=%s bytes=%d\n",
 		*n, secs(wall), secs(fastest), secs(slowest), secs(maxFirst), results[0].Bytes)
 	return nil
 }
@@ -211,7 +212,7 @@ func cmdConcurrent(ctx context.Context, args []string) error {
 // cmdJoin starts a first client and, once it has read -after bytes, a second
 // one; it reports the second client's time to first byte and whether the
 // first client was still downloading at that moment (a real join).
-func cmdJoin(ctx context.Context, args []string) error {
+func cmdJoin(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("join", flag.ContinueOnError)
 	after := fs.Int64("after", 32<<20, "bytes the first client must have before the second starts")
 	size := fs.Int64("size", 0, "expected body size (0: only Content-Length is checked)")
@@ -254,7 +255,7 @@ func cmdJoin(ctx context.Context, args []string) error {
 		return err
 	}
 	joinedInFlight := second.Start.Add(second.FirstByte).Before(firstDone)
-	fmt.Printf("firstbyte=%s header=%s total=%s inflight=%t leadertotal=%s bytes=%d\n",
+	fmt.Fprintf(out, "firstbyte=%s header=%s total=%s inflight=%t leadertotal=%s bytes=%d\n",
 		secs(second.FirstByte), secs(second.Header), secs(second.Total), joinedInFlight,
 		secs(first.Total), second.Bytes)
 	return nil
@@ -264,7 +265,7 @@ func cmdJoin(ctx context.Context, args []string) error {
 // after the other over a single keep-alive connection. A failed file is
 // counted and reported, and the run goes on: one bad answer should not hide
 // the timing of the other files; the exit status still says it failed.
-func cmdSeq(ctx context.Context, args []string) error {
+func cmdSeq(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("seq", flag.ContinueOnError)
 	base := fs.String("base", "", "URL the file names are appended to")
 	list := fs.String("list", "", "file with one file name per line")
@@ -298,7 +299,7 @@ func cmdSeq(ctx context.Context, args []string) error {
 		}
 	}
 	wall := time.Since(t0)
-	fmt.Printf("files=%d wall=%s bytes=%d conns=%d failed=%d\n", len(names), secs(wall), total, conns, len(errs))
+	fmt.Fprintf(out, "files=%d wall=%s bytes=%d conns=%d failed=%d\n", len(names), secs(wall), total, conns, len(errs))
 	if conns != 1 {
 		errs = append(errs, fmt.Errorf("seq: used %d connections, want 1 keep-alive connection: %w", conns, errBadResponse))
 	}
@@ -325,7 +326,7 @@ func readLines(path string) ([]string, error) {
 }
 
 // cmdWait polls URL until it answers 200, for daemons that are starting.
-func cmdWait(ctx context.Context, args []string) error {
+func cmdWait(ctx context.Context, args []string, _ io.Writer) error {
 	fs := flag.NewFlagSet("wait", flag.ContinueOnError)
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	url, err := oneURL(fs, args)
