@@ -255,6 +255,24 @@ prof_stop() {
 	PERF_PID=""
 }
 
+# row_start ROW / row_end: flocon's CPU time (user + system) over a row, in
+# CPU[ROW]; less sensitive than wall time to the load of a shared machine
+declare -A CPU
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() {
+	if ((FL_UP)) && [[ -r /proc/$FL_PID/stat ]]; then awk '{print $14 + $15}' "/proc/$FL_PID/stat"; else echo 0; fi
+}
+row_start() { ROW=$1; ROW_T0=$(cpu_ticks); prof_start "$1"; }
+row_end() {
+	prof_stop
+	((FL_UP)) && CPU[$ROW]=$(($(cpu_ticks) - ROW_T0))
+	return 0
+}
+cpu() { # cpu ROW [RUNS]: flocon CPU seconds of ROW, per run
+	[[ -n ${CPU[$1]:-} ]] || { echo "—"; return; }
+	awk -v t="${CPU[$1]}" -v hz="$CLK_TCK" -v n="${2:-1}" 'BEGIN { printf "%.2f s", t / hz / n }'
+}
+
 # Each row measures nginx direct right beside flocon, so both see the same
 # load on this shared machine; warm rows alternate the two, median of N.
 if start_flocon; then FL_UP=1; else fail "flocon did not start"; fi
@@ -266,18 +284,18 @@ R5_NG=err R5A_FL=err R5A_UP=err R5A_FAILED=err R5B_FL=err SHA=err HWM=err RSS=er
 log "row 1: cold ${BIG_MB} MiB"
 R1_NG=$(curl_time "$NGINX_URL/$BIG" "$BIG_SIZE" | cut -d' ' -f1)
 if ((FL_UP)); then
-	prof_start 1-cold
+	row_start 1-cold
 	read -r R1_FL R1_FIRST <<<"$(curl_time "$FL_URL/$BIG" "$BIG_SIZE")"
-	prof_stop
+	row_end
 fi
 
 log "row 2: warm ${BIG_MB} MiB, $WARM_RUNS runs each"
-prof_start 2-warm
+row_start 2-warm
 for ((i = 0; i < WARM_RUNS; i++)); do
 	curl_time "$NGINX_URL/$BIG" "$BIG_SIZE" | cut -d' ' -f1 >>"$TMP/r2-ng"
 	((FL_UP)) && curl_time "$FL_URL/$BIG" "$BIG_SIZE" | cut -d' ' -f1 >>"$TMP/r2-fl"
 done
-prof_stop
+row_end
 R2_NG=$(median <"$TMP/r2-ng")
 ((FL_UP)) && R2_FL=$(median <"$TMP/r2-fl")
 ((FL_UP)) && R1_UP=$(upstream_fetches "$BIG")
@@ -285,18 +303,18 @@ R2_NG=$(median <"$TMP/r2-ng")
 log "row 3: $CLIENTS clients on one cold ${BIG_MB} MiB file"
 R3_NG=$(kv wall "$(hb concurrent -n "$CLIENTS" -size "$C8_SIZE" "$NGINX_URL/$C8")")
 if ((FL_UP)); then
-	prof_start 3-concurrent
+	row_start 3-concurrent
 	R3_FL=$(kv wall "$(hb concurrent -n "$CLIENTS" -size "$C8_SIZE" "$FL_URL/$C8")")
-	prof_stop
+	row_end
 	R3_UP=$(upstream_fetches "$C8")
 fi
 
 log "row 4: a client joining a download in flight"
 R4_NG=$(kv firstbyte "$(hb join -after $((JOIN_SIZE / 8)) -size "$JOIN_SIZE" "$NGINX_URL/$JOIN")")
 if ((FL_UP)); then
-	prof_start 4-join
+	row_start 4-join
 	line=$(hb join -after $((JOIN_SIZE / 8)) -size "$JOIN_SIZE" "$FL_URL/$JOIN")
-	prof_stop
+	row_end
 	R4_FL=$(kv firstbyte "$line")
 	R4_INFLIGHT=$(kv inflight "$line")
 	R4_UP=$(upstream_fetches "$JOIN")
@@ -304,20 +322,20 @@ fi
 
 log "row 5: $SMALL_N x $SMALL_KB KiB over one keep-alive connection"
 if ((FL_UP)); then
-	prof_start 5a-small-cold
+	row_start 5a-small-cold
 	line=$(hb seq -base "$FL_URL" -list "$TMP/small.txt")
-	prof_stop
+	row_end
 	R5A_FL=$(kv wall "$line")
 	R5A_FAILED=$(kv failed "$line")
 	R5A_UP=0
 	while read -r f; do R5A_UP=$((R5A_UP + $(upstream_fetches "$f"))); done <"$TMP/small.txt"
 fi
-prof_start 5b-small-warm
+row_start 5b-small-warm
 for ((i = 0; i < WARM_RUNS; i++)); do
 	kv wall "$(hb seq -base "$NGINX_URL" -list "$TMP/small.txt")" >>"$TMP/r5-ng"
 	((FL_UP)) && kv wall "$(hb seq -base "$FL_URL" -list "$TMP/small.txt")" >>"$TMP/r5-fl"
 done
-prof_stop
+row_end
 R5_NG=$(median <"$TMP/r5-ng")
 ((FL_UP)) && R5B_FL=$(median <"$TMP/r5-fl")
 
@@ -346,18 +364,18 @@ done
 TABLE=$(cat <<EOF
 ## flocon foundation benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')
 
-| row | flocon | nginx direct (the limit) | best existing cache (reference) |
-|---|---|---|---|
-| 1. cold ${BIG_MB} MiB (first byte; upstream fetches over rows 1–2) | $(sec "$R1_FL") ($(ms "$R1_FIRST"); $R1_UP) | $(sec "$R1_NG") | 0.20 s |
-| 2. warm ${BIG_MB} MiB, median of $WARM_RUNS | $(sec "$R2_FL") | $(sec "$R2_NG") | 0.088 s (nginx 0.071 s) |
-| 3. $CLIENTS clients, one cold ${BIG_MB} MiB file: wall (upstream fetches) | $(sec "$R3_FL") ($R3_UP) | $(sec "$R3_NG") | 0.57 s (1) |
-| 4. client joining a download in flight: its first byte (in flight; upstream fetches) | $(ms "$R4_FL") ($R4_INFLIGHT; $R4_UP) | $(ms "$R4_NG") | ~1 ms |
-| 5a. $SMALL_N x ${SMALL_KB} KiB, one keep-alive connection, cold (upstream fetches; failed) | $(sec "$R5A_FL") ($R5A_UP; $R5A_FAILED) | $(sec "$R5_NG") | — |
-| 5b. $SMALL_N x ${SMALL_KB} KiB, one keep-alive connection, warm, median of $WARM_RUNS | $(sec "$R5B_FL") | $(sec "$R5_NG") | 0.042 s (nginx 0.038 s) |
-| 6. flocon peak RSS: VmHWM (VmRSS at the end) | $HWM ($RSS) | — | 12–24 MiB |
+| row | flocon | flocon CPU | nginx direct (the limit) | best existing cache (reference) |
+|---|---|---|---|---|
+| 1. cold ${BIG_MB} MiB (first byte; upstream fetches over rows 1–2) | $(sec "$R1_FL") ($(ms "$R1_FIRST"); $R1_UP) | $(cpu 1-cold) | $(sec "$R1_NG") | 0.20 s |
+| 2. warm ${BIG_MB} MiB, median of $WARM_RUNS | $(sec "$R2_FL") | $(cpu 2-warm "$WARM_RUNS") | $(sec "$R2_NG") | 0.088 s (nginx 0.071 s) |
+| 3. $CLIENTS clients, one cold ${BIG_MB} MiB file: wall (upstream fetches) | $(sec "$R3_FL") ($R3_UP) | $(cpu 3-concurrent) | $(sec "$R3_NG") | 0.57 s (1) |
+| 4. client joining a download in flight: its first byte (in flight; upstream fetches) | $(ms "$R4_FL") ($R4_INFLIGHT; $R4_UP) | $(cpu 4-join) | $(ms "$R4_NG") | ~1 ms |
+| 5a. $SMALL_N x ${SMALL_KB} KiB, one keep-alive connection, cold (upstream fetches; failed) | $(sec "$R5A_FL") ($R5A_UP; $R5A_FAILED) | $(cpu 5a-small-cold) | $(sec "$R5_NG") | — |
+| 5b. $SMALL_N x ${SMALL_KB} KiB, one keep-alive connection, warm, median of $WARM_RUNS | $(sec "$R5B_FL") | $(cpu 5b-small-warm "$WARM_RUNS") | $(sec "$R5_NG") | 0.042 s (nginx 0.038 s) |
+| 6. flocon peak RSS: VmHWM (VmRSS at the end) | $HWM ($RSS) | — | — | 12–24 MiB |
 
 flocon: \`serve --no-p2p${FLOCON_ARGS:+ $FLOCON_ARGS}\`, db fetched first (${DB_T}); nginx ${NGINX_VERSION:-$(nginx -v 2>&1 | cut -d/ -f2)} with sendfile, also flocon's upstream.
-Checks: warm body through flocon byte-identical to the mirror's: $SHA.
+Checks: warm body through flocon byte-identical to the mirror's: $SHA. flocon CPU: user + system time of the daemon over the row, per run (wall times on a shared machine vary with its load; CPU time much less).
 EOF
 )
 if ((${#FAILS[@]})); then
