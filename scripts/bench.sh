@@ -385,7 +385,9 @@ fi
 
 if [[ $BENCH_VERIFY != 0 && -x $ROOT/scripts/bench-verify.sh ]]; then
 	log "running scripts/bench-verify.sh"
-	VERIFY_OUT=$("$ROOT/scripts/bench-verify.sh" 2>&1 | tail -n 20) || VERIFY_OUT="bench-verify.sh failed: $VERIFY_OUT"
+	# its result lines only (not its build and gpg chatter)
+	VERIFY_OUT=$("$ROOT/scripts/bench-verify.sh" 2>&1 | grep -E 'MB/s|bytes,|FAILED') ||
+		VERIFY_OUT="bench-verify.sh failed: ${VERIFY_OUT:-no result}"
 	TABLE+=$'\n\n### verify throughput (scripts/bench-verify.sh)\n\n```\n'"$VERIFY_OUT"$'\n```'
 fi
 
