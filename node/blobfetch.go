@@ -26,7 +26,7 @@ type haveAnswer struct {
 // returns those that do, best first. It never waits longer than the have
 // timeout, and returns as soon as every peer has answered.
 func (s *p2pState) lookup(ctx context.Context, c cid.Cid) []source {
-	peers := s.connectedPeers()
+	peers := s.lookupPeers()
 	if len(peers) == 0 {
 		return nil
 	}
@@ -36,7 +36,12 @@ func (s *p2pState) lookup(ctx context.Context, c cid.Cid) []source {
 	var wg sync.WaitGroup
 	for _, p := range peers {
 		wg.Go(func() {
-			if a, err := s.queryHave(ctx, p, c); err == nil && a.header.code != haveNone {
+			a, err := s.queryHave(ctx, p, c)
+			if err != nil {
+				s.recent.forget(p)
+				return
+			}
+			if a.header.code != haveNone {
 				answers <- a
 			}
 		})
@@ -104,6 +109,19 @@ func (s *p2pState) connectedPeers() []peer.ID {
 		}
 	}
 	return out
+}
+
+// lookupPeers are the connected peers plus those whose connection dropped
+// moments ago (a Wi-Fi hiccup, a restart): asking them redials, bounded by
+// the have timeout, and one that does not answer is forgotten.
+func (s *p2pState) lookupPeers() []peer.ID {
+	peers := s.connectedPeers()
+	for _, p := range s.recent.list(time.Now()) {
+		if s.h.Network().Connectedness(p) != network.Connected && !s.bans.banned(p) {
+			peers = append(peers, p)
+		}
+	}
+	return peers
 }
 
 // queryHave asks p about c on a /flocon/have stream bounded by ctx.

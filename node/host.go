@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -52,6 +53,7 @@ func newP2PState(n *Node, st localStore) (*p2pState, error) {
 		shared:      newShareIndex(),
 		announced:   newCIDSet(),
 		inflight:    newStartTimes(),
+		recent:      newRecentPeers(),
 		slots:       newPeerSlots(orDefault(cfg.BlobStreamsPerPeer, defaultPeerStreams)),
 		limiter:     newPeerRates(cfg.PeerBytesPerSec),
 		haveTimeout: orDefault(cfg.HaveTimeout, defaultHaveTimeout),
@@ -62,6 +64,11 @@ func newP2PState(n *Node, st localStore) (*p2pState, error) {
 		return nil, err
 	}
 	s.h, s.loopback = h, loopback
+	h.Network().Notify(&network.NotifyBundle{DisconnectedF: func(nw network.Network, c network.Conn) {
+		if nw.Connectedness(c.RemotePeer()) != network.Connected {
+			s.recent.mark(c.RemotePeer(), time.Now())
+		}
+	}})
 	h.SetStreamHandler(haveProto, s.handleHave)
 	h.SetStreamHandler(blobProto, s.handleBlob)
 	return s, nil

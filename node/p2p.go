@@ -63,6 +63,7 @@ type p2pState struct {
 	shared    *shareIndex
 	announced *cidSet
 	inflight  *startTimes // when this node's in-flight downloads started
+	recent    *recentPeers
 	slots     *peerSlots
 	limiter   *peerRates
 

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -206,4 +207,55 @@ func runNode(t *testing.T, cfg Config) (*Node, func()) {
 
 func peerInfoOf(s *p2pState) peer.AddrInfo {
 	return peer.AddrInfo{ID: s.h.ID(), Addrs: s.h.Addrs()}
+}
+
+// TestLANSingleFlightConcurrent: three nodes asked for the same cold package
+// at the same instant agree on one of them going to the mirror; the others
+// stream from it (directly or through each other).
+func TestLANSingleFlightConcurrent(t *testing.T) {
+	t.Parallel()
+	keys := testKeyring(t)
+	pkg := newTestPkg(t, "herd-1.0-1-x86_64.pkg.tar.zst", 2<<20, keys.packager)
+	mirror := newFakeMirror(t, mirrorMode{}, map[string][]byte{pkg.name: pkg.data})
+	mirror.gate = make(chan struct{})
+	var nodes []*Node
+	for range 3 {
+		n, _ := newTestNode(t, []string{mirror.template()}, withP2P(t, nodes...), noTimeouts)
+		waitP2P(t, n)
+		nodes = append(nodes, n)
+	}
+	for i, a := range nodes {
+		for _, b := range nodes[i+1:] {
+			waitConnected(t, a.state().h, b.state().h.ID())
+		}
+	}
+	pendings := make([]*store.Pending, len(nodes))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			<-start
+			p, err := n.Fetch(t.Context(), "core", "x86_64", pkg.expect(verify.SigRequired, true))
+			if err != nil || p == nil {
+				t.Errorf("node %d fetch: %v", i, err)
+			}
+			pendings[i] = p
+		})
+	}
+	close(start)
+	wg.Wait()
+	waitFor(t, "a request to the mirror", func() bool { return len(mirror.requests(pkg.name)) > 0 })
+	time.Sleep(200 * time.Millisecond) // a second request, if any, shows up
+	close(mirror.gate)
+	for i, p := range pendings {
+		if p == nil {
+			continue
+		}
+		if got, err := readPending(t, p); err != nil || !bytes.Equal(got, pkg.data) {
+			t.Fatalf("node %d: %v", i, err)
+		}
+	}
+	if n := len(mirror.requests(pkg.name)); n != 1 {
+		t.Fatalf("mirror served the package %d times, want 1", n)
+	}
 }

@@ -204,3 +204,42 @@ func (st *startTimes) done(c cid.Cid) {
 	defer st.mu.Unlock()
 	delete(st.m, c)
 }
+
+// recentWindow is how long a dropped peer is still asked in lookups.
+const recentWindow = time.Minute
+
+// recentPeers remembers peers whose last connection dropped, and when.
+type recentPeers struct {
+	mu sync.Mutex
+	m  map[peer.ID]time.Time
+}
+
+func newRecentPeers() *recentPeers { return &recentPeers{m: make(map[peer.ID]time.Time)} }
+
+func (r *recentPeers) mark(p peer.ID, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.m[p] = at
+}
+
+func (r *recentPeers) forget(p peer.ID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, p)
+}
+
+// list returns the peers dropped within recentWindow of now, and forgets
+// the older ones.
+func (r *recentPeers) list(now time.Time) []peer.ID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]peer.ID, 0, len(r.m))
+	for p, at := range r.m {
+		if now.Sub(at) > recentWindow {
+			delete(r.m, p)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
