@@ -49,7 +49,7 @@ func (g *Gateway) servePkg(w http.ResponseWriter, r *http.Request, t *target) {
 		g.fail(w, r, t, err)
 		return
 	}
-	if g.serveStored(w, r, c, e) {
+	if g.serveStored(w, r, t, c, e) {
 		return
 	}
 	g.serveDownload(w, r, t, c, e)
@@ -74,7 +74,8 @@ func setPkgHeaders(h http.Header, e repodb.Entry) {
 
 // serveStored serves the verified blob c with http.ServeContent (Range,
 // HEAD, conditional requests, sendfile); false when it is not stored.
-func (g *Gateway) serveStored(w http.ResponseWriter, r *http.Request, c cid.Cid, e repodb.Entry) bool {
+// A blob whose proven identity is not the requested name is refused.
+func (g *Gateway) serveStored(w http.ResponseWriter, r *http.Request, t *target, c cid.Cid, e repodb.Entry) bool {
 	f, info, err := g.cfg.Store.OpenBlob(c)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
@@ -83,6 +84,10 @@ func (g *Gateway) serveStored(w http.ResponseWriter, r *http.Request, c cid.Cid,
 		return false
 	}
 	defer f.Close()
+	if err := checkIdentity(info, t.pkg); err != nil {
+		g.fail(w, r, t, err)
+		return true
+	}
 	setOutcome(w, outcomeHit)
 	setPkgHeaders(w.Header(), e)
 	http.ServeContent(w, r, "", modTime(e, info.Added), f)
@@ -104,14 +109,14 @@ func (g *Gateway) serveDownload(w http.ResponseWriter, r *http.Request, t *targe
 		outcome = outcomeJoin
 	}
 	p, err := g.cfg.Fetcher.Fetch(r.Context(), t.repo.Name, t.arch, verify.Expect{
-		CID: c, Size: e.CSize, Filename: t.pkg, Signature: e.PGPSig, Policy: t.repo.SigPolicy,
+		CID: c, Size: expectedSize(e), Filename: t.pkg, Signature: e.PGPSig, Policy: t.repo.SigPolicy,
 	})
 	if err != nil {
 		g.fail(w, r, t, fmt.Errorf("fetch %s: %w", t.pkg, err))
 		return
 	}
 	if p == nil { // no download needed: the blob was stored meanwhile
-		if !g.serveStored(w, r, c, e) {
+		if !g.serveStored(w, r, t, c, e) {
 			g.fail(w, r, t, fmt.Errorf("fetch %s: %w", t.pkg, ErrNotFound))
 		}
 		return
@@ -157,8 +162,14 @@ func requestRange(r *http.Request, e repodb.Entry) string {
 // after that cuts the connection, so the client never holds a complete body.
 func (g *Gateway) streamDownload(w http.ResponseWriter, r *http.Request, t *target, p *store.Pending,
 	e repodb.Entry, rng byteRange, ranged bool, size int64) {
-	rd := g.followDownload(r.Context(), p, rng.start)
-	defer rd.Close()
+	follow := g.followDownload(r.Context(), p, rng.start)
+	defer follow.Close()
+	var rd io.Reader = follow
+	if rng.start+rng.length == size { // this response would complete the file
+		rd = &identityGate{rd: follow, left: rng.length, check: func() error {
+			return g.committedIdentity(r.Context(), p, t.pkg)
+		}}
+	}
 	buf := make([]byte, copyBufSize)
 	n, err := readSome(rd, buf[:min(int64(len(buf)), rng.length)])
 	if n == 0 {
@@ -291,7 +302,7 @@ func (g *Gateway) serveAfterDownload(w http.ResponseWriter, r *http.Request, t *
 		g.fail(w, r, t, fmt.Errorf("download %s: %w", t.pkg, err))
 		return
 	}
-	if !g.serveStored(w, r, c, e) {
+	if !g.serveStored(w, r, t, c, e) {
 		g.fail(w, r, t, fmt.Errorf("download %s: %w: committed blob missing", t.pkg, ErrNotFound))
 	}
 }

@@ -55,7 +55,7 @@ func (g *Gateway) signature(ctx context.Context, t *target, c cid.Cid, e repodb.
 		outcome = outcomeJoin
 	}
 	p, err := g.cfg.Fetcher.Fetch(ctx, t.repo.Name, t.arch, verify.Expect{
-		CID: c, Size: e.CSize, Filename: t.pkg, Policy: t.repo.SigPolicy,
+		CID: c, Size: expectedSize(e), Filename: t.pkg, Policy: t.repo.SigPolicy,
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("fetch %s: %w", t.pkg, err)

@@ -38,6 +38,9 @@ func (n *Node) fetch(ctx context.Context, repo, arch string, exp verify.Expect) 
 	if !exp.CID.Defined() {
 		return nil, fmt.Errorf("fetch %s: %w", exp.Filename, errNoCID)
 	}
+	// A db entry can name another package's signed bytes (an unsigned db, a
+	// hostile mirror): the package's own .PKGINFO must agree with its name.
+	exp.CheckIdentity = true
 	// With the signature at hand, a doomed download (unknown, untrusted,
 	// revoked key) is refused before it starts.
 	var v *verify.Verifier
@@ -110,6 +113,9 @@ func (n *Node) runDownload(ctx context.Context, d *download, v *verify.Verifier)
 	info := store.BlobInfo{CID: c, Size: res.Size, Repo: d.repo, Arch: d.arch, Filename: file}
 	if res.Signer != nil {
 		info.Signer = res.Signer.Fingerprint
+	}
+	if id := res.Identity; id != nil {
+		info.Identity = verify.PkgFile{Name: id.Name, Version: id.Version, Arch: id.Arch}.Identity()
 	}
 	if err := d.p.Commit(info, d.exp.Signature); err != nil {
 		d.p.Abort(err)

@@ -585,3 +585,32 @@ func TestFetchPeerSignature(t *testing.T) {
 		})
 	}
 }
+
+// A db entry that names another package's validly signed bytes (an unsigned
+// db lying, a downgrade) is refused: the .PKGINFO must match the name.
+func TestFetchRefusesRenamedPackage(t *testing.T) {
+	t.Parallel()
+	real := newTestPkg(t, "hello-1.0-1-x86_64.pkg.tar.zst", 64<<10, testKeyring(t).packager)
+	renamed := real
+	renamed.name = "renamedpkg-1.0-1-x86_64.pkg.tar.zst"
+	m := newFakeMirror(t, mirrorMode{}, map[string][]byte{renamed.name: renamed.data})
+	n, st := newTestNode(t, []string{m.template()})
+	_, err := fetchAndRead(t, n, renamed.expect(verify.SigRequired, true))
+	if !errors.Is(err, verify.ErrIdentityMismatch) {
+		t.Fatalf("err = %v, want verify.ErrIdentityMismatch", err)
+	}
+	if st.Has(real.cid) {
+		t.Error("the renamed package was stored")
+	}
+	// Under its own name the same bytes are accepted, and the stored row
+	// carries the proven identity for the gateway to check.
+	m2 := newFakeMirror(t, mirrorMode{}, map[string][]byte{real.name: real.data})
+	n2, st2 := newTestNode(t, []string{m2.template()})
+	if _, err := fetchAndRead(t, n2, real.expect(verify.SigRequired, true)); err != nil {
+		t.Fatalf("download under its own name: %v", err)
+	}
+	info, err := st2.Info(real.cid)
+	if err != nil || info.Identity != "hello-1.0-1-x86_64" {
+		t.Fatalf("stored identity = %q, %v; want hello-1.0-1-x86_64", info.Identity, err)
+	}
+}

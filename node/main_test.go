@@ -1,6 +1,7 @@
 package node
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -136,7 +137,9 @@ func sign(t *testing.T, key *openpgp.Entity, data []byte) []byte {
 	return sig.Bytes()
 }
 
-// testPkg is a package file: random bytes with their CID and signature.
+// testPkg is a package file: a tar whose first member is the .PKGINFO its
+// file name implies, padded with random bytes to size, with its CID and
+// signature.
 type testPkg struct {
 	name string
 	data []byte
@@ -146,16 +149,41 @@ type testPkg struct {
 
 func newTestPkg(t *testing.T, name string, size int, signer *openpgp.Entity) testPkg {
 	t.Helper()
-	data := make([]byte, size)
-	if _, err := rand.Read(data); err != nil {
-		t.Fatal(err)
-	}
+	data := packageBytes(t, name, size)
 	sum := sha256.Sum256(data)
 	c, err := verify.CIDFromSHA256(sum[:])
 	if err != nil {
 		t.Fatal(err)
 	}
 	return testPkg{name: name, data: data, cid: c, sig: sign(t, signer, data)}
+}
+
+// packageBytes is a plain tar package of at least size bytes whose .PKGINFO
+// matches file name name (the verifier reads only up to .PKGINFO).
+func packageBytes(t *testing.T, name string, size int) []byte {
+	t.Helper()
+	f, err := verify.ParsePkgFilename(name)
+	if err != nil {
+		t.Fatalf("test package name: %v", err)
+	}
+	info := fmt.Sprintf("pkgname = %s\npkgbase = %s\npkgver = %s\narch = %s\n", f.Name, f.Name, f.Version, f.Arch)
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	if err := tw.WriteHeader(&tar.Header{Name: ".PKGINFO", Mode: 0o644, Size: int64(len(info)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write([]byte(info)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, max(size, b.Len()))
+	if _, err := rand.Read(data[b.Len():]); err != nil {
+		t.Fatal(err)
+	}
+	copy(data, b.Bytes())
+	return data
 }
 
 func (p testPkg) expect(policy verify.SigPolicy, withSig bool) verify.Expect {

@@ -37,12 +37,16 @@ type Config struct {
 
 // BlobInfo is the index row of a verified blob.
 type BlobInfo struct {
-	CID        cid.Cid   `json:"cid"`
-	Size       int64     `json:"size"`
-	Repo       string    `json:"repo,omitempty"`
-	Arch       string    `json:"arch,omitempty"`
-	Filename   string    `json:"filename,omitempty"`
-	Signer     string    `json:"signer,omitempty"` // fingerprint that verified it
+	CID      cid.Cid `json:"cid"`
+	Size     int64   `json:"size"`
+	Repo     string  `json:"repo,omitempty"`
+	Arch     string  `json:"arch,omitempty"`
+	Filename string  `json:"filename,omitempty"`
+	Signer   string  `json:"signer,omitempty"` // fingerprint that verified it
+	// Identity is NAME-VERSION-ARCH as the package's own .PKGINFO says; the
+	// gateway serves the blob only under a file name with that identity, so
+	// one signed package can never be served as another (substitution).
+	Identity   string    `json:"identity,omitempty"`
 	Added      time.Time `json:"added"`
 	LastAccess time.Time `json:"lastAccess"`
 }

@@ -47,6 +47,14 @@ func (s *Store) blobInfo(c cid.Cid) (BlobInfo, error) {
 	return info, nil
 }
 
+// Info returns the index row of the verified blob c (ErrNotFound).
+func (s *Store) Info(c cid.Cid) (BlobInfo, error) {
+	if err := checkCID(c); err != nil {
+		return BlobInfo{}, fmt.Errorf("blob info %s: %w", c, err)
+	}
+	return s.blobInfo(c)
+}
+
 // OpenBlob opens the verified blob c for reading and touches its last access.
 func (s *Store) OpenBlob(c cid.Cid) (*os.File, BlobInfo, error) {
 	if err := checkCID(c); err != nil {

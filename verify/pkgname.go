@@ -58,7 +58,10 @@ func ParsePkgFilename(name string) (PkgFile, error) {
 }
 
 // String is the file name again.
-func (f PkgFile) String() string { return f.Name + "-" + f.Version + "-" + f.Arch + f.Ext }
+func (f PkgFile) String() string { return f.Identity() + f.Ext }
+
+// Identity is NAME-VERSION-ARCH: what a package is, whatever its file is called.
+func (f PkgFile) Identity() string { return f.Name + "-" + f.Version + "-" + f.Arch }
 
 // validPkgName follows alpm-package-name(7): [a-zA-Z0-9@._+-], not starting
 // with '-' or '.'.

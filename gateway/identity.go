@@ -1,0 +1,78 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/flocon/flocon/store"
+	"github.com/flocon/flocon/store/repodb"
+	"github.com/flocon/flocon/verify"
+)
+
+// checkIdentity refuses to serve blob info under the file name pkg unless
+// the identity its .PKGINFO proved (NAME-VERSION-ARCH) is the one the name
+// claims: a db entry may point a name at another package's signed bytes, and
+// one CID is stored once whatever names point at it.
+func checkIdentity(info store.BlobInfo, pkg string) error {
+	f, err := verify.ParsePkgFilename(pkg)
+	if err != nil {
+		return fmt.Errorf("serve %s: %w", pkg, err)
+	}
+	if info.Identity == f.Identity() || (info.Identity == "" && info.Filename == pkg) {
+		return nil
+	}
+	return fmt.Errorf("serve %s: %w: the blob is %s", pkg, verify.ErrIdentityMismatch, info.Identity)
+}
+
+// committedIdentity waits for p to commit (its last byte is released only
+// then) and checks the identity of the committed blob against pkg.
+func (g *Gateway) committedIdentity(ctx context.Context, p *store.Pending, pkg string) error {
+	select {
+	case <-p.Done():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := p.Err(); err != nil {
+		return err
+	}
+	info, err := g.cfg.Store.Info(p.CID())
+	if err != nil {
+		return fmt.Errorf("serve %s: %w", pkg, err)
+	}
+	return checkIdentity(info, pkg)
+}
+
+// identityGate passes a download through but holds its last byte until
+// check proves the finished blob may carry the requested name; otherwise the
+// reader fails and the client never holds the complete file.
+type identityGate struct {
+	rd    io.Reader
+	left  int64 // bytes to the end of the file
+	check func() error
+	err   error
+}
+
+func (g *identityGate) Read(b []byte) (int, error) {
+	if g.err != nil {
+		return 0, g.err
+	}
+	if g.left == 1 {
+		if g.err = g.check(); g.err != nil {
+			return 0, g.err
+		}
+	} else if int64(len(b)) >= g.left {
+		b = b[:g.left-1]
+	}
+	n, err := g.rd.Read(b)
+	g.left -= int64(n)
+	return n, err
+}
+
+// expectedSize is the entry's %CSIZE%, or -1 (unknown) when the db has none.
+func expectedSize(e repodb.Entry) int64 {
+	if e.CSize <= 0 {
+		return -1
+	}
+	return e.CSize
+}
