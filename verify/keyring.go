@@ -101,14 +101,8 @@ func DefaultKeyringDir() string {
 // Only NAME.gpg files with a NAME-trusted beside them are keyrings (Debian's
 // /usr/share/keyrings holds many unrelated *.gpg files).
 func LoadKeyring(dir string, opts ...Option) (*Keyring, error) {
-	k := &Keyring{
-		byFpr: map[string]*keyEntry{}, byKeyID: map[uint64][]*keyEntry{},
-		now: time.Now, logger: slog.New(slog.DiscardHandler), dir: dir,
-		marginal: 3, complete: 1,
-	}
-	for _, o := range opts {
-		o(k)
-	}
+	k := EmptyKeyring(opts...)
+	k.dir = dir
 	names, err := keyringNames(dir)
 	if err != nil {
 		return nil, err
@@ -123,6 +117,20 @@ func LoadKeyring(dir string, opts ...Option) (*Keyring, error) {
 	}
 	k.verifyMasterCerts()
 	return k, nil
+}
+
+// EmptyKeyring is a keyring with no keys: every signature is refused as
+// made by an unknown key. It lets a daemon without archlinux-keyring run
+// (databases, unsigned custom repos) while refusing every signed package.
+func EmptyKeyring(opts ...Option) *Keyring {
+	k := &Keyring{
+		byFpr: map[string]*keyEntry{}, byKeyID: map[uint64][]*keyEntry{},
+		now: time.Now, logger: slog.New(slog.DiscardHandler), marginal: 3, complete: 1,
+	}
+	for _, o := range opts {
+		o(k)
+	}
+	return k
 }
 
 // keyringNames lists the NAME of every NAME.gpg that has a NAME-trusted.

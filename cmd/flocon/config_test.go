@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -238,9 +239,22 @@ Server = https://two.example/$repo/os/$arch
 
 func TestKeyringMissing(t *testing.T) {
 	t.Parallel()
+	// An explicit --keyring that is not there is an error.
 	o := &options{keyring: filepath.Join(t.TempDir(), "no-keyring")}
-	_, _, err := o.loadKeyrings()
+	_, _, err := o.loadKeyrings(slog.New(slog.DiscardHandler))
 	if !errors.Is(err, verify.ErrKeyring) {
 		t.Fatalf("err = %v, want a keyring error", err)
+	}
+}
+
+func TestDefaultKeyringMissingStillRuns(t *testing.T) {
+	t.Parallel()
+	if _, err := verify.LoadKeyring(verify.DefaultKeyringDir()); err == nil {
+		t.Skip("this machine has an Arch keyring at the default place")
+	}
+	o := &options{keyring: verify.DefaultKeyringDir()}
+	kr, _, err := o.loadKeyrings(slog.New(slog.DiscardHandler))
+	if err != nil || kr == nil || kr.Len() != 0 {
+		t.Fatalf("loadKeyrings = %v, %v; want an empty keyring and no error", kr, err)
 	}
 }

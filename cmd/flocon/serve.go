@@ -69,7 +69,7 @@ func serve(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
-	kr, repoKeyrings, err := o.loadKeyrings()
+	kr, repoKeyrings, err := o.loadKeyrings(log)
 	if err != nil {
 		return err
 	}
@@ -175,8 +175,15 @@ func logPeersOnSignal(ctx context.Context, n *node.Node) error {
 }
 
 // loadKeyrings loads the main keyring and each custom repo's own one.
-func (o *options) loadKeyrings() (*verify.Keyring, map[string]*verify.Keyring, error) {
+// Without an explicit --keyring, a machine with no archlinux-keyring still
+// runs (zero config works) and refuses every signed package, saying why.
+func (o *options) loadKeyrings(log *slog.Logger) (*verify.Keyring, map[string]*verify.Keyring, error) {
 	kr, err := verify.LoadKeyring(o.keyring)
+	if err != nil && o.keyring == verify.DefaultKeyringDir() {
+		log.Warn("no Arch keyring found: every signed package will be refused until archlinux-keyring is installed",
+			"keyring", o.keyring, "err", err)
+		kr, err = verify.EmptyKeyring(), nil
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (package signatures are checked against it: install archlinux-keyring "+
 			"or point --keyring / FLOCON_KEYRING at a directory with NAME.gpg and NAME-trusted)", err)
