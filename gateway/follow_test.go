@@ -3,8 +3,11 @@ package gateway
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
+
+	"github.com/flocon/flocon/store"
 )
 
 // failingReader gives its data, then err.
@@ -28,24 +31,28 @@ func TestFollowReader(t *testing.T) {
 	t.Parallel()
 	blob := bytes.Repeat([]byte("0123456789"), 1000)
 	errGone := errors.New("open tmp/dl-1: no such file or directory")
+	errThrownAway := fmt.Errorf("read: %w", store.ErrTruncated)
 	tests := []struct {
 		name      string
 		start     int64
 		before    int // bytes the download reader gives before failing
+		readErr   error
 		committed bool
 		wantErr   bool
 	}{
-		{"fails at once, committed", 0, 0, true, false},
-		{"fails midway, committed", 0, 4000, true, false},
-		{"ranged, fails midway, committed", 2500, 3000, true, false},
-		{"fails midway, aborted", 0, 4000, false, true},
+		{"fails at once, committed", 0, 0, errGone, true, false},
+		{"fails midway, committed", 0, 4000, errGone, true, false},
+		{"ranged, fails midway, committed", 2500, 3000, errGone, true, false},
+		{"fails midway, aborted", 0, 4000, errGone, false, true},
+		// A lying source's bytes were discarded: never glue the good tail on.
+		{"truncated under the reader, committed", 0, 4000, errThrownAway, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var reopenedAt int64 = -1
 			f := &followReader{
-				rd:  &failingReader{data: blob[tt.start : tt.start+int64(tt.before)], err: errGone},
+				rd:  &failingReader{data: blob[tt.start : tt.start+int64(tt.before)], err: tt.readErr},
 				off: tt.start,
 				reopen: func(off int64) (io.ReadCloser, bool) {
 					reopenedAt = off
@@ -57,7 +64,7 @@ func TestFollowReader(t *testing.T) {
 			}
 			got, err := io.ReadAll(f)
 			if tt.wantErr {
-				if !errors.Is(err, errGone) || len(got) != tt.before {
+				if !errors.Is(err, tt.readErr) || len(got) != tt.before {
 					t.Fatalf("got %d bytes, err %v; want %d bytes then the reader's error", len(got), err, tt.before)
 				}
 				return

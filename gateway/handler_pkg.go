@@ -229,7 +229,8 @@ const commitWait = 10 * time.Second
 
 // followReader reads a download from an offset. When the download's reader
 // fails but the download committed (its temp file became the blob while the
-// reader was opening it), it goes on from the verified blob at the same offset.
+// reader was opening it), it goes on from the verified blob at the same offset
+// — unless the reader failed because the bytes it gave were discarded.
 type followReader struct {
 	rd       io.ReadCloser
 	off      int64
@@ -247,6 +248,10 @@ func (f *followReader) Read(b []byte) (int, error) {
 	n, err := f.rd.Read(b)
 	f.off += int64(n)
 	switch {
+	case errors.Is(err, store.ErrTruncated):
+		// The bytes this client already has were thrown away (a lying
+		// source): the committed blob's tail must not be joined to them.
+		return n, err
 	case err == nil, errors.Is(err, io.EOF), f.fromBlob:
 		return n, err
 	case n > 0:
