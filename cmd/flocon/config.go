@@ -50,6 +50,11 @@ type options struct {
 	noMDNS       bool
 	noP2P        bool
 	share        []string
+	pskFile      string
+	allowPeers   []string
+	blobStreams  int
+	peerRate     int64
+	haveTimeout  time.Duration
 	logLevel     string
 	logFormat    string
 	keepVersions int
@@ -83,6 +88,11 @@ type fileConfig struct {
 	Bootstrap    []string     `toml:"bootstrap"`
 	MDNS         *bool        `toml:"mdns"`
 	Share        []string     `toml:"share"`
+	PSKFile      *string      `toml:"psk_file"`
+	AllowPeers   []string     `toml:"allow_peers"`
+	BlobStreams  *int         `toml:"blob_streams_per_peer"`
+	PeerRate     *int64       `toml:"peer_rate"`
+	HaveTimeout  *string      `toml:"have_timeout"`
 	KeepVersions *int         `toml:"keep_versions"`
 	MaxSize      *int64       `toml:"max_size"`
 	DBMaxAge     *string      `toml:"db_max_age"`
@@ -105,6 +115,11 @@ func (o *options) addFlags(fs *pflag.FlagSet, configFile string) {
 	fs.BoolVar(&o.noMDNS, "no-mdns", false, "disable mDNS discovery on the LAN")
 	fs.BoolVar(&o.noP2P, "no-p2p", false, "mirror-only mode: no peer-to-peer")
 	fs.StringArrayVar(&o.share, "share", defaultShareDirs(), "read-only package cache to share (repeatable)")
+	fs.StringVar(&o.pskFile, "psk-file", "", "private swarm key file (/key/swarm/psk/1.0.0/); peers without it cannot connect; turns QUIC off")
+	fs.StringArrayVar(&o.allowPeers, "allow-peer", nil, "peer ID allowed to connect (repeatable; default: any peer not banned)")
+	fs.IntVar(&o.blobStreams, "blob-streams-per-peer", 4, "blob streams served to one peer at once")
+	fs.Int64Var(&o.peerRate, "peer-rate", 0, "upload cap per peer in bytes/s (0: unlimited)")
+	fs.DurationVar(&o.haveTimeout, "have-timeout", 150*time.Millisecond, "how long a lookup waits for peers before going to the mirrors")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.IntVar(&o.keepVersions, "keep-versions", defaultKeep, "versions kept per package (0: all)")
@@ -242,6 +257,15 @@ func (fc fileConfig) values() map[string][]string {
 	list("p2p-listen", fc.P2PListen)
 	list("bootstrap", fc.Bootstrap)
 	list("share", fc.Share)
+	str("psk-file", fc.PSKFile)
+	list("allow-peer", fc.AllowPeers)
+	str("have-timeout", fc.HaveTimeout)
+	if fc.BlobStreams != nil {
+		v["blob-streams-per-peer"] = []string{strconv.Itoa(*fc.BlobStreams)}
+	}
+	if fc.PeerRate != nil {
+		v["peer-rate"] = []string{strconv.FormatInt(*fc.PeerRate, 10)}
+	}
 	str("db-max-age", fc.DBMaxAge)
 	str("log-level", fc.LogLevel)
 	str("log-format", fc.LogFormat)
@@ -268,8 +292,9 @@ func (o *options) validate() error {
 	if o.dataDir == "" {
 		errs = append(errs, fmt.Errorf("%w: data dir is empty", errConfig))
 	}
-	if o.keepVersions < 0 || o.maxSize < 0 || o.dbMaxAge < 0 {
-		errs = append(errs, fmt.Errorf("%w: keep-versions, max-size and db-max-age must not be negative", errConfig))
+	if o.keepVersions < 0 || o.maxSize < 0 || o.dbMaxAge < 0 || o.peerRate < 0 || o.haveTimeout <= 0 || o.blobStreams <= 0 {
+		errs = append(errs, fmt.Errorf("%w: keep-versions, max-size, db-max-age and peer-rate must not be negative; "+
+			"have-timeout and blob-streams-per-peer must be positive", errConfig))
 	}
 	if _, err := parseLevel(o.logLevel); err != nil {
 		errs = append(errs, err)

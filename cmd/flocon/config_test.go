@@ -63,6 +63,11 @@ func TestServeZeroConfigDefaults(t *testing.T) {
 		{"keep versions", o.keepVersions, 3},
 		{"max size", o.maxSize, int64(0)},
 		{"db max age", o.dbMaxAge, time.Duration(0)},
+		{"psk file", o.pskFile, ""},
+		{"allow peers", o.allowPeers, []string(nil)},
+		{"blob streams per peer", o.blobStreams, 4},
+		{"peer rate", o.peerRate, int64(0)},
+		{"have timeout", o.haveTimeout, 150 * time.Millisecond},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -127,6 +132,26 @@ log_level = "debug"
 				t.Fatalf("got %+v\nwant %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// The multi-site p2p settings come through all three layers too.
+func TestP2PSettingsLayers(t *testing.T) {
+	t.Parallel()
+	file := writeFile(t, "flocon.toml", `
+psk_file = "/etc/flocon/swarm.key"
+allow_peers = ["12D3KooWA", "12D3KooWB"]
+blob_streams_per_peer = 2
+have_timeout = "80ms"
+`)
+	o, err := parseServe(t, []string{"--config", file, "--peer-rate", "1000000"},
+		map[string]string{"FLOCON_HAVE_TIMEOUT": "200ms"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.pskFile != "/etc/flocon/swarm.key" || !reflect.DeepEqual(o.allowPeers, []string{"12D3KooWA", "12D3KooWB"}) ||
+		o.blobStreams != 2 || o.peerRate != 1_000_000 || o.haveTimeout != 200*time.Millisecond {
+		t.Fatalf("got psk %q allow %v streams %d rate %d have %v", o.pskFile, o.allowPeers, o.blobStreams, o.peerRate, o.haveTimeout)
 	}
 }
 

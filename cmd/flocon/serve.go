@@ -90,6 +90,8 @@ func serve(ctx context.Context, o *options) error {
 		Logger: log.With("component", "node"),
 		P2P:    !o.noP2P, DataDir: o.dataDir, ListenAddrs: o.p2pListen, Bootstrap: o.bootstrap,
 		MDNS: !o.noMDNS, ShareDirs: o.share,
+		PSKFile: o.pskFile, AllowPeers: o.allowPeers, BlobStreamsPerPeer: o.blobStreams,
+		PeerBytesPerSec: o.peerRate, HaveTimeout: o.haveTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
