@@ -171,7 +171,8 @@ http {
 }
 EOF
 nginx -p "$NG" -e "$NG/error.log" -c "$NG/nginx.conf" >"$NG/stderr.log" 2>&1 &
-PIDS+=($!)
+NG_PID=$!
+PIDS+=("$NG_PID")
 NGINX_URL=http://127.0.0.1:$DIRECT_PORT/$REPO/os/$ARCH
 UPSTREAM="http://127.0.0.1:$UP_PORT/\$repo/os/\$arch"
 for u in "$NGINX_URL" "http://127.0.0.1:$UP_PORT/$REPO/os/$ARCH"; do
@@ -274,6 +275,22 @@ cpu() { # cpu ROW [RUNS]: flocon CPU seconds of ROW, per run
 	awk -v t="${CPU[$1]}" -v hz="$CLK_TCK" -v n="${2:-1}" 'BEGIN { printf "%.2f s", t / hz / n }'
 }
 
+# ng_ticks / ng_add ROW T0: nginx's CPU time (master and workers) spent on
+# its direct measurements, in NGCPU[ROW]
+declare -A NGCPU
+ng_ticks() {
+	local p t=0
+	for p in "$NG_PID" $(pgrep -P "$NG_PID"); do
+		[[ -r /proc/$p/stat ]] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+	done
+	echo "$t"
+}
+ng_add() { NGCPU[$1]=$((${NGCPU[$1]:-0} + $(ng_ticks) - $2)); }
+ngcpu() { # ngcpu ROW [RUNS]: " (CPU x s)" per run, or nothing
+	[[ -n ${NGCPU[$1]:-} ]] || return 0
+	awk -v t="${NGCPU[$1]}" -v hz="$CLK_TCK" -v n="${2:-1}" 'BEGIN { printf " (CPU %.2f s)", t / hz / n }'
+}
+
 # Each row measures nginx direct right beside flocon, so both see the same
 # load on this shared machine; warm rows alternate the two, median of N.
 if start_flocon; then FL_UP=1; else fail "flocon did not start"; fi
@@ -283,7 +300,9 @@ R3_NG=err R3_FL=err R3_UP=err R4_NG=err R4_FL=err R4_INFLIGHT=err R4_UP=err
 R5_NG=err R5A_FL=err R5A_UP=err R5A_FAILED=err R5B_FL=err SHA=err HWM=err RSS=err
 
 log "row 1: cold ${BIG_MB} MiB"
+t=$(ng_ticks)
 R1_NG=$(curl_time "$NGINX_URL/$BIG" "$BIG_SIZE" | cut -d' ' -f1)
+ng_add 1 "$t"
 if ((FL_UP)); then
 	row_start 1-cold
 	read -r R1_FL R1_FIRST <<<"$(curl_time "$FL_URL/$BIG" "$BIG_SIZE")"
@@ -293,7 +312,9 @@ fi
 log "row 2: warm ${BIG_MB} MiB, $WARM_RUNS runs each"
 row_start 2-warm
 for ((i = 0; i < WARM_RUNS; i++)); do
+	t=$(ng_ticks)
 	curl_time "$NGINX_URL/$BIG" "$BIG_SIZE" | cut -d' ' -f1 >>"$TMP/r2-ng"
+	ng_add 2 "$t"
 	((FL_UP)) && curl_time "$FL_URL/$BIG" "$BIG_SIZE" | cut -d' ' -f1 >>"$TMP/r2-fl"
 done
 row_end
@@ -302,7 +323,9 @@ R2_NG=$(median <"$TMP/r2-ng")
 ((FL_UP)) && R1_UP=$(upstream_fetches "$BIG")
 
 log "row 3: $CLIENTS clients on one cold ${BIG_MB} MiB file"
+t=$(ng_ticks)
 R3_NG=$(kv wall "$(hb concurrent -n "$CLIENTS" -size "$C8_SIZE" "$NGINX_URL/$C8")")
+ng_add 3 "$t"
 if ((FL_UP)); then
 	row_start 3-concurrent
 	R3_FL=$(kv wall "$(hb concurrent -n "$CLIENTS" -size "$C8_SIZE" "$FL_URL/$C8")")
@@ -333,7 +356,9 @@ if ((FL_UP)); then
 fi
 row_start 5b-small-warm
 for ((i = 0; i < WARM_RUNS; i++)); do
+	t=$(ng_ticks)
 	kv wall "$(hb seq -base "$NGINX_URL" -list "$TMP/small.txt")" >>"$TMP/r5-ng"
+	ng_add 5 "$t"
 	((FL_UP)) && kv wall "$(hb seq -base "$FL_URL" -list "$TMP/small.txt")" >>"$TMP/r5-fl"
 done
 row_end
@@ -367,16 +392,16 @@ TABLE=$(cat <<EOF
 
 | row | flocon | flocon CPU | nginx direct (the limit) | best existing cache (reference) |
 |---|---|---|---|---|
-| 1. cold ${BIG_MB} MiB (first byte; upstream fetches over rows 1–2) | $(sec "$R1_FL") ($(ms "$R1_FIRST"); $R1_UP) | $(cpu 1-cold) | $(sec "$R1_NG") | 0.20 s |
-| 2. warm ${BIG_MB} MiB, median of $WARM_RUNS | $(sec "$R2_FL") | $(cpu 2-warm "$WARM_RUNS") | $(sec "$R2_NG") | 0.088 s (nginx 0.071 s) |
-| 3. $CLIENTS clients, one cold ${BIG_MB} MiB file: wall (upstream fetches) | $(sec "$R3_FL") ($R3_UP) | $(cpu 3-concurrent) | $(sec "$R3_NG") | 0.57 s (1) |
+| 1. cold ${BIG_MB} MiB (first byte; upstream fetches over rows 1–2) | $(sec "$R1_FL") ($(ms "$R1_FIRST"); $R1_UP) | $(cpu 1-cold) | $(sec "$R1_NG")$(ngcpu 1) | 0.20 s |
+| 2. warm ${BIG_MB} MiB, median of $WARM_RUNS | $(sec "$R2_FL") | $(cpu 2-warm "$WARM_RUNS") | $(sec "$R2_NG")$(ngcpu 2 "$WARM_RUNS") | 0.088 s (nginx 0.071 s) |
+| 3. $CLIENTS clients, one cold ${BIG_MB} MiB file: wall (upstream fetches) | $(sec "$R3_FL") ($R3_UP) | $(cpu 3-concurrent) | $(sec "$R3_NG")$(ngcpu 3) | 0.57 s (1) |
 | 4. client joining a download in flight: its first byte (in flight; upstream fetches) | $(ms "$R4_FL") ($R4_INFLIGHT; $R4_UP) | $(cpu 4-join) | $(ms "$R4_NG") | ~1 ms |
 | 5a. $SMALL_N x ${SMALL_KB} KiB, one keep-alive connection, cold (upstream fetches; failed) | $(sec "$R5A_FL") ($R5A_UP; $R5A_FAILED) | $(cpu 5a-small-cold) | $(sec "$R5_NG") | — |
-| 5b. $SMALL_N x ${SMALL_KB} KiB, one keep-alive connection, warm, median of $WARM_RUNS | $(sec "$R5B_FL") | $(cpu 5b-small-warm "$WARM_RUNS") | $(sec "$R5_NG") | 0.042 s (nginx 0.038 s) |
+| 5b. $SMALL_N x ${SMALL_KB} KiB, one keep-alive connection, warm, median of $WARM_RUNS | $(sec "$R5B_FL") | $(cpu 5b-small-warm "$WARM_RUNS") | $(sec "$R5_NG")$(ngcpu 5 "$WARM_RUNS") | 0.042 s (nginx 0.038 s) |
 | 6. flocon peak RSS: VmHWM (VmRSS at the end) | $HWM ($RSS) | — | — | 12–24 MiB |
 
 flocon: \`serve --no-p2p${FLOCON_ARGS:+ $FLOCON_ARGS}\`, db fetched first (${DB_T}); nginx ${NGINX_VERSION:-$(nginx -v 2>&1 | cut -d/ -f2)} with sendfile, also flocon's upstream.
-Checks: warm body through flocon byte-identical to the mirror's: $SHA. flocon CPU: user + system time of the daemon over the row, per run (wall times on a shared machine vary with its load; CPU time much less).
+Checks: warm body through flocon byte-identical to the mirror's: $SHA. flocon CPU: user + system time of the daemon over the row, per run; nginx's in parentheses (wall times on a shared machine vary with its load; CPU time much less).
 EOF
 )
 if ((${#FAILS[@]})); then
