@@ -212,7 +212,7 @@ sha_ok() { # sha_ok URL FILE: the body at URL is byte-identical to FILE
 
 # ------------------------------------------------------------------ flocon
 FL_PID="" PERF_PID="" FL_UP=0
-DB_T="not fetched"
+DB_T="not fetched" START_RSS=err
 
 start_flocon() {
 	[[ -n $FLOCON ]] || return 1
@@ -239,6 +239,7 @@ start_flocon() {
 	DB_T=$(curl -sS -o /dev/null --noproxy '*' -w 'status %{http_code} in %{time_total} s' \
 		"$FL_URL/$REPO.db" || echo "failed")
 	[[ $DB_T == "status 200 "* ]] || { log "GET $REPO.db through flocon: $DB_T"; return 1; }
+	START_RSS=$(awk '/^VmRSS:/ {printf "%.1f MiB", $2 / 1024}' "/proc/$FL_PID/status" 2>/dev/null || echo err)
 }
 
 # prof_start ROW / prof_stop: with BENCH_PROFILE, one perf recording of the
@@ -267,9 +268,14 @@ cpu_ticks() {
 row_start() { ROW=$1; ROW_T0=$(cpu_ticks); prof_start "$1"; }
 row_end() {
 	prof_stop
-	((FL_UP)) && CPU[$ROW]=$(($(cpu_ticks) - ROW_T0))
-	return 0
+	((FL_UP)) || return 0
+	CPU[$ROW]=$(($(cpu_ticks) - ROW_T0))
+	# the row that first reached the final peak is where the memory goes
+	local hwm
+	hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$FL_PID/status" 2>/dev/null || echo 0)
+	if ((hwm > PEAK_KB)); then PEAK_KB=$hwm PEAK_ROW=$ROW; fi
 }
+PEAK_KB=0 PEAK_ROW=""
 cpu() { # cpu ROW [RUNS]: flocon CPU seconds of ROW, per run
 	[[ -n ${CPU[$1]:-} ]] || { echo "—"; return; }
 	awk -v t="${CPU[$1]}" -v hz="$CLK_TCK" -v n="${2:-1}" 'BEGIN { printf "%.2f s", t / hz / n }'
@@ -398,7 +404,7 @@ TABLE=$(cat <<EOF
 | 4. client joining a download in flight: its first byte (in flight; upstream fetches) | $(ms "$R4_FL") ($R4_INFLIGHT; $R4_UP) | $(cpu 4-join) | $(ms "$R4_NG") | ~1 ms |
 | 5a. $SMALL_N x ${SMALL_KB} KiB, one keep-alive connection, cold (upstream fetches; failed) | $(sec "$R5A_FL") ($R5A_UP; $R5A_FAILED) | $(cpu 5a-small-cold) | $(sec "$R5_NG") | — |
 | 5b. $SMALL_N x ${SMALL_KB} KiB, one keep-alive connection, warm, median of $WARM_RUNS | $(sec "$R5B_FL") | $(cpu 5b-small-warm "$WARM_RUNS") | $(sec "$R5_NG")$(ngcpu 5 "$WARM_RUNS") | 0.042 s (nginx 0.038 s) |
-| 6. flocon peak RSS: VmHWM (VmRSS at the end) | $HWM ($RSS) | — | — | 12–24 MiB |
+| 6. flocon peak RSS: VmHWM (VmRSS after start + db, at the end; row that set the peak) | $HWM ($START_RSS, $RSS; ${PEAK_ROW:-?}) | — | — | 12–24 MiB |
 
 flocon: \`serve --no-p2p${FLOCON_ARGS:+ $FLOCON_ARGS}\`, db fetched first (${DB_T}); nginx ${NGINX_VERSION:-$(nginx -v 2>&1 | cut -d/ -f2)} with sendfile, also flocon's upstream.
 Checks: warm body through flocon byte-identical to the mirror's: $SHA. flocon CPU: user + system time of the daemon over the row, per run; nginx's in parentheses (wall times on a shared machine vary with its load; CPU time much less).
