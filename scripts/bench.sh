@@ -382,7 +382,7 @@ fi
 
 # ------------------------------------------------------------------ verdicts
 for v in R1_NG R1_FL R2_NG R2_FL R3_NG R3_FL R4_NG R4_FL R5A_FL R5_NG R5B_FL HWM; do
-	[[ ${!v} != err ]] || fail "row ${v:1:1}: no measurement ($v)"
+	[[ ${!v} != err ]] || fail "no measurement for $v"
 done
 [[ $SHA == ok ]] || fail "bytes through flocon differ from the mirror's ($SHA)"
 [[ $R1_UP == 1 ]] || fail "row 1-2: $R1_UP upstream fetches of $BIG, want 1"
