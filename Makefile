@@ -2,7 +2,7 @@
 GO ?= go
 BIN ?= bin/flocon
 
-.PHONY: build test test-e2e lint check bench clean
+.PHONY: build test test-e2e lint check bench bench-gateway bench-verify bench-p2p bench-go clean
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/flocon
@@ -20,8 +20,21 @@ test-e2e:
 check:
 	./scripts/test.sh
 
-bench:
+# bench: every benchmark table in one run (gateway beside nginx, with the
+# verify rows; then the peer path; then the Go micro-benchmarks).
+bench: bench-gateway bench-p2p
+
+bench-gateway:
 	./scripts/bench.sh
+
+bench-verify:
+	./scripts/bench-verify.sh
+
+bench-p2p:
+	./scripts/bench-p2p.sh
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./verify/ ./store/... ./gateway/ ./node/
 
 clean:
 	rm -rf bin
