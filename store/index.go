@@ -58,10 +58,10 @@ func openIndex(dir string, log *slog.Logger) (*badger.DB, error) {
 		WithLoggingLevel(badger.WARNING).
 		WithCompression(options.None).
 		WithValueThreshold(1 << 10).
-		WithMemTableSize(16 << 20).
+		WithMemTableSize(4 << 20). // the index is small; memtables dominate the daemon's RSS
 		WithValueLogFileSize(64 << 20).
-		WithBlockCacheSize(32 << 20).
-		WithIndexCacheSize(16 << 20).
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(4 << 20).
 		WithNumCompactors(2).
 		WithDetectConflicts(false)
 	db, err := badger.Open(opts)

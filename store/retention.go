@@ -17,7 +17,12 @@ import (
 
 // Intervals of the background work done by Run.
 const (
-	pruneInterval  = time.Hour
+	pruneInterval = time.Hour
+	// A prune scans every blob row: after new blobs or dbs it waits for this
+	// much quiet (an upgrade commits many packages in a row), and at most
+	// pruneMaxDelay after the first request.
+	pruneQuiet     = 2 * time.Second
+	pruneMaxDelay  = 30 * time.Second
 	accessInterval = time.Minute
 	accessChunk    = 256 // rows per transaction when flushing last accesses
 
@@ -66,13 +71,17 @@ func (s *Store) Stats() Stats {
 	return st
 }
 
-// Run prunes hourly and after each new db or blob, and writes last accesses
-// every minute, until ctx ends.
+// Run prunes hourly and once new dbs or blobs stop arriving (debounced), and
+// writes last accesses every minute, until ctx ends.
 func (s *Store) Run(ctx context.Context) error {
 	prune := time.NewTicker(pruneInterval)
 	defer prune.Stop()
 	access := time.NewTicker(accessInterval)
 	defer access.Stop()
+	quiet := time.NewTimer(pruneQuiet)
+	quiet.Stop()
+	defer quiet.Stop()
+	var firstReq time.Time // of the requests not yet served; zero: none
 	for {
 		select {
 		case <-ctx.Done():
@@ -85,6 +94,12 @@ func (s *Store) Run(ctx context.Context) error {
 			s.pruneAndLog()
 			s.gcIndex()
 		case <-s.pruneReq:
+			if firstReq.IsZero() {
+				firstReq = time.Now()
+			}
+			quiet.Reset(min(pruneQuiet, time.Until(firstReq.Add(pruneMaxDelay))))
+		case <-quiet.C:
+			firstReq = time.Time{}
 			s.pruneAndLog()
 		}
 	}
