@@ -312,8 +312,13 @@ func (s *sink) Write(b []byte) (int, error) {
 	if over {
 		b = b[:s.size-s.n]
 	}
+	// The verifier hashes b while the store writes (and re-hashes) it: two
+	// cores, one pass. A failed store write aborts the download, so the
+	// verifier having seen more than was kept does not matter.
+	var verified sync.WaitGroup
+	verified.Go(func() { _, _ = s.v.Write(b) }) // never fails: the verdict comes from Finish
 	k, err := s.p.Write(b)
-	_, _ = s.v.Write(b[:k]) // never fails: the verdict comes from Finish
+	verified.Wait()
 	s.n += int64(k)
 	if err != nil {
 		return k, &sinkError{err: err}
