@@ -456,3 +456,46 @@ func TestVerifierDroppedIsCollected(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifierParallelSigHash: chunks big enough for the signature hash to
+// run beside the sha256 give the same verdicts as small ones, for a SHA-512
+// signature over the data and over other bytes.
+func TestVerifierParallelSigHash(t *testing.T) {
+	t.Parallel()
+	f := getFixture(t)
+	kr := loadFixtureKeyring(t)
+	data := bytes.Repeat([]byte("flocon parallel hashing "), 40_000) // ~960 KB
+	sum := sha256.Sum256(data)
+	c, err := CIDFromSHA256(sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		sig     []byte
+		wantErr error
+	}{
+		{"signature over the data", f.sign(t, kPackager, data, crypto.SHA512, fixtureNow), nil},
+		{"signature over other bytes", f.sign(t, kPackager, append([]byte("x"), data...), crypto.SHA512, fixtureNow), ErrBadSignature},
+	}
+	for _, tt := range tests {
+		for _, chunk := range []int{parallelMin - 1, parallelMin, 3 * parallelMin, len(data)} {
+			t.Run(fmt.Sprintf("%s/chunk %d", tt.name, chunk), func(t *testing.T) {
+				t.Parallel()
+				v, err := NewVerifier(kr, Expect{CID: c, Size: int64(len(data)), Filename: "x-1-1-any.pkg.tar.zst", Signature: tt.sig})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for off := 0; off < len(data); off += chunk {
+					if _, err := v.Write(data[off:min(off+chunk, len(data))]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				_, err = v.Finish()
+				if (tt.wantErr == nil && err != nil) || (tt.wantErr != nil && !errors.Is(err, tt.wantErr)) {
+					t.Fatalf("Finish = %v, want %v", err, tt.wantErr)
+				}
+			})
+		}
+	}
+}
