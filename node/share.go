@@ -300,6 +300,7 @@ func (s *p2pState) verifyFile(path string, exp verify.Expect) (verify.Result, er
 	if err != nil {
 		return verify.Result{}, err
 	}
+	defer v.Close() // ends the .PKGINFO reader when the copy fails
 	f, err := os.Open(path)
 	if err != nil {
 		return verify.Result{}, err
