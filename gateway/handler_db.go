@@ -104,7 +104,7 @@ func (g *Gateway) fetchDB(ctx context.Context, repo, arch, name string) (outcome
 			g.log.Warn("upstream unreachable, serving stored db", "repo", repo, "arch", arch, "file", name, "err", err)
 			return outcomeStale, nil
 		}
-		return "", fmt.Errorf("fetch db %s: %w", key, err)
+		return "", err // the Fetcher's error names the db already
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
