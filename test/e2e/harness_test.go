@@ -261,9 +261,19 @@ func requireTools(t testing.TB, tools ...string) {
 		}
 	}
 	if len(missing) > 0 {
-		t.Skipf("e2e needs %s (Debian: pacman-package-manager makepkg gnupg zstd libarchive-tools fakeroot)",
+		skipUnlessRequired(t, "e2e needs %s (Debian: pacman-package-manager makepkg gnupg zstd libarchive-tools fakeroot)",
 			strings.Join(missing, ", "))
 	}
+}
+
+// skipUnlessRequired skips the test for a missing prerequisite, or fails it
+// when FLOCON_E2E_REQUIRE=1 (CI sets it: there every e2e test must run).
+func skipUnlessRequired(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("FLOCON_E2E_REQUIRE") == "1" {
+		t.Fatalf("FLOCON_E2E_REQUIRE=1: "+format, args...)
+	}
+	t.Skipf(format, args...)
 }
 
 // Hashed is an HTTP answer whose body was hashed while streaming (for big
