@@ -25,20 +25,22 @@ func checkIdentity(info store.BlobInfo, pkg string) error {
 	return fmt.Errorf("serve %s: %w: the blob is %s", pkg, verify.ErrIdentityMismatch, info.Identity)
 }
 
-// committedIdentity waits for p to commit (its last byte is released only
-// then) and checks the identity of the committed blob against pkg.
+// committedIdentity waits for p's bytes to be proven (its last byte is
+// released only then) and checks the identity they were proven to have
+// against pkg.
 func (g *Gateway) committedIdentity(ctx context.Context, p *store.Pending, pkg string) error {
 	select {
+	case <-p.Verified():
 	case <-p.Done():
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if err := p.Err(); err != nil {
-		return err
-	}
-	info, err := g.cfg.Store.Info(p.CID())
-	if err != nil {
-		return fmt.Errorf("serve %s: %w", pkg, err)
+	info, ok := p.Info()
+	if !ok {
+		if err := p.Err(); err != nil {
+			return err
+		}
+		return fmt.Errorf("serve %s: %w: download ended unverified", pkg, ErrUpstream)
 	}
 	return checkIdentity(info, pkg)
 }

@@ -61,5 +61,27 @@ func (f *failingFile) Sync() error {
 	return f.File.Sync()
 }
 
+// HoldSync makes the fsync of the next downloads' temp files wait until
+// release is closed (nil: real files).
+func (s *Store) HoldSync(release <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if release == nil {
+		s.wrapTemp = nil
+		return
+	}
+	s.wrapTemp = func(f *os.File) tempFile { return &heldFile{File: f, release: release} }
+}
+
+type heldFile struct {
+	*os.File
+	release <-chan struct{}
+}
+
+func (f *heldFile) Sync() error {
+	<-f.release
+	return f.File.Sync()
+}
+
 // SetClock replaces the store's clock.
 func (s *Store) SetClock(now func() time.Time) { s.clock.Store(&now) }

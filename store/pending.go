@@ -50,6 +50,13 @@ type Pending struct {
 	path    string        // temp file, then blobs/<cid> after the rename
 	changed chan struct{} // closed and replaced on every change
 	truncs  []int64       // offsets of every Truncate, in order
+
+	// verified: Commit proved the bytes (size and sha256, after the caller's
+	// signature check); readers may read to the end while the blob is being
+	// made durable (fsync, rename, index row) and info is what it will be.
+	verified   bool
+	info       BlobInfo
+	verifiedCh chan struct{} // closed when verified
 }
 
 func newHasher() hash.Hash { return sha256.New() }
@@ -78,6 +85,7 @@ func newPending(s *Store, c cid.Cid, size int64) (*Pending, error) {
 	return &Pending{
 		s: s, cid: c, size: size, done: make(chan struct{}),
 		f: tf, hash: newHasher(), path: f.Name(), changed: make(chan struct{}),
+		verifiedCh: make(chan struct{}),
 	}, nil
 }
 
@@ -88,6 +96,7 @@ func committedPending(s *Store, info BlobInfo) *Pending {
 	return &Pending{
 		s: s, cid: info.CID, size: info.Size, done: done, state: stateCommitted,
 		written: info.Size, path: s.BlobPath(info.CID), changed: make(chan struct{}),
+		verified: true, info: info, verifiedCh: done,
 	}
 }
 
@@ -209,13 +218,21 @@ func (p *Pending) Commit(info BlobInfo, sig []byte) error {
 		p.abort(err, false)
 		return err
 	}
-	if err := p.publish(); err != nil {
-		return err
-	}
 	now := p.s.now()
 	info.CID, info.Size, info.LastAccess = p.cid, written, now
 	if info.Added.IsZero() {
 		info.Added = now
+	}
+	// The bytes are proven: release readers to the end now, so clients do
+	// not wait for the fsync (a failure after this loses the blob, not the
+	// integrity of what they got).
+	p.mu.Lock()
+	p.verified, p.info = true, info
+	close(p.verifiedCh)
+	p.notifyLocked()
+	p.mu.Unlock()
+	if err := p.publish(); err != nil {
+		return err
 	}
 	err = p.s.update(func(txn *badger.Txn) error {
 		if len(sig) > 0 {
@@ -244,6 +261,17 @@ func (p *Pending) Commit(info BlobInfo, sig []byte) error {
 	p.s.forget(p)
 	p.s.requestPrune()
 	return nil
+}
+
+// Verified is closed once the bytes are proven, before they are durable;
+// Info then tells what the blob is.
+func (p *Pending) Verified() <-chan struct{} { return p.verifiedCh }
+
+// Info is the row the blob gets, once Verified is closed (false before).
+func (p *Pending) Info() (BlobInfo, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.info, p.verified
 }
 
 // checkContent refuses bytes that are not exactly the content named by the CID.

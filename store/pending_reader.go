@@ -7,10 +7,10 @@ import (
 	"os"
 )
 
-// readableLocked is how far readers may read: everything once committed,
+// readableLocked is how far readers may read: everything once verified,
 // otherwise one byte less than what is there (and than the expected size).
 func (p *Pending) readableLocked() int64 {
-	if p.state == stateCommitted {
+	if p.verified {
 		return p.written
 	}
 	limit := p.written
@@ -21,7 +21,7 @@ func (p *Pending) readableLocked() int64 {
 }
 
 // NewReader reads from offset off, blocking while bytes are still to come.
-// It returns io.EOF only at the end of a committed download and the abort
+// It returns io.EOF only at the end of a verified download and the abort
 // error after Abort; ctx ends a blocked read. Peers serve partial blobs
 // through it: a reader only ever gets what is already written.
 func (p *Pending) NewReader(ctx context.Context, off int64) io.ReadCloser {
@@ -71,7 +71,7 @@ func (r *pendingReader) Read(b []byte) (int, error) {
 			p.mu.Unlock()
 			return 0, err
 		}
-		limit, state, changed := p.readableLocked(), p.state, p.changed
+		limit, verified, changed := p.readableLocked(), p.verified, p.changed
 		if r.pos < limit {
 			err := r.openLocked()
 			p.mu.Unlock()
@@ -81,7 +81,7 @@ func (r *pendingReader) Read(b []byte) (int, error) {
 			return r.readAt(b[:min(int64(len(b)), limit-r.pos)])
 		}
 		p.mu.Unlock()
-		if state == stateCommitted {
+		if verified {
 			return 0, io.EOF
 		}
 		select {

@@ -647,3 +647,51 @@ func TestCloseDuringUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestReadersReleasedBeforeFsync: once Commit has proven the bytes, readers
+// get the last byte and EOF while the blob is still being made durable, and
+// Info tells what the blob is; the commit then completes.
+func TestReadersReleasedBeforeFsync(t *testing.T) {
+	t.Parallel()
+	s := openTemp(t)
+	release := make(chan struct{})
+	s.HoldSync(release)
+	data := bytes.Repeat([]byte("durable later "), 5000)
+	c := storetest.CIDOf(t, data)
+	p, leader, err := s.Begin(c, int64(len(data)))
+	if err != nil || !leader {
+		t.Fatalf("Begin: leader=%v err=%v", leader, err)
+	}
+	if _, err := p.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.Info(); ok {
+		t.Fatal("Info before Commit")
+	}
+	committed := make(chan error, 1)
+	go func() {
+		committed <- p.Commit(store.BlobInfo{Filename: "x-1-1-any.pkg.tar.zst", Identity: "x-1-1-any"}, nil)
+	}()
+	<-p.Verified()
+	rd := p.NewReader(t.Context(), 0)
+	got, err := io.ReadAll(rd)
+	rd.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("reader during the fsync: %d bytes, %v; want all %d", len(got), err, len(data))
+	}
+	if info, ok := p.Info(); !ok || info.Identity != "x-1-1-any" || info.Size != int64(len(data)) {
+		t.Fatalf("Info = %+v, %v", info, ok)
+	}
+	select {
+	case err := <-committed:
+		t.Fatalf("Commit returned (%v) while its fsync was held", err)
+	default:
+	}
+	close(release)
+	if err := <-committed; err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if !s.Has(c) {
+		t.Fatal("blob not stored after Commit")
+	}
+}

@@ -401,9 +401,11 @@ func TestKillDuringDownload(t *testing.T) {
 	if !h.Complete(big.Size, big.SHA256) {
 		t.Errorf("after restart: status %d, %d bytes, err %v; want the package", h.Status, h.N, h.Err)
 	}
-	if !b.d.HasBlob(big.CID()) {
-		t.Errorf("store has no blob %s after the download", big.CID())
-	}
+	// The client gets its last byte once the bytes are proven; the blob is
+	// published just after (fsync, rename, index row).
+	Eventually(t, 10*time.Second, "blob "+big.CID()+" in the store after the download", func() bool {
+		return b.d.HasBlob(big.CID())
+	})
 	if err := b.d.Stop(); err != nil {
 		t.Errorf("flocon did not exit cleanly on SIGTERM: %v", err)
 	}
