@@ -255,7 +255,11 @@ func TestLANSingleFlightConcurrent(t *testing.T) {
 			t.Fatalf("node %d: %v", i, err)
 		}
 	}
-	if n := len(mirror.requests(pkg.name)); n != 1 {
+	n := len(mirror.requests(pkg.name))
+	// scripts/bench-p2p.sh prints this line as its row (4).
+	t.Logf("herd: %d nodes, %d upstream GETs of the %d-byte package: %.1fx its size upstream",
+		len(nodes), n, len(pkg.data), float64(n))
+	if n != 1 {
 		t.Fatalf("mirror served the package %d times, want 1", n)
 	}
 }

@@ -4,12 +4,15 @@
 #       the same file between the same two hosts (loopback);
 #   (2) time to first byte from a peer (have lookup + blob stream);
 #   (3) time a miss on every peer adds before the mirrors;
+#   (4) upstream bytes when 3 machines ask for one cold package at once;
 #   (5) memory with 20,000 announced blobs.
 # Usage: scripts/bench-p2p.sh [benchtime, default 3x]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bt=${1:-3x}
 out=$(go test -run '^$' -bench 'P2P' -benchtime "$bt" ./node/)
+herd=$(go test -count=1 -v -run '^TestLANSingleFlightConcurrent$' ./node/ | grep -o 'herd: .*' || echo 'herd: FAILED')
+out+=$'\n'"$herd"
 echo "$out" | grep -E '^(Benchmark|ok|FAIL)' >&2
 echo "$out" | awk '
 /^BenchmarkP2PThroughput\/libp2p/ { for (i=1;i<=NF;i++) if ($i=="MB/s") p2p=$(i-1) }
@@ -17,6 +20,7 @@ echo "$out" | awk '
 /^BenchmarkP2PFirstByte/          { ttfb=$3/1e6 }
 /^BenchmarkP2PLookupMiss\/peers=1/ { miss1=$3/1e6 }
 /^BenchmarkP2PLookupMiss\/peers=5/ { miss5=$3/1e6 }
+/^herd: /                         { herd=$0; sub(/^herd: /, "", herd) }
 /^BenchmarkP2PAnnounced20k/       { for (i=1;i<=NF;i++) { if ($i=="MiB-rss") rss=$(i-1); if ($i=="MiB-heap-added") heap=$(i-1) } }
 END {
   printf "%-44s %12s\n", "measure", "value"
@@ -26,6 +30,7 @@ END {
   printf "%-44s %9.2f ms\n", "(2) time to first byte from a peer", ttfb
   printf "%-44s %9.2f ms\n", "(3) miss on 1 peer before mirrors", miss1
   printf "%-44s %9.2f ms\n", "(3) miss on 5 peers before mirrors", miss5
+  printf "%-44s %s\n", "(4) 3 machines, one cold package at once", herd
   printf "%-44s %9.1f MiB\n", "(5) process RSS, 20,000 announced blobs", rss
   printf "%-44s %9.1f MiB\n", "(5) heap added by 20,000 announced blobs", heap
 }'
