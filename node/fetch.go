@@ -84,6 +84,10 @@ func (n *Node) start(ctx context.Context, repo, arch string, exp verify.Expect, 
 	dctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	d := &download{repo: repo, arch: arch, exp: exp, p: p, cancel: cancel}
 	n.downloads[d] = struct{}{}
+	// In flight from now on: the start time peers compare to decide who
+	// follows whom is the moment the download exists, not when its
+	// goroutine gets to run (a peer asking in between must follow us).
+	n.announce(exp.CID)
 	n.wg.Add(1)
 	go n.runDownload(dctx, d, v)
 	return p, nil

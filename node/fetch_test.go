@@ -153,6 +153,7 @@ func TestFetchSingleFlight(t *testing.T) {
 			t.Errorf("client %d got %d bytes, not the package", i, len(b))
 		}
 	}
+	<-pendings[0].Done() // readers finish once the bytes are proven; the blob is published just after
 	assertStored(t, st, pkg, pkg.sig)
 	if reqs := m.requests(pkg.name); len(reqs) != 1 {
 		t.Errorf("upstream GETs = %d, want 1", len(reqs))
