@@ -13,7 +13,7 @@ import (
 )
 
 // realDB is a real Arch core.db (Feb 2025): every entry carries %PGPSIG%.
-const realDB = "testdata/arch-core-2025-02.db"
+const realDB = "../store/repodb/testdata/arch-core-2025-02.db" // one copy, beside the parser
 
 // realSignatures returns filename → decoded %PGPSIG% of every db entry.
 func realSignatures(t *testing.T) map[string][]byte {
