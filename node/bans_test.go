@@ -12,6 +12,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/flocon/flocon/store/storetest"
 )
 
 // hostileHost is a peer built by the test: it claims to have every CID and
@@ -45,7 +47,7 @@ func hostileHost(t *testing.T, size int64, serve func(s network.Stream)) host.Ho
 func TestHostilePeerBanned(t *testing.T) {
 	t.Parallel()
 	const size = 1 << 20
-	data := randomBytes(size, 7)
+	data := storetest.RandomBytes(7, size)
 	tests := []struct {
 		name  string
 		serve func(s network.Stream)
@@ -239,7 +241,7 @@ func TestIdentityPersisted(t *testing.T) {
 func TestShortThenGone(t *testing.T) {
 	t.Parallel()
 	const size = 1 << 20
-	data := randomBytes(size, 8)
+	data := storetest.RandomBytes(8, size)
 	var hostile host.Host
 	hostile = hostileHost(t, size, func(s network.Stream) {
 		_ = writeHeader(s, header{code: statusOK, size: size, available: size})

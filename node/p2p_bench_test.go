@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flocon/flocon/store/storetest"
 )
 
 // Benchmarks of the peer path (scripts/bench-p2p.sh prints them as a table):
@@ -28,7 +30,7 @@ import (
 const benchBlobSize = 200 << 20
 
 func BenchmarkP2PThroughput(b *testing.B) {
-	data := randomBytes(benchBlobSize, 42)
+	data := storetest.RandomBytes(42, benchBlobSize)
 	st := newMemStore(b)
 	c := st.addBlob(b, data)
 	b.Run("libp2p", func(b *testing.B) {
@@ -72,7 +74,7 @@ func BenchmarkP2PThroughput(b *testing.B) {
 
 func BenchmarkP2PFirstByte(b *testing.B) {
 	st := newMemStore(b)
-	c := st.addBlob(b, randomBytes(1<<20, 43))
+	c := st.addBlob(b, storetest.RandomBytes(43, 1<<20))
 	a, peerB := startNode(b, st), startNode(b, newMemStore(b))
 	connectB(b, peerB, a)
 	b.ResetTimer()

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/flocon/flocon/store"
+	"github.com/flocon/flocon/store/storetest"
 	"github.com/flocon/flocon/verify"
 )
 
@@ -113,7 +114,7 @@ func TestFetchBansBadPeer(t *testing.T) {
 		name string
 		bad  []byte
 	}{
-		{"wrong bytes", randomBytes(size, 11)},
+		{"wrong bytes", storetest.RandomBytes(11, size)},
 		{"validly signed other package", newTestPkg(t, "good-0.1-1-x86_64.pkg.tar.zst", size, keys.packager).data},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

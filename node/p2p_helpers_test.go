@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -356,15 +355,6 @@ func newRawHost(t *testing.T) host.Host {
 	}
 	t.Cleanup(func() { _ = h.Close() })
 	return h
-}
-
-func randomBytes(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
 }
 
 // cutWriter collects bytes and calls cut once it holds at least at bytes.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/flocon/flocon/store/storetest"
 )
 
 // TestBlobProtocol: B finds A's blob with a have query and fetches it, whole
@@ -18,7 +20,7 @@ import (
 // way.
 func TestBlobProtocol(t *testing.T) {
 	t.Parallel()
-	data := randomBytes(3<<20+12345, 1)
+	data := storetest.RandomBytes(1, 3<<20+12345)
 	stA := newMemStore(t)
 	c := stA.addBlob(t, data)
 	stA.sigs[c] = []byte("detached signature bytes")
@@ -89,7 +91,7 @@ func TestBlobProtocol(t *testing.T) {
 // misbehaviour: A is not banned.
 func TestResumeOnAnotherPeer(t *testing.T) {
 	t.Parallel()
-	data := randomBytes(8<<20, 2)
+	data := storetest.RandomBytes(2, 8<<20)
 	stA, stC := newMemStore(t), newMemStore(t)
 	c := stA.addBlob(t, data)
 	stC.addBlob(t, data)
@@ -126,7 +128,7 @@ func TestResumeOnAnotherPeer(t *testing.T) {
 // for more, and gets the rest once A commits ("LAN-wide single flight").
 func TestInflightStreaming(t *testing.T) {
 	t.Parallel()
-	data := randomBytes(2<<20, 3)
+	data := storetest.RandomBytes(3, 2<<20)
 	stA := newMemStore(t)
 	c := cidOf(t, data)
 	g := stA.begin(c, int64(len(data)))
@@ -173,7 +175,7 @@ func TestInflightStreaming(t *testing.T) {
 // (not closed short), so B moves on without banning A.
 func TestAbortedInflightIsPlainFailure(t *testing.T) {
 	t.Parallel()
-	data := randomBytes(1<<20, 4)
+	data := storetest.RandomBytes(4, 1<<20)
 	stA := newMemStore(t)
 	c := cidOf(t, data)
 	g := stA.begin(c, int64(len(data)))
@@ -201,7 +203,7 @@ func TestAbortedInflightIsPlainFailure(t *testing.T) {
 func TestPeerStreamLimit(t *testing.T) {
 	t.Parallel()
 	const limit = 2
-	data := randomBytes(1<<20, 5)
+	data := storetest.RandomBytes(5, 1<<20)
 	stA := newMemStore(t)
 	c := cidOf(t, data)
 	g := stA.begin(c, int64(len(data)))
@@ -262,7 +264,7 @@ func TestCorruptSenderResets(t *testing.T) {
 	}{{"from start", 0}, {"from offset", 1 << 20}} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			data := randomBytes(2<<20, 6)
+			data := storetest.RandomBytes(6, 2<<20)
 			stA := newMemStore(t)
 			c := stA.addBlob(t, data)
 			bad := bytes.Clone(data)

@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/flocon/flocon/store/repodb"
+	"github.com/flocon/flocon/store/storetest"
 )
 
 // makeTestPackage builds a zstd package archive whose .PKGINFO names it.
@@ -23,7 +24,7 @@ func makeTestPackage(t *testing.T, name, version, arch string) []byte {
 	var raw bytes.Buffer
 	tw := tar.NewWriter(&raw)
 	pkginfo := fmt.Sprintf("pkgname = %s\npkgbase = %s\npkgver = %s\narch = %s\nsize = 10\n", name, name, version, arch)
-	body := randomBytes(64<<10, uint64(len(name)))
+	body := storetest.RandomBytes(uint64(len(name)), 64<<10)
 	for _, m := range []struct {
 		name string
 		body []byte
