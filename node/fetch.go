@@ -302,6 +302,10 @@ type sinkError struct{ err error }
 func (e *sinkError) Error() string { return "write pending: " + e.err.Error() }
 func (e *sinkError) Unwrap() error { return e.err }
 
+// parallelChunk is the chunk size from which the verifier runs beside the
+// store write; below it the hand-off costs more than it saves.
+const parallelChunk = 32 << 10
+
 // sink writes each chunk to the pending file and, in the same pass, to the
 // verifier; it never takes more than the expected size.
 type sink struct {
@@ -320,7 +324,11 @@ func (s *sink) Write(b []byte) (int, error) {
 	// cores, one pass. A failed store write aborts the download, so the
 	// verifier having seen more than was kept does not matter.
 	var verified sync.WaitGroup
-	verified.Go(func() { _, _ = s.v.Write(b) }) // never fails: the verdict comes from Finish
+	if len(b) >= parallelChunk {
+		verified.Go(func() { _, _ = s.v.Write(b) }) // never fails: the verdict comes from Finish
+	} else {
+		_, _ = s.v.Write(b)
+	}
 	k, err := s.p.Write(b)
 	verified.Wait()
 	s.n += int64(k)
