@@ -18,6 +18,7 @@ test-e2e:
 	$(GO) test -count=1 -timeout 20m ./test/e2e/...
 
 check:
+	./scripts/test-selfcheck.sh
 	./scripts/test.sh
 
 # bench: every benchmark table in one run (gateway beside nginx, with the
