@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -29,6 +29,35 @@ type download struct {
 	p          *store.Pending
 	cancel     context.CancelCauseFunc
 	sigPeer    peer.ID // the peer the signature came from, if any
+	// sources are the sources of the last attempt that delivered bytes,
+	// with how many each put into the download (for its log line).
+	sources []SourceBytes
+}
+
+// SourceBytes is how many bytes of a download one source delivered.
+type SourceBytes struct {
+	Source string // "peer <ID>" or a mirror's base URL
+	Kind   string // "lan", "remote" or "mirror"
+	Bytes  int64
+}
+
+// recordSources keeps the sources that delivered bytes in the last attempt.
+func (d *download) recordSources(srcs []source, got []int64) {
+	d.sources = d.sources[:0]
+	for i, s := range srcs {
+		if got[i] > 0 {
+			d.sources = append(d.sources, SourceBytes{Source: s.String(), Kind: traitsOf(s).kind.String(), Bytes: got[i]})
+		}
+	}
+}
+
+// sourcesAttr renders the sources for a log line: "SOURCE=BYTES, ...".
+func sourcesAttr(srcs []SourceBytes) string {
+	parts := make([]string, len(srcs))
+	for i, s := range srcs {
+		parts[i] = fmt.Sprintf("%s (%s)=%d", s.Source, s.Kind, s.Bytes)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (n *Node) fetch(ctx context.Context, repo, arch string, exp verify.Expect) (*store.Pending, error) {
@@ -127,7 +156,7 @@ func (n *Node) runDownload(ctx context.Context, d *download, v *verify.Verifier)
 		return
 	}
 	n.announce(c)
-	log.Info("download verified", "bytes", res.Size, "signer", info.Signer)
+	log.Info("download verified", "bytes", res.Size, "signer", info.Signer, "sources", sourcesAttr(d.sources))
 }
 
 // download gets the signature when needed, then the verified bytes.
@@ -146,7 +175,7 @@ func (n *Node) download(ctx context.Context, d *download, v *verify.Verifier) (v
 	}
 	defer v.Close()
 	n.announce(d.exp.CID) // in flight: LAN peers may stream it from us already
-	srcs := append(n.peers(ctx, d.exp.CID), n.mirrorSources(d.repo, d.arch, d.exp.Filename)...)
+	srcs := n.health.order(append(n.peers(ctx, d.exp.CID), n.mirrorSources(d.repo, d.arch, d.exp.Filename)...), time.Now())
 	res, got, err := n.attempt(ctx, d, v, srcs)
 	if err == nil || !isIntegrityError(err) {
 		n.blameSignature(d, err)
@@ -249,38 +278,16 @@ func (n *Node) afterBadBytes(d *download, srcs []source, got []int64, err error)
 	return retry
 }
 
-// attempt streams the blob from srcs in order, each resuming where the
-// previous stopped, and returns the verdict over everything written and how
-// many bytes each source contributed.
+// attempt streams the blob from srcs, each resuming where the previous
+// stopped or racing a slow one from the same offset (hedge.go), and returns
+// the verdict over everything written and how many bytes each source
+// contributed.
 func (n *Node) attempt(ctx context.Context, d *download, v *verify.Verifier, srcs []source) (verify.Result, []int64, error) {
-	got := make([]int64, len(srcs))
 	w := &sink{p: d.p, v: v, size: d.exp.Size}
-	var tally failureTally
-	for i, s := range srcs {
-		k, err := n.fromSource(ctx, s, d.exp.CID, w.n, w)
-		got[i] = k
-		if k > 0 {
-			n.log.Debug("source delivered", "cid", d.exp.CID.String(), "source", s.String(), "bytes", k)
-		}
-		var se *sinkError
-		switch {
-		case err == nil || errors.Is(err, verify.ErrSizeMismatch):
-			// The source says it has sent everything (or sent too much):
-			// the verifier judges the whole.
-			res, ferr := v.Finish()
-			if ferr != nil {
-				return res, got, fmt.Errorf("fetch %s from %s: %w", d.exp.Filename, s, ferr)
-			}
-			return res, got, nil
-		case errors.As(err, &se):
-			return verify.Result{}, got, fmt.Errorf("fetch %s: %w", d.exp.Filename, err)
-		case ctx.Err() != nil:
-			return verify.Result{}, got, fmt.Errorf("fetch %s: %w", d.exp.Filename, context.Cause(ctx))
-		}
-		n.log.Info("source failed", "cid", d.exp.CID.String(), "file", d.exp.Filename, "source", s.String(), "bytes", k, "err", err)
-		tally.add(fmt.Errorf("%s: %w", s, err), w.n > 0)
-	}
-	return verify.Result{}, got, tally.err("fetch " + d.exp.Filename)
+	t := newTransfer(n, d.exp.CID, d.exp.Filename, v, w, srcs)
+	res, err := t.run(ctx)
+	d.recordSources(srcs, t.got)
+	return res, t.got, err
 }
 
 // fromSource runs one source under a watchdog: no first byte within
@@ -309,7 +316,7 @@ const parallelChunk = 32 << 10
 // sink writes each chunk to the pending file and, in the same pass, to the
 // verifier; it never takes more than the expected size.
 type sink struct {
-	p    *store.Pending
+	p    io.Writer // the pending download
 	v    *verify.Verifier
 	size int64 // -1: unknown
 	n    int64
@@ -339,91 +346,4 @@ func (s *sink) Write(b []byte) (int, error) {
 		return k, fmt.Errorf("more than %d bytes: %w", s.size, verify.ErrSizeMismatch)
 	}
 	return k, nil
-}
-
-// meter counts the bytes written through it for a watchdog.
-type meter struct {
-	w  io.Writer
-	wd *watchdog
-}
-
-func (m meter) Write(b []byte) (int, error) {
-	k, err := m.w.Write(b)
-	m.wd.add(int64(k))
-	return k, err
-}
-
-// watchdog cancels a transfer that gets no byte within the first-byte
-// timeout, or fewer than minSpeed bytes/s over a window once started.
-type watchdog struct {
-	bytes    atomic.Int64
-	fired    atomic.Pointer[error] // why it cancelled the transfer
-	cancel   context.CancelCauseFunc
-	quit     chan struct{}
-	done     chan struct{}
-	stopOnce sync.Once
-}
-
-// watch starts a watchdog over a transfer run with the returned context.
-func (n *Node) watch(ctx context.Context) (context.Context, *watchdog) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	wd := &watchdog{cancel: cancel, quit: make(chan struct{}), done: make(chan struct{})}
-	go wd.run(ctx, n.cfg.MirrorTimeout, n.cfg.StallWindow, n.cfg.MinSpeed)
-	return ctx, wd
-}
-
-func (wd *watchdog) run(ctx context.Context, firstByte, window time.Duration, minSpeed int64) {
-	defer close(wd.done)
-	first := time.NewTimer(firstByte)
-	defer first.Stop()
-	tick := time.NewTicker(window)
-	defer tick.Stop()
-	minBytes := int64(float64(minSpeed) * window.Seconds())
-	last := int64(-1) // bytes at the previous tick once started
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-wd.quit:
-			return
-		case <-first.C:
-			if wd.bytes.Load() == 0 {
-				wd.fire(fmt.Errorf("no data within %s: %w", firstByte, ErrStalled))
-				return
-			}
-		case <-tick.C:
-			cur := wd.bytes.Load()
-			if last >= 0 && cur-last < minBytes {
-				wd.fire(fmt.Errorf("%d bytes in %s: %w", cur-last, window, ErrStalled))
-				return
-			}
-			if cur > 0 {
-				last = cur
-			}
-		}
-	}
-}
-
-func (wd *watchdog) fire(err error) {
-	wd.fired.Store(&err)
-	wd.cancel(err)
-}
-
-func (wd *watchdog) add(k int64) { wd.bytes.Add(k) }
-
-// stop ends the watchdog and its context; safe to call more than once.
-func (wd *watchdog) stop() {
-	wd.stopOnce.Do(func() {
-		close(wd.quit)
-		<-wd.done
-		wd.cancel(nil)
-	})
-}
-
-// cause replaces err by the watchdog's verdict when it fired.
-func (wd *watchdog) cause(err error) error {
-	if fired := wd.fired.Load(); fired != nil {
-		return fmt.Errorf("%w (%v)", *fired, err)
-	}
-	return err
 }

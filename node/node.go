@@ -81,6 +81,11 @@ type Config struct {
 	MinSpeed int64 // default 1 KiB/s
 	// StallWindow is the window over which MinSpeed is measured.
 	StallWindow time.Duration // default 10s
+	// HedgeAfter: a source silent this long after it started, or slower
+	// than HedgeSpeed over this long, gets the next source started beside
+	// it from the same offset; the first to bring new bytes keeps going.
+	HedgeAfter time.Duration // default 2s
+	HedgeSpeed int64         // bytes/s; default 64 KiB/s
 }
 
 // Node fetches, verifies, shares and announces blobs.
@@ -92,6 +97,7 @@ type Node struct {
 	mu        sync.Mutex
 	closed    bool
 	downloads map[*download]struct{} // in flight, aborted on shutdown
+	health    *healthBook            // what each source delivered (health.go)
 	wg        sync.WaitGroup         // download goroutines
 
 	// Seams to the p2p side: n.peerSources, n.peerSignature and n.banPeer
@@ -134,11 +140,18 @@ func New(cfg Config) (*Node, error) {
 	if cfg.StallWindow <= 0 {
 		cfg.StallWindow = DefaultStallWindow
 	}
+	if cfg.HedgeAfter <= 0 {
+		cfg.HedgeAfter = DefaultHedgeAfter
+	}
+	if cfg.HedgeSpeed <= 0 {
+		cfg.HedgeSpeed = DefaultHedgeSpeed
+	}
 	n := &Node{
 		cfg:       cfg,
 		log:       cfg.Logger,
 		client:    newHTTPClient(cfg.MirrorTimeout, cfg.UserAgent),
 		downloads: make(map[*download]struct{}),
+		health:    newHealthBook(),
 	}
 	n.peers, n.peerSig, n.ban = n.peerSources, n.peerSignature, n.banPeer
 	return n, nil

@@ -1,0 +1,257 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/flocon/flocon/store"
+	"github.com/flocon/flocon/verify"
+)
+
+// Hedging: one download attempt runs its sources through a transfer. The
+// first source starts at the current offset; when it turns slow or silent
+// (health.go, pace.slow) the next source starts beside it, at the offset
+// the download has reached, and whichever of the two first brings bytes
+// past that point keeps the download: the other is cancelled with
+// errOvertaken and demoted. A hedge that falls behind a source that
+// recovered is cancelled the same way. A source that fails hands over to
+// the next at the same offset, as before hedging.
+
+// errOvertaken ends a source whose place a faster source took.
+var errOvertaken = errors.New("overtaken by a faster source")
+
+// errFinished ends a source still running when the download is complete.
+var errFinished = errors.New("download complete")
+
+// Hedge tuning.
+const (
+	hedgeTick = 250 * time.Millisecond // how often the running sources are judged
+	maxLanes  = 2                      // sources running at once for one download
+)
+
+// transfer runs the sources of one download attempt into one sink.
+type transfer struct {
+	n    *Node
+	c    cid.Cid
+	file string
+	v    *verify.Verifier
+	srcs []source
+
+	mu    sync.Mutex // guards w, got, owner, done and every lane's pos
+	w     *sink
+	got   []int64 // bytes each source put into the sink
+	owner *lane   // the lane whose bytes the sink takes
+	done  bool    // complete: no lane writes any more
+
+	next   int // index of the next source never started
+	lanes  map[*lane]struct{}
+	events chan laneEnd
+	tally  failureTally
+	wg     sync.WaitGroup
+}
+
+// lane is one source running inside a transfer.
+type lane struct {
+	t        *transfer
+	i        int // index in t.srcs
+	src      source
+	inFlight bool
+	pace     *pace
+	cancel   context.CancelCauseFunc
+	pos      int64 // offset of the lane's next byte (under t.mu)
+	lost     bool  // overtaken (under t.mu)
+}
+
+type laneEnd struct {
+	l   *lane
+	k   int64 // bytes the source delivered, duplicates included
+	err error
+}
+
+func newTransfer(n *Node, c cid.Cid, file string, v *verify.Verifier, w *sink, srcs []source) *transfer {
+	return &transfer{n: n, c: c, file: file, v: v, w: w, srcs: srcs,
+		got: make([]int64, len(srcs)), lanes: make(map[*lane]struct{}),
+		events: make(chan laneEnd, len(srcs))}
+}
+
+// run drives the transfer to a verdict over everything written.
+func (t *transfer) run(ctx context.Context) (verify.Result, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer func() {
+		cancel(errFinished)
+		t.wg.Wait()
+	}()
+	if !t.startNext(ctx) {
+		return verify.Result{}, t.tally.err("fetch " + t.file)
+	}
+	tick := time.NewTicker(hedgeTick)
+	defer tick.Stop()
+	for {
+		select {
+		case e := <-t.events:
+			delete(t.lanes, e.l)
+			if res, err, over := t.ended(ctx, e); over {
+				return res, err
+			}
+		case now := <-tick.C:
+			t.judge(ctx, now)
+		}
+	}
+}
+
+// startNext starts the next untried source at the current offset.
+func (t *transfer) startNext(ctx context.Context) bool {
+	if t.next >= len(t.srcs) {
+		return false
+	}
+	i := t.next
+	t.next++
+	lctx, cancel := context.WithCancelCause(ctx)
+	l := &lane{t: t, i: i, src: t.srcs[i], inFlight: traitsOf(t.srcs[i]).inFlight, pace: newPace(time.Now()), cancel: cancel}
+	t.mu.Lock()
+	l.pos = t.w.n
+	if t.owner == nil {
+		t.owner = l
+	}
+	t.mu.Unlock()
+	t.lanes[l] = struct{}{}
+	t.wg.Go(func() {
+		k, err := t.n.fromSource(lctx, l.src, t.c, l.pos, l)
+		cancel(nil)
+		t.events <- laneEnd{l: l, k: k, err: err} // buffered: one slot per source
+	})
+	return true
+}
+
+// Write takes a lane's bytes: the owner's go to the sink; another lane's
+// bytes up to the sink's offset are duplicates and are dropped, and its
+// first byte past it makes it the owner (the old one is cancelled).
+func (l *lane) Write(b []byte) (int, error) {
+	t := l.t
+	l.pace.add(int64(len(b)), time.Now())
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.done:
+		return 0, errFinished
+	case l.lost:
+		return 0, errOvertaken
+	case t.owner != l:
+		if end := l.pos + int64(len(b)); end <= t.w.n {
+			l.pos = end
+			return len(b), nil
+		}
+		if old := t.owner; old != nil {
+			old.lost = true
+			old.cancel(errOvertaken)
+		}
+		t.owner = l
+	}
+	skip := t.w.n - l.pos // > 0 only when the lane has just taken over
+	before := t.w.n
+	_, err := t.w.Write(b[skip:])
+	k := t.w.n - before
+	l.pos = t.w.n
+	t.got[l.i] += k
+	return int(skip + k), err
+}
+
+// ended takes the end of one lane; over reports the verdict of the attempt.
+func (t *transfer) ended(ctx context.Context, e laneEnd) (res verify.Result, err error, over bool) {
+	now := time.Now()
+	key := sourceKey(e.l.src)
+	t.mu.Lock()
+	lost, complete := e.l.lost, t.w.size >= 0 && t.w.n >= t.w.size
+	t.mu.Unlock()
+	var se *sinkError
+	switch {
+	case lost:
+		t.n.health.strike(key, now)
+		t.n.log.Info("source overtaken", "cid", t.c.String(), "file", t.file, "source", e.l.src.String(), "bytes", e.k)
+	case e.err == nil || complete || errors.Is(e.err, verify.ErrSizeMismatch):
+		// The source says it has sent everything (or too much), or the
+		// sink has every byte: the verifier judges the whole.
+		if e.err == nil {
+			t.n.health.delivered(key, e.l.pace.firstByte(), e.k, e.l.pace.rate(now))
+		}
+		res, err := t.finish()
+		if err != nil {
+			err = fmt.Errorf("fetch %s from %s: %w", t.file, e.l.src, err)
+		}
+		return res, err, true
+	case errors.As(e.err, &se):
+		return verify.Result{}, fmt.Errorf("fetch %s: %w", t.file, e.err), true
+	case ctx.Err() != nil:
+		return verify.Result{}, fmt.Errorf("fetch %s: %w", t.file, context.Cause(ctx)), true
+	default:
+		t.n.log.Info("source failed", "cid", t.c.String(), "file", t.file, "source", e.l.src.String(), "bytes", e.k, "err", e.err)
+		t.mu.Lock()
+		delivered := t.w.n > 0
+		t.mu.Unlock()
+		t.tally.add(fmt.Errorf("%s: %w", e.l.src, e.err), delivered)
+		if !errors.Is(e.err, store.ErrNotFound) {
+			t.n.health.strike(key, now)
+		}
+	}
+	if len(t.lanes) == 0 && !t.startNext(ctx) {
+		return verify.Result{}, t.tally.err("fetch " + t.file), true
+	}
+	return verify.Result{}, nil, false
+}
+
+// finish stops every lane from writing and asks the verifier for its
+// verdict over the bytes written.
+func (t *transfer) finish() (verify.Result, error) {
+	t.mu.Lock()
+	t.done = true
+	t.mu.Unlock()
+	return t.v.Finish()
+}
+
+// judge hedges when every running source is slow, and cancels a hedge
+// that has delivered for a whole window without overtaking a source that
+// runs well again.
+func (t *transfer) judge(ctx context.Context, now time.Time) {
+	after, speed := t.n.cfg.HedgeAfter, t.n.cfg.HedgeSpeed
+	slow := make(map[*lane]bool, len(t.lanes))
+	for l := range t.lanes {
+		slow[l] = l.pace.slow(now, after, speed, l.inFlight)
+	}
+	t.mu.Lock()
+	owner := t.owner
+	t.mu.Unlock()
+	if _, running := t.lanes[owner]; running && !slow[owner] {
+		for l := range t.lanes {
+			if fb := l.pace.firstAt.Load(); l != owner && fb != 0 && now.Sub(time.Unix(0, fb)) >= after {
+				t.mu.Lock()
+				l.lost = true
+				t.mu.Unlock()
+				l.cancel(errOvertaken)
+			}
+		}
+	}
+	for _, s := range slow {
+		if !s {
+			return
+		}
+	}
+	if len(t.lanes) < maxLanes && t.next < len(t.srcs) {
+		t.n.log.Info("source slow, hedging", "cid", t.c.String(), "file", t.file,
+			"slow", laneNames(t.lanes), "next", t.srcs[t.next].String())
+		t.startNext(ctx)
+	}
+}
+
+func laneNames(lanes map[*lane]struct{}) string {
+	names := make([]string, 0, len(lanes))
+	for l := range lanes {
+		names = append(names, l.src.String())
+	}
+	return strings.Join(names, ", ")
+}
