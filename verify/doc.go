@@ -26,10 +26,26 @@
 // subkeys, user IDs, certifications and signatures is evaluated at
 // verification time (the keyring's clock, WithClock, or NewVerifierAt).
 //
+// # Time
+//
+// Everything is decided at one instant (the keyring's clock, or the t of
+// NewVerifierAt), and Keyring.Keys at that instant gives the same verdict
+// on each key. A signature created after that instant is accepted, as gpg
+// 2.2 and so pacman accept it (no note, no limit; checked with
+// --faked-system-time): a clock running behind must not refuse fresh
+// packages. The bound is the key: a key, or its latest self-signature,
+// made after the instant is not yet valid (gpg: "key … was created N
+// seconds in the future (time warp or clock problem)"), and a signature
+// older than its signing key is bad (gpg: "public key … is newer than the
+// signature"). So the tolerance is how long the signing key existed before
+// the clock's time; an Arch packager key is years old.
+//
 // # Signatures
 //
-// One binary (0x00) v4 or v6 signature, by RSA, EdDSA, ECDSA or DSA keys or
-// their signing subkeys. Allowed digests are SHA-224/256/384/512. SHA-1 and
+// One or more binary (0x00) v4 or v6 signatures, by RSA, EdDSA, ECDSA or DSA
+// keys or their signing subkeys. A .sig holding several is accepted only
+// when every one is valid and made by a trusted key (libalpm's
+// _alpm_process_siglist); at most 16 are read. Allowed digests are SHA-224/256/384/512. SHA-1 and
 // MD5 are refused although GnuPG 2.2 (and so pacman 6.0 on Debian) still
 // accepts SHA-1 data signatures: collisions are practical, RFC 9580 and
 // GnuPG ≥ 2.3/Sequoia-based pacman reject them, and makepkg has produced

@@ -46,6 +46,7 @@ const (
 	kByFull     = "byfull"      // certified by the full-trust master alone
 	kSubRevoked = "subrevoked"  // valid key whose signing subkey is revoked
 	kSubExpired = "subexpired"  // valid key whose signing subkey expired
+	kRenewed    = "renewed"     // created a year before fixtureNow, self-signed again a month before
 	keyringName = "testring"
 )
 
@@ -172,6 +173,12 @@ func buildFixture(root string) (*fixture, error) {
 	if err := gen(kExpired, expCfg); err != nil {
 		return nil, err
 	}
+	if err := gen(kRenewed, cfgAt(fixtureNow.AddDate(-1, 0, 0))); err != nil {
+		return nil, err
+	}
+	if err := reSelfSign(f.keys[kRenewed], made); err != nil {
+		return nil, err
+	}
 	dsaKey, err := newDSAKey(kDSA, made)
 	if err != nil {
 		return nil, err
@@ -187,6 +194,19 @@ func buildFixture(root string) (*fixture, error) {
 		return nil, err
 	}
 	return f, f.writeKeyring()
+}
+
+// reSelfSign replaces the user ID self-signatures of e by ones made at at:
+// before at the key has no valid self-signature.
+func reSelfSign(e *openpgp.Entity, at time.Time) error {
+	for _, ident := range e.Identities {
+		ss := ident.SelfSignature
+		ss.CreationTime = at
+		if err := ss.SignUserId(ident.Name, e.PrimaryKey, e.PrivateKey, cfgAt(at)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // addSubkeys gives signing subkeys to kSubkey, kSubRevoked (revoked after
@@ -209,7 +229,7 @@ func (f *fixture) addSubkeys(made time.Time) error {
 func (f *fixture) certifyAll(made, old time.Time) error {
 	m := []*openpgp.Entity{f.keys[kMaster1], f.keys[kMaster2], f.keys[kMaster3]}
 	at := made.Add(time.Minute)
-	for _, n := range []string{kPackager, kRSA, kSubkey, kDSA, kCertRev, kRevoked, kDisabled, kBinary, kSubRevoked, kSubExpired} {
+	for _, n := range []string{kPackager, kRSA, kSubkey, kDSA, kCertRev, kRevoked, kDisabled, kBinary, kSubRevoked, kSubExpired, kRenewed} {
 		if err := certify(f.keys[n], at, m...); err != nil {
 			return fmt.Errorf("certify %s: %w", n, err)
 		}
@@ -234,7 +254,7 @@ func (f *fixture) writeKeyring() error {
 		return err
 	}
 	var main bytes.Buffer
-	if err := f.armored(&main, kMaster1, kMaster2, kMaster3, kMasterFull, kPackager, kRSA, kByFull, kSubRevoked, kSubExpired); err != nil {
+	if err := f.armored(&main, kMaster1, kMaster2, kMaster3, kMasterFull, kPackager, kRSA, kByFull, kSubRevoked, kSubExpired, kRenewed); err != nil {
 		return err
 	}
 	main.WriteString("\nThis comment between two blocks must be ignored.\n\n")
@@ -291,6 +311,30 @@ func (f *fixture) sign(t testing.TB, key string, data []byte, h crypto.Hash, sig
 	var out bytes.Buffer
 	if err := openpgp.DetachSign(&out, f.keys[key], bytes.NewReader(data), cfg); err != nil {
 		t.Fatalf("sign with %s: %v", key, err)
+	}
+	return out.Bytes()
+}
+
+// signRaw makes a detached signature by key's primary key at signTime
+// without go-crypto's checks of the key at that time: a signature older
+// than its key, or made after its revocation.
+func (f *fixture) signRaw(t testing.TB, key string, data []byte, signTime time.Time) []byte {
+	t.Helper()
+	e := f.keys[key]
+	id := e.PrimaryKey.KeyId
+	sig := &packet.Signature{Version: 4, SigType: packet.SigTypeBinary, PubKeyAlgo: e.PrimaryKey.PubKeyAlgo,
+		Hash: crypto.SHA512, CreationTime: signTime, IssuerKeyId: &id}
+	h, err := sig.PrepareSign(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Write(data)
+	if err := sig.Sign(h, e.PrivateKey, cfgAt(signTime)); err != nil {
+		t.Fatalf("sign with %s: %v", key, err)
+	}
+	var out bytes.Buffer
+	if err := sig.Serialize(&out); err != nil {
+		t.Fatal(err)
 	}
 	return out.Bytes()
 }

@@ -73,6 +73,10 @@ const (
 	KeyExpired   KeyVerdict = "expired"
 	KeyUntrusted KeyVerdict = "untrusted"
 	KeyDisabled  KeyVerdict = "disabled"
+	// KeyNotYetValid: the key or its self-signature was made after the
+	// instant of the check (gpg: "created in the future (time warp or clock
+	// problem)"). Refused as untrusted.
+	KeyNotYetValid KeyVerdict = "not-yet-valid"
 )
 
 // KeyInfo describes one key of the keyring.

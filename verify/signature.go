@@ -21,11 +21,31 @@ var allowedHashes = map[crypto.Hash]bool{
 	crypto.SHA224: true, crypto.SHA256: true, crypto.SHA384: true, crypto.SHA512: true,
 }
 
-// ParseSignature reads one detached OpenPGP signature (binary, as in a .sig
-// file or a decoded %PGPSIG%, or armored) over binary data. Errors wrap
-// ErrBadSignature.
+// maxSignatures bounds the signatures one .sig may hold: each costs a hash
+// pass over the package. Real packages carry one (pacman accepts several).
+const maxSignatures = 16
+
+// ParseSignature reads exactly one detached OpenPGP signature (binary, as in
+// a .sig file or a decoded %PGPSIG%, or armored) over binary data. Errors
+// wrap ErrBadSignature.
 func ParseSignature(b []byte) (*packet.Signature, error) {
-	bad := func(format string, a ...any) (*packet.Signature, error) {
+	sigs, err := ParseSignatures(b)
+	if err != nil {
+		return nil, err
+	}
+	if len(sigs) != 1 {
+		return nil, fmt.Errorf("parse signature: %w: %d signatures, want one", ErrBadSignature, len(sigs))
+	}
+	return sigs[0], nil
+}
+
+// ParseSignatures reads every detached OpenPGP signature of a .sig (or a
+// decoded %PGPSIG%), binary or armored. Like pacman, which checks each
+// signature gpg finds, a .sig may hold several; every one must be a usable
+// binary-document signature, or the whole is refused. Errors wrap
+// ErrBadSignature.
+func ParseSignatures(b []byte) ([]*packet.Signature, error) {
+	bad := func(format string, a ...any) ([]*packet.Signature, error) {
 		return nil, fmt.Errorf("parse signature: %w: %s", ErrBadSignature, fmt.Sprintf(format, a...))
 	}
 	if len(b) == 0 {
@@ -39,28 +59,41 @@ func ParseSignature(b []byte) (*packet.Signature, error) {
 		}
 		r = block.Body
 	}
-	p, err := packet.Read(r)
-	if err != nil {
-		return bad("%v", err)
+	var sigs []*packet.Signature
+	for {
+		p, err := packet.Read(r)
+		if errors.Is(err, io.EOF) && len(sigs) > 0 {
+			return sigs, nil
+		}
+		if err != nil {
+			return bad("%v", err)
+		}
+		sig, ok := p.(*packet.Signature)
+		if !ok {
+			return bad("not a signature packet (%T)", p)
+		}
+		if err := checkSignaturePacket(sig); err != nil {
+			return bad("%v", err)
+		}
+		if sigs = append(sigs, sig); len(sigs) > maxSignatures {
+			return bad("more than %d signatures", maxSignatures)
+		}
 	}
-	sig, ok := p.(*packet.Signature)
-	if !ok {
-		return bad("not a signature packet (%T)", p)
-	}
-	if _, err := packet.Read(r); !errors.Is(err, io.EOF) {
-		return bad("more than one packet")
-	}
+}
+
+// checkSignaturePacket refuses what no package signature may be.
+func checkSignaturePacket(sig *packet.Signature) error {
 	switch {
 	case sig.SigType != packet.SigTypeBinary:
-		return bad("signature type %#x, want binary document (0x00)", sig.SigType)
+		return fmt.Errorf("signature type %#x, want binary document (0x00)", sig.SigType)
 	case sig.Version != 4 && sig.Version != 6:
-		return bad("signature version %d", sig.Version)
+		return fmt.Errorf("signature version %d", sig.Version)
 	case !allowedHashes[sig.Hash]:
-		return bad("hash algorithm %v is not allowed", sig.Hash)
+		return fmt.Errorf("hash algorithm %v is not allowed", sig.Hash)
 	case sig.IssuerKeyId == nil && sig.IssuerFingerprint == nil:
-		return bad("no issuer")
+		return errors.New("no issuer")
 	}
-	return sig, nil
+	return nil
 }
 
 // issuerKeyID is the 64-bit key ID that made sig.
@@ -120,15 +153,15 @@ func (k *Keyring) checkSigner(e *keyEntry, id uint64, now time.Time) (signingKey
 		return signingKey{}, fmt.Errorf("key %s (%s): %w", e.fpr, e.uid, ErrExpiredKey)
 	case KeyDisabled:
 		return signingKey{}, fmt.Errorf("key %s (%s): %w", e.fpr, e.uid, ErrDisabledKey)
+	case KeyNotYetValid:
+		return signingKey{}, fmt.Errorf("key %s (%s): %w: made or self-signed after %s (clock behind?)",
+			e.fpr, e.uid, ErrUntrustedKey, now.UTC().Format(time.RFC3339))
 	default:
 		return signingKey{}, fmt.Errorf("key %s (%s): validity %s: %w", e.fpr, e.uid, v, ErrUntrustedKey)
 	}
 	ent := e.entity
 	if ent.PrimaryKey.KeyId == id {
-		selfSig, _ := ent.PrimarySelfSignature()
-		if selfSig.SigExpired(now) {
-			return signingKey{}, fmt.Errorf("key %s (%s): self-signature: %w", e.fpr, e.uid, ErrExpiredKey)
-		}
+		selfSig, _ := ent.PrimarySelfSignature() // non-nil: the verdict is valid
 		// gpg lets a primary key without key flags sign (RFC 4880 keys of old)
 		if selfSig.FlagsValid && !selfSig.FlagSign {
 			return signingKey{}, fmt.Errorf("key %s (%s): %w: primary key is not a signing key",
@@ -143,7 +176,10 @@ func (k *Keyring) checkSigner(e *keyEntry, id uint64, now time.Time) (signingKey
 		switch {
 		case sub.Revoked(now):
 			return signingKey{}, fmt.Errorf("key %s (%s): subkey %X: %w", e.fpr, e.uid, sub.PublicKey.Fingerprint, ErrRevokedKey)
-		case sub.PublicKey.KeyExpired(sub.Sig, now) || sub.Sig.SigExpired(now):
+		case sub.PublicKey.CreationTime.After(now) || sub.Sig.CreationTime.After(now):
+			return signingKey{}, fmt.Errorf("key %s (%s): %w: subkey %X made after %s (clock behind?)",
+				e.fpr, e.uid, ErrUntrustedKey, sub.PublicKey.Fingerprint, now.UTC().Format(time.RFC3339))
+		case sub.PublicKey.KeyExpired(sub.Sig, now) || sigLifetimeOver(sub.Sig, now):
 			return signingKey{}, fmt.Errorf("key %s (%s): subkey %X: %w", e.fpr, e.uid, sub.PublicKey.Fingerprint, ErrExpiredKey)
 		case !sub.Sig.FlagsValid || !sub.Sig.FlagSign || !sub.PublicKey.CanSign():
 			return signingKey{}, fmt.Errorf("key %s (%s): %w: subkey %X is not a signing key",
@@ -155,8 +191,8 @@ func (k *Keyring) checkSigner(e *keyEntry, id uint64, now time.Time) (signingKey
 }
 
 // signer describes sk for a Result.
-func (sk signingKey) signer() *Signer {
-	s := &Signer{Fingerprint: sk.entry.fpr, UID: sk.entry.uid}
+func (sk signingKey) signer() Signer {
+	s := Signer{Fingerprint: sk.entry.fpr, UID: sk.entry.uid}
 	if sk.subkey >= 0 {
 		s.SubKey = fmt.Sprintf("%X", sk.pub.Fingerprint)
 	}

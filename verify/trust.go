@@ -92,7 +92,13 @@ func selfVerdict(e *keyEntry, now time.Time) (KeyVerdict, bool) {
 		return KeyRevoked, true
 	}
 	selfSig, _ := e.entity.PrimarySelfSignature()
-	if selfSig == nil || e.entity.PrimaryKey.KeyExpired(selfSig, now) {
+	if selfSig == nil {
+		return KeyExpired, true
+	}
+	if e.entity.PrimaryKey.CreationTime.After(now) || selfSig.CreationTime.After(now) {
+		return KeyNotYetValid, true
+	}
+	if e.entity.PrimaryKey.KeyExpired(selfSig, now) || sigLifetimeOver(selfSig, now) {
 		return KeyExpired, true
 	}
 	if e.disabled {
@@ -101,19 +107,21 @@ func selfVerdict(e *keyEntry, now time.Time) (KeyVerdict, bool) {
 	return "", false
 }
 
-// uidValidity counts the masters whose latest statement on a user ID is a
-// live certification.
+// uidValidity counts the masters whose latest statement on a user ID, as
+// of now, is a live certification.
 func (k *Keyring) uidValidity(certs []masterCert, now time.Time) KeyVerdict {
 	latest := map[*keyEntry]*packet.Signature{}
 	for _, c := range certs {
+		if c.sig.CreationTime.After(now) {
+			continue // not said yet at now: an earlier statement stands
+		}
 		if cur, ok := latest[c.master]; !ok || c.sig.CreationTime.After(cur.CreationTime) {
 			latest[c.master] = c.sig
 		}
 	}
 	var full, marginal int
 	for m, sig := range latest {
-		if sig.SigType == packet.SigTypeCertificationRevocation || sig.SigExpired(now) ||
-			sig.CreationTime.After(now) {
+		if sig.SigType == packet.SigTypeCertificationRevocation || sigLifetimeOver(sig, now) {
 			continue
 		}
 		if v, done := selfVerdict(m, now); done && v != "" {
@@ -133,4 +141,14 @@ func (k *Keyring) uidValidity(certs []masterCert, now time.Time) KeyVerdict {
 		return KeyMarginal
 	}
 	return KeyUntrusted
+}
+
+// sigLifetimeOver reports whether sig has a lifetime that ended before now.
+// Unlike go-crypto's SigExpired it does not call a signature made after now
+// expired: a clock running behind is not an expiry (package doc, Time).
+func sigLifetimeOver(sig *packet.Signature, now time.Time) bool {
+	if sig.SigLifetimeSecs == nil || *sig.SigLifetimeSecs == 0 {
+		return false
+	}
+	return now.After(sig.CreationTime.Add(time.Duration(*sig.SigLifetimeSecs) * time.Second))
 }

@@ -40,7 +40,10 @@ type Expect struct {
 type Result struct {
 	CID    cid.Cid
 	Size   int64
-	Signer *Signer // nil when the policy allowed no signature
+	Signer *Signer // nil when the policy allowed no signature; else Signers[0]
+	// Signers made the signatures of the .sig, in order: every one was
+	// checked and valid (pacman accepts a package only then).
+	Signers []Signer
 	// Identity is the package's .PKGINFO when it was checked against the
 	// file name (no CID, or Expect.CheckIdentity): a store can keep it with
 	// the blob so that the same bytes are never served under another name.
@@ -49,9 +52,9 @@ type Result struct {
 
 // Signer identifies the key that made a valid signature.
 type Signer struct {
-	Fingerprint string // primary key fingerprint, upper-case hex
-	UID         string // primary user ID
-	SubKey      string // signing subkey fingerprint when not the primary
+	Fingerprint string `json:"fingerprint"`      // primary key fingerprint, upper-case hex
+	UID         string `json:"uid"`              // primary user ID
+	SubKey      string `json:"subkey,omitempty"` // signing subkey fingerprint when not the primary
 }
 
 // Verifier checks bytes as they are written, in one pass: sha256 for the CID
@@ -68,14 +71,20 @@ type Verifier struct {
 	wantSum []byte
 	file    PkgFile
 
-	sum     hash.Hash // sha256 of the file
-	sigHash hash.Hash // the signature's hash; == sum when it is SHA-256 (v4)
-	sig     *packet.Signature
-	signer  signingKey
+	sum     hash.Hash   // sha256 of the file
+	sigs    []sigCheck  // every signature of the .sig, all must pass
+	extra   []hash.Hash // signature hashes that are not sum
 	written int64
 	tooLong bool
 
 	ident *identityCheck
+}
+
+// sigCheck is one signature of a .sig, its signing key and its hash.
+type sigCheck struct {
+	sig    *packet.Signature
+	signer signingKey
+	hash   hash.Hash // == Verifier.sum for the first v4 SHA-256 signature
 }
 
 // NewVerifier prepares a verifier. It fails early (before any byte is read)
@@ -122,8 +131,8 @@ func newVerifier(kr *Keyring, exp Expect, now func() time.Time) (*Verifier, erro
 	return v, nil
 }
 
-// prepareSignature applies the policy, parses the signature and resolves its
-// key, so that all key-related refusals happen before any byte.
+// prepareSignature applies the policy, parses the signatures and resolves
+// their keys, so that all key-related refusals happen before any byte.
 func (v *Verifier) prepareSignature() error {
 	switch {
 	case v.exp.Policy == SigNever:
@@ -135,23 +144,37 @@ func (v *Verifier) prepareSignature() error {
 	case v.kr == nil:
 		return fmt.Errorf("no keyring: %w", ErrUnknownKey)
 	}
-	sig, err := ParseSignature(v.exp.Signature)
+	sigs, err := ParseSignatures(v.exp.Signature)
 	if err != nil {
 		return err
 	}
-	sk, err := v.kr.findSigner(sig, v.now())
-	if err != nil {
-		return err
-	}
-	h, err := sig.PrepareVerify()
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrBadSignature, err)
-	}
-	v.sig, v.signer, v.sigHash = sig, sk, h
-	if sig.Hash == crypto.SHA256 && sig.Version == 4 {
-		v.sum = h // one pass: the signed hash is the file's sha256 until the trailer
+	now := v.now()
+	shared := false
+	for i, sig := range sigs {
+		sk, err := v.kr.findSigner(sig, now)
+		if err != nil {
+			return fmt.Errorf("%s: %w", sigLabel(i, len(sigs)), err)
+		}
+		h, err := sig.PrepareVerify()
+		if err != nil {
+			return fmt.Errorf("%s: %w: %w", sigLabel(i, len(sigs)), ErrBadSignature, err)
+		}
+		if sig.Hash == crypto.SHA256 && sig.Version == 4 && !shared {
+			v.sum, shared = h, true // one pass: the signed hash is the file's sha256 until the trailer
+		} else {
+			v.extra = append(v.extra, h)
+		}
+		v.sigs = append(v.sigs, sigCheck{sig: sig, signer: sk, hash: h})
 	}
 	return nil
+}
+
+// sigLabel names signature i of n in messages ("signature" when alone).
+func sigLabel(i, n int) string {
+	if n == 1 {
+		return "signature"
+	}
+	return fmt.Sprintf("signature %d of %d", i+1, n)
 }
 
 // Write hashes p. It fails only once more than Expect.Size bytes arrived
@@ -163,24 +186,21 @@ func (v *Verifier) Write(p []byte) (int, error) {
 		return 0, fmt.Errorf("verify %s: %w: more than %d bytes", v.exp.Filename, ErrSizeMismatch, v.exp.Size)
 	}
 	v.written += int64(len(p))
-	var sigDone chan struct{}
-	if v.sigHash != nil && v.sigHash != v.sum {
+	var wg sync.WaitGroup
+	for _, h := range v.extra {
 		if len(p) < parallelMin {
-			v.sigHash.Write(p)
-		} else {
-			// Still one pass over p, but the two hashes run side by side:
-			// a SHA-512 signature hash costs three times SHA-256 here.
-			sigDone = make(chan struct{})
-			go func() { v.sigHash.Write(p); close(sigDone) }()
+			h.Write(p)
+			continue
 		}
+		// Still one pass over p, but the hashes run side by side: a
+		// SHA-512 signature hash costs three times SHA-256 here.
+		wg.Go(func() { h.Write(p) })
 	}
 	v.sum.Write(p)
 	if v.ident != nil {
 		v.ident.write(p)
 	}
-	if sigDone != nil {
-		<-sigDone
-	}
+	wg.Wait()
 	return len(p), nil
 }
 
@@ -220,11 +240,14 @@ func (v *Verifier) Finish() (Result, error) {
 	if res.CID, err = CIDFromSHA256(got); err != nil {
 		return Result{}, fmt.Errorf("verify %s: %w", name, err)
 	}
-	if v.sig != nil {
-		if err := v.checkSignature(); err != nil {
-			return Result{}, fmt.Errorf("verify %s: %w", name, err)
+	for i, sc := range v.sigs {
+		if err := v.checkSignature(sc); err != nil {
+			return Result{}, fmt.Errorf("verify %s: %s: %w", name, sigLabel(i, len(v.sigs)), err)
 		}
-		res.Signer = v.signer.signer()
+		res.Signers = append(res.Signers, sc.signer.signer())
+	}
+	if len(res.Signers) > 0 {
+		res.Signer = &res.Signers[0]
 	}
 	if v.ident != nil {
 		if ident.err != nil {
@@ -240,17 +263,22 @@ func (v *Verifier) Finish() (Result, error) {
 }
 
 // checkSignature re-checks the key at the verification instant, then the
-// signature itself.
-func (v *Verifier) checkSignature() error {
+// signature itself. A signature made after that instant is accepted, as gpg
+// does; its key must have existed then (package doc, Time).
+func (v *Verifier) checkSignature(sc sigCheck) error {
 	now := v.now()
-	if _, err := v.kr.checkSigner(v.signer.entry, issuerKeyID(v.sig), now); err != nil {
+	if _, err := v.kr.checkSigner(sc.signer.entry, issuerKeyID(sc.sig), now); err != nil {
 		return err
 	}
-	if v.sig.SigExpired(now) {
+	if sigLifetimeOver(sc.sig, now) {
 		return fmt.Errorf("%w: signature expired", ErrBadSignature)
 	}
-	if err := v.signer.pub.VerifySignature(v.sigHash, v.sig); err != nil {
-		return fmt.Errorf("%w: by %s: %v", ErrBadSignature, v.signer.entry.fpr, err)
+	if sc.sig.CreationTime.Before(sc.signer.pub.CreationTime) {
+		// gpg: "public key is N seconds newer than the signature"
+		return fmt.Errorf("%w: made before its key %s existed", ErrBadSignature, sc.signer.entry.fpr)
+	}
+	if err := sc.signer.pub.VerifySignature(sc.hash, sc.sig); err != nil {
+		return fmt.Errorf("%w: by %s: %v", ErrBadSignature, sc.signer.entry.fpr, err)
 	}
 	return nil
 }

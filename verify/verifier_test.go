@@ -80,7 +80,7 @@ func TestKeysVerdicts(t *testing.T) {
 		{kDSA, KeyValid, false}, {kBinary, KeyValid, false},
 		{kMarginal, KeyMarginal, false}, {kCertRev, KeyMarginal, false},
 		{kUncert, KeyUntrusted, false}, {kRevoked, KeyRevoked, false},
-		{kDisabled, KeyDisabled, false}, {kExpired, KeyExpired, false},
+		{kDisabled, KeyDisabled, false}, {kExpired, KeyExpired, false}, {kRenewed, KeyValid, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {

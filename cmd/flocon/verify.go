@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -22,8 +23,8 @@ import (
 var errRefused = errors.New("package refused")
 
 type verifyOpts struct {
-	sig, db, keyring, policy string
-	json                     bool
+	sig, db, keyring, policy, at string
+	json                         bool
 }
 
 // verifyVerdict is the printed (and --json) outcome of flocon verify.
@@ -35,9 +36,13 @@ type verifyVerdict struct {
 	SHA256      string `json:"sha256,omitempty"`
 	CID         string `json:"cid,omitempty"`
 	Size        int64  `json:"size,omitempty"`
-	Fingerprint string `json:"fingerprint,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"` // the first signer
 	UID         string `json:"uid,omitempty"`
 	SubKey      string `json:"subkey,omitempty"`
+	// Signers lists every signature's signer when the .sig holds several
+	// (all were checked and valid).
+	Signers []verify.Signer `json:"signers,omitempty"`
+	At      string          `json:"at,omitempty"` // the --at instant, when given
 }
 
 func newVerifyCmd() *cobra.Command {
@@ -48,6 +53,8 @@ func newVerifyCmd() *cobra.Command {
 		Long: "Verify a package with pacman's trust rules against the Arch keyring and print the verdict.\n" +
 			"The signature is --sig, else the db's %PGPSIG% (--db), else FILE.sig. A file with an entry in\n" +
 			"--db must match its %SHA256SUM%; its .PKGINFO must always match its file name.\n" +
+			"A .sig may hold several signatures: each is checked and all must be valid, as pacman does.\n" +
+			"--at checks keys and signatures at another instant (as `flocon keys --at` lists them).\n" +
 			"Exit status: 0 for a valid package, 1 otherwise.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runVerify(cmd.OutOrStdout(), args[0], o) },
@@ -59,13 +66,26 @@ func newVerifyCmd() *cobra.Command {
 		"keyring folder with NAME.gpg, NAME-trusted, NAME-revoked (env FLOCON_KEYRING)")
 	f.StringVar(&o.policy, "policy", envOr("FLOCON_SIG_POLICY", "required"),
 		"signature policy: required, optional or never (env FLOCON_SIG_POLICY)")
+	f.StringVar(&o.at, "at", "", "verify at this RFC 3339 time instead of now")
 	f.BoolVar(&o.json, "json", false, "print JSON")
 	return cmd
 }
 
+// parseAt reads an --at flag: an RFC 3339 time, or now when empty.
+func parseAt(at string) (time.Time, error) {
+	if at == "" {
+		return time.Now(), nil
+	}
+	t, err := time.Parse(time.RFC3339, at)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--at: want an RFC 3339 time such as 2026-01-02T15:04:05Z: %w", err)
+	}
+	return t, nil
+}
+
 func runVerify(w io.Writer, file string, o verifyOpts) error {
 	res, err := verifyFile(file, o)
-	out := verifyVerdict{File: file, Valid: err == nil, Reason: verify.Reason(err)}
+	out := verifyVerdict{File: file, Valid: err == nil, Reason: verify.Reason(err), At: o.at}
 	if err != nil {
 		out.Error = err.Error()
 	} else {
@@ -73,6 +93,9 @@ func runVerify(w io.Writer, file string, o verifyOpts) error {
 		out.SHA256, out.CID, out.Size = hex.EncodeToString(sum), res.CID.String(), res.Size
 		if res.Signer != nil {
 			out.Fingerprint, out.UID, out.SubKey = res.Signer.Fingerprint, res.Signer.UID, res.Signer.SubKey
+		}
+		if len(res.Signers) > 1 {
+			out.Signers = res.Signers
 		}
 	}
 	if perr := printVerdict(w, out, o.json); perr != nil {
@@ -95,15 +118,27 @@ func printVerdict(w io.Writer, v verifyVerdict, asJSON bool) error {
 		_, err := fmt.Fprintf(w, "%s: REFUSED (%s)\n  %s\n", v.File, v.Reason, v.Error)
 		return err
 	}
-	signer := "none (policy allows no signature)"
-	if v.Fingerprint != "" {
-		signer = v.Fingerprint + " " + v.UID
-		if v.SubKey != "" {
-			signer += " (subkey " + v.SubKey + ")"
-		}
+	signers := v.Signers
+	if len(signers) == 0 && v.Fingerprint != "" {
+		signers = []verify.Signer{{Fingerprint: v.Fingerprint, UID: v.UID, SubKey: v.SubKey}}
 	}
-	_, err := fmt.Fprintf(w, "%s: VALID\n  signer  %s\n  sha256  %s\n  cid     %s\n  size    %d\n",
-		v.File, signer, v.SHA256, v.CID, v.Size)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: VALID\n", v.File)
+	if len(signers) == 0 {
+		b.WriteString("  signer  none (policy allows no signature)\n")
+	}
+	for _, s := range signers {
+		fmt.Fprintf(&b, "  signer  %s %s", s.Fingerprint, s.UID)
+		if s.SubKey != "" {
+			fmt.Fprintf(&b, " (subkey %s)", s.SubKey)
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "  sha256  %s\n  cid     %s\n  size    %d\n", v.SHA256, v.CID, v.Size)
+	if v.At != "" {
+		fmt.Fprintf(&b, "  at      %s\n", v.At)
+	}
+	_, err := io.WriteString(w, b.String())
 	return err
 }
 
@@ -111,6 +146,10 @@ func printVerdict(w io.Writer, v verifyVerdict, asJSON bool) error {
 // once through a verifier.
 func verifyFile(file string, o verifyOpts) (verify.Result, error) {
 	policy, err := verify.ParseSigPolicy(o.policy)
+	if err != nil {
+		return verify.Result{}, err
+	}
+	at, err := parseAt(o.at)
 	if err != nil {
 		return verify.Result{}, err
 	}
@@ -136,7 +175,7 @@ func verifyFile(file string, o verifyOpts) (verify.Result, error) {
 			return verify.Result{}, err
 		}
 	}
-	v, err := verify.NewVerifier(kr, exp)
+	v, err := verify.NewVerifierAt(kr, exp, at)
 	if err != nil {
 		return verify.Result{}, err
 	}
@@ -200,13 +239,9 @@ func newKeysCmd() *cobra.Command {
 		Short: "List the keyring's keys with pacman's verdict on each",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			now := time.Now()
-			if at != "" {
-				t, err := time.Parse(time.RFC3339, at)
-				if err != nil {
-					return fmt.Errorf("--at: %w", err)
-				}
-				now = t
+			now, err := parseAt(at)
+			if err != nil {
+				return err
 			}
 			kr, err := verify.LoadKeyring(keyring)
 			if err != nil {
