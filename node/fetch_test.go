@@ -365,6 +365,7 @@ type fakePeer struct {
 	data    []byte
 	corrupt bool
 	cutAt   int // stop with an error at this offset (0: send everything)
+	junk    int // bytes of garbage sent after the data
 	calls   atomic.Int32
 }
 
@@ -377,6 +378,9 @@ func (f *fakePeer) Fetch(_ context.Context, _ cid.Cid, off int64, w io.Writer) (
 	if f.corrupt {
 		data = bytes.Clone(data)
 		data[len(data)-1] ^= 0xff
+	}
+	if f.junk > 0 {
+		data = append(bytes.Clone(data), bytes.Repeat([]byte{'j'}, f.junk)...)
 	}
 	end := len(data)
 	if f.cutAt > 0 {
@@ -478,6 +482,41 @@ func TestFetchFromPeers(t *testing.T) {
 				t.Errorf("mirror GETs with Range %q, want %q", ranges, tt.wantMirror)
 			}
 		})
+	}
+}
+
+// A peer that sends the right bytes and then more (or announced a larger
+// size) is banned, and the download completes from the verified bytes
+// without asking the mirror.
+func TestFetchPeerOverrun(t *testing.T) {
+	t.Parallel()
+	pkg := newTestPkg(t, "overrun-1.0-1-x86_64.pkg.tar.zst", 64<<10, testKeyring(t).packager)
+	m := newFakeMirror(t, mirrorMode{}, map[string][]byte{pkg.name: pkg.data})
+	n, st := newTestNode(t, []string{m.template()})
+	liar := &fakePeer{id: "peerJ", data: pkg.data, junk: 4096}
+	n.peers = func(context.Context, cid.Cid) []source { return []source{liar} }
+	var mu sync.Mutex
+	var bans []peer.ID
+	n.ban = func(p peer.ID, _ string, _ Evidence) {
+		mu.Lock()
+		defer mu.Unlock()
+		bans = append(bans, p)
+	}
+	got, err := fetchAndRead(t, n, pkg.expect(verify.SigRequired, true))
+	if err != nil {
+		t.Fatalf("download: %v", err)
+	}
+	if !bytes.Equal(got, pkg.data) {
+		t.Fatal("reader got other bytes than the package")
+	}
+	assertStored(t, st, pkg, pkg.sig)
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(bans, []peer.ID{"peerJ"}) {
+		t.Errorf("bans = %v, want [peerJ]", bans)
+	}
+	if reqs := m.requests(pkg.name); len(reqs) != 0 {
+		t.Errorf("mirror asked %d times; the verified bytes were complete", len(reqs))
 	}
 }
 

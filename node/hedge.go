@@ -182,9 +182,10 @@ func (t *transfer) ended(ctx context.Context, e laneEnd) (res verify.Result, err
 		}
 		res, err := t.finish()
 		if err != nil {
-			err = fmt.Errorf("fetch %s from %s: %w", t.file, e.l.src, err)
+			return res, fmt.Errorf("fetch %s from %s: %w", t.file, e.l.src, err), true
 		}
-		return res, err, true
+		t.overran(e)
+		return res, nil, true
 	case errors.As(e.err, &se):
 		return verify.Result{}, fmt.Errorf("fetch %s: %w", t.file, e.err), true
 	case ctx.Err() != nil:
@@ -203,6 +204,18 @@ func (t *transfer) ended(ctx context.Context, e laneEnd) (res verify.Result, err
 		return verify.Result{}, t.tally.err("fetch " + t.file), true
 	}
 	return verify.Result{}, nil, false
+}
+
+// overran bans a peer that sent more than the blob's size: the verified
+// bytes are complete without what came after, so the peer announced or
+// sent a size it does not have. (A mirror appending junk is only cut off.)
+func (t *transfer) overran(e laneEnd) {
+	p := e.l.src.Peer()
+	if p == "" || !errors.Is(e.err, verify.ErrSizeMismatch) {
+		return
+	}
+	t.n.ban(p, "sent more bytes than the blob has", Evidence{CID: t.c.String(), Detail: e.err.Error()})
+	t.n.log.Warn("peer banned", "peer", p.String(), "cid", t.c.String(), "err", e.err)
 }
 
 // finish stops every lane from writing and asks the verifier for its
