@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
-
-	"github.com/flocon/flocon/store"
 )
 
 // Identity is this node's peer ID and the addresses peers reach it on.
@@ -32,35 +30,32 @@ type PeerInfo struct {
 
 // ID returns this node's identity (ErrP2PDisabled when p2p is not running).
 func (n *Node) ID() (Identity, error) {
-	s := n.state()
-	if s == nil {
+	pn := n.side()
+	if pn == nil {
 		return Identity{}, ErrP2PDisabled
 	}
-	id := Identity{PeerID: s.h.ID().String(), Announced: s.announced.len(), Shared: s.shared.len()}
-	for _, a := range s.h.Addrs() {
-		id.Addrs = append(id.Addrs, fmt.Sprintf("%s/p2p/%s", a, s.h.ID()))
+	h := pn.host
+	id := Identity{PeerID: h.ID().String(), Announced: h.Announced(), Shared: h.Shared()}
+	for _, a := range h.Addrs() {
+		id.Addrs = append(id.Addrs, fmt.Sprintf("%s/p2p/%s", a, h.ID()))
 	}
 	return id, nil
 }
 
 // Peers lists the connected peers, lowest latency first.
 func (n *Node) Peers() ([]PeerInfo, error) {
-	s := n.state()
-	if s == nil {
+	pn := n.side()
+	if pn == nil {
 		return nil, ErrP2PDisabled
 	}
 	out := make([]PeerInfo, 0)
-	for _, p := range s.h.Network().Peers() {
-		st := s.peers.get(p)
-		pi := PeerInfo{
-			PeerID: p.String(), Latency: s.h.Peerstore().LatencyEWMA(p),
-			BytesSent: st.BytesSent, BytesRecv: st.BytesRecv, BlobsServed: st.BlobsServed,
-			Successes: st.Successes, Failures: st.Failures,
-		}
-		for _, c := range s.h.Network().ConnsToPeer(p) {
-			pi.Addrs = append(pi.Addrs, c.RemoteMultiaddr().String())
-		}
-		out = append(out, pi)
+	for _, ps := range pn.host.Connected() {
+		h := n.ranks.get(ps.ID)
+		out = append(out, PeerInfo{
+			PeerID: ps.ID.String(), Addrs: ps.Addrs, Latency: ps.Latency,
+			BytesSent: ps.BytesSent, BytesRecv: ps.BytesRecv, BlobsServed: ps.BlobsServed,
+			Successes: h.Successes, Failures: h.Failures,
+		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Latency < out[j].Latency })
 	return out, nil
@@ -69,8 +64,8 @@ func (n *Node) Peers() ([]PeerInfo, error) {
 // Ban bans a peer by hand (reason from the operator), persisted and enforced
 // at once.
 func (n *Node) Ban(peerID, reason string) error {
-	s := n.state()
-	if s == nil {
+	pn := n.side()
+	if pn == nil {
 		return ErrP2PDisabled
 	}
 	p, err := peer.Decode(peerID)
@@ -80,33 +75,29 @@ func (n *Node) Ban(peerID, reason string) error {
 	if reason == "" {
 		reason = "banned by operator"
 	}
-	return s.ban(p, reason, Evidence{Detail: "manual"})
+	return pn.host.Ban(p, reason, Evidence{Detail: "manual"})
 }
 
 // Unban lifts a ban; the peer may connect again (discovery or bootstrap).
 func (n *Node) Unban(peerID string) error {
-	s := n.state()
-	if s == nil {
+	pn := n.side()
+	if pn == nil {
 		return ErrP2PDisabled
 	}
 	p, err := peer.Decode(peerID)
 	if err != nil {
 		return fmt.Errorf("unban %q: %w", peerID, ErrBadPeerID)
 	}
-	if err := s.bans.remove(p); err != nil {
-		return err
-	}
-	n.log.Info("peer unbanned", "peer", p.String())
-	return nil
+	return pn.host.Unban(p)
 }
 
 // Bans lists the banned peers with reason and evidence, oldest first.
 func (n *Node) Bans() ([]Ban, error) {
-	s := n.state()
-	if s == nil {
+	pn := n.side()
+	if pn == nil {
 		return nil, ErrP2PDisabled
 	}
-	return s.bans.list(), nil
+	return pn.host.Bans(), nil
 }
 
 // LogPeers writes the peer table to the log (cmd/flocon calls it on SIGUSR1).
@@ -121,29 +112,5 @@ func (n *Node) LogPeers() {
 		n.log.Info("peer", "peer", p.PeerID, "addrs", p.Addrs, "latency", p.Latency,
 			"bytesSent", p.BytesSent, "bytesRecv", p.BytesRecv, "blobsServed", p.BlobsServed,
 			"successes", p.Successes, "failures", p.Failures)
-	}
-}
-
-// ban persists and enforces a ban, then cuts the peer's connections.
-func (s *p2pState) ban(p peer.ID, reason string, ev Evidence) error {
-	if p == s.h.ID() {
-		return ErrSelfBan
-	}
-	err := s.bans.add(p, Ban{Peer: p.String(), Reason: reason, Evidence: ev, Time: time.Now().UTC()})
-	// Enforced even if persisting failed: the gate reads memory first.
-	_ = s.h.Network().ClosePeer(p)
-	s.n.log.Warn("peer banned", "peer", p.String(), "reason", reason, "cid", ev.CID,
-		"wantSha256", ev.WantSHA256, "gotSha256", ev.GotSHA256, "detail", ev.Detail)
-	return err
-}
-
-// announceStored offers every blob already in the store at start.
-func (s *p2pState) announceStored() {
-	err := s.st.Blobs(func(b store.BlobInfo) error {
-		s.announced.add(b.CID)
-		return nil
-	})
-	if err != nil {
-		s.n.log.Warn("announce stored blobs", "err", err)
 	}
 }

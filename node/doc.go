@@ -1,8 +1,8 @@
-// Package node is flocon's network side: it gets package blobs from the best
-// peer on the LAN (libp2p) or, failing that, from the upstream mirrors, and
-// verifies every byte with package verify before it reaches the store. It
-// also serves verified blobs to peers, announces what it has and bans peers
-// that send bad data.
+// Package node is flocon's fetch side: it gets package blobs from the best
+// peer (found through a routing.Router, fetched through the blob transfer of
+// node/p2p) or, failing that, from the upstream mirrors, and verifies every
+// byte with package verify before it reaches the store. It announces what it
+// has and bans peers that send bad data; node/p2p serves peers.
 //
 //	n, err := node.New(node.Config{Store: s, Keyring: kr, Mirrors: m})
 //	go n.Run(ctx)

@@ -116,7 +116,7 @@ func (n *Node) start(ctx context.Context, repo, arch string, exp verify.Expect, 
 	// In flight from now on: the start time peers compare to decide who
 	// follows whom is the moment the download exists, not when its
 	// goroutine gets to run (a peer asking in between must follow us).
-	n.announce(exp.CID)
+	n.announce(dctx, exp.CID)
 	n.wg.Add(1)
 	go n.runDownload(dctx, d, v)
 	return p, nil
@@ -136,6 +136,7 @@ func (n *Node) runDownload(ctx context.Context, d *download, v *verify.Verifier)
 	res, err := n.download(ctx, d, v)
 	if err != nil {
 		d.p.Abort(err)
+		n.withdraw(ctx, c)
 		level := slog.LevelWarn
 		if errors.Is(err, store.ErrNotFound) {
 			level = slog.LevelInfo // pacman moves on to its next server
@@ -152,10 +153,11 @@ func (n *Node) runDownload(ctx context.Context, d *download, v *verify.Verifier)
 	}
 	if err := d.p.Commit(info, d.exp.Signature); err != nil {
 		d.p.Abort(err)
+		n.withdraw(ctx, c)
 		log.Error("commit failed", "err", err)
 		return
 	}
-	n.announce(c)
+	n.announce(ctx, c)
 	log.Info("download verified", "bytes", res.Size, "signer", info.Signer, "sources", sourcesAttr(d.sources))
 }
 
@@ -174,7 +176,7 @@ func (n *Node) download(ctx context.Context, d *download, v *verify.Verifier) (v
 		}
 	}
 	defer v.Close()
-	n.announce(d.exp.CID) // in flight: LAN peers may stream it from us already
+	n.announce(ctx, d.exp.CID) // in flight: LAN peers may stream it from us already
 	srcs := n.health.order(append(n.peers(ctx, d.exp.CID), n.mirrorSources(d.repo, d.arch, d.exp.Filename)...), time.Now())
 	res, got, err := n.attempt(ctx, d, v, srcs)
 	if err == nil || !isIntegrityError(err) {

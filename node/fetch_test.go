@@ -21,6 +21,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/flocon/flocon/node/nodetest"
 	"github.com/flocon/flocon/store"
 	"github.com/flocon/flocon/verify"
 )
@@ -524,11 +525,8 @@ func TestFetchPeerOverrun(t *testing.T) {
 // mirror, sha256 + signature check in the same pass, temp file, commit.
 func BenchmarkFetchMirror(b *testing.B) {
 	const size = 32 << 20
-	keysOnce.Do(func() { keysFix, keysErr = buildTestKeys() })
-	if keysErr != nil {
-		b.Fatal(keysErr)
-	}
-	keys := keysFix
+	k := nodetest.SharedKeys(b)
+	keys := &testKeys{packager: k.Packager, stranger: k.Stranger, keyring: k.Keyring}
 	data := make([]byte, size)
 	if _, err := rand.Read(data); err != nil {
 		b.Fatal(err)

@@ -11,9 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,11 +19,10 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ProtonMail/go-crypto/openpgp/armor"
-	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/ipfs/go-cid"
 	"go.uber.org/goleak"
 
+	"github.com/flocon/flocon/node/nodetest"
 	"github.com/flocon/flocon/store"
 	"github.com/flocon/flocon/verify"
 )
@@ -39,102 +36,28 @@ func TestMain(m *testing.M) {
 
 // ---- keyring fixture -------------------------------------------------------
 
-// testKeys is a keyring folder built in test code: three master keys
-// (NAME-trusted), a packager key certified by all three, and a stranger
-// key that is in no keyring.
+// testKeys is nodetest's keyring: a packager certified by three trusted
+// masters, and a stranger key that is in no keyring.
 type testKeys struct {
-	dir      string
 	packager *openpgp.Entity
 	stranger *openpgp.Entity
 	keyring  *verify.Keyring
 }
 
-var (
-	keysOnce sync.Once
-	keysFix  *testKeys
-	keysErr  error
-)
-
 func testKeyring(t *testing.T) *testKeys {
 	t.Helper()
-	keysOnce.Do(func() { keysFix, keysErr = buildTestKeys() })
-	if keysErr != nil {
-		t.Fatalf("build test keyring: %v", keysErr)
-	}
-	return keysFix
-}
-
-func buildTestKeys() (*testKeys, error) {
-	dir, err := os.MkdirTemp("", "flocon-node-keyring-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir) // the keyring is loaded in memory
-	cfg := &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA, Time: func() time.Time { return time.Now().Add(-time.Hour) }}
-	newKey := func(name string) (*openpgp.Entity, error) {
-		return openpgp.NewEntity(name, "flocon node test", name+"@example.org", cfg)
-	}
-	k := &testKeys{dir: dir}
-	var masters []*openpgp.Entity
-	for i := range 3 {
-		m, err := newKey(fmt.Sprintf("master%d", i))
-		if err != nil {
-			return nil, err
-		}
-		masters = append(masters, m)
-	}
-	if k.packager, err = newKey("packager"); err != nil {
-		return nil, err
-	}
-	if k.stranger, err = newKey("stranger"); err != nil {
-		return nil, err
-	}
-	var uid string
-	for name := range k.packager.Identities {
-		uid = name
-	}
-	for _, m := range masters {
-		if err := k.packager.SignIdentity(uid, m, cfg); err != nil {
-			return nil, err
-		}
-	}
-	var ring bytes.Buffer
-	w, err := armor.Encode(&ring, openpgp.PublicKeyType, nil)
-	if err != nil {
-		return nil, err
-	}
-	var trusted strings.Builder
-	for _, e := range append(masters, k.packager) {
-		if err := e.Serialize(w); err != nil {
-			return nil, err
-		}
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	for _, m := range masters {
-		fmt.Fprintf(&trusted, "%X:4:\n", m.PrimaryKey.Fingerprint)
-	}
-	files := map[string][]byte{"test.gpg": ring.Bytes(), "test-trusted": []byte(trusted.String()), "test-revoked": nil}
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
-			return nil, err
-		}
-	}
-	if k.keyring, err = verify.LoadKeyring(dir); err != nil {
-		return nil, err
-	}
-	return k, nil
+	k := nodetest.SharedKeys(t)
+	return &testKeys{packager: k.Packager, stranger: k.Stranger, keyring: k.Keyring}
 }
 
 func sign(t *testing.T, key *openpgp.Entity, data []byte) []byte {
 	t.Helper()
-	var sig bytes.Buffer
-	cfg := &packet.Config{DefaultHash: 0, Time: func() time.Time { return time.Now().Add(-time.Minute) }}
-	if err := openpgp.DetachSign(&sig, key, bytes.NewReader(data), cfg); err != nil {
-		t.Fatalf("sign: %v", err)
-	}
-	return sig.Bytes()
+	return nodetest.Sign(t, key, data)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	nodetest.WaitFor(t, what, cond)
 }
 
 // testPkg is a package file: a tar whose first member is the .PKGINFO its

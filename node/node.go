@@ -9,11 +9,13 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/flocon/flocon/node/p2p"
 	"github.com/flocon/flocon/store"
 	"github.com/flocon/flocon/verify"
 )
@@ -106,9 +108,10 @@ type Node struct {
 	peerSig func(context.Context, cid.Cid) ([]byte, peer.ID, error)
 	ban     func(peer.ID, string, Evidence)
 
-	// p2p state: owned by the p2p side (p2p.go and its files), which sets
-	// it while runP2P runs (nil while Config.P2P is false).
-	p2p *p2pState
+	// net is the running peer-to-peer side, nil while it is not running
+	// (Config.P2P false, before Run has built it, after it stopped).
+	net   atomic.Pointer[peerNet]
+	ranks *rankHistory // transfer history of peers, to rank them (rank.go)
 }
 
 // New validates cfg and builds a Node; nothing listens until Run.
@@ -152,6 +155,7 @@ func New(cfg Config) (*Node, error) {
 		client:    newHTTPClient(cfg.MirrorTimeout, cfg.UserAgent),
 		downloads: make(map[*download]struct{}),
 		health:    newHealthBook(),
+		ranks:     newRankHistory(),
 	}
 	n.peers, n.peerSig, n.ban = n.peerSources, n.peerSignature, n.banPeer
 	return n, nil
@@ -168,6 +172,25 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.shutdown()
 	return err
+}
+
+// runP2P builds the peer-to-peer side, plugs it into fetching and runs it
+// until ctx ends.
+func (n *Node) runP2P(ctx context.Context) error {
+	c := n.cfg
+	h, err := p2p.New(p2p.Config{
+		Store: c.Store, Keyring: c.Keyring, Logger: n.log,
+		DataDir: c.DataDir, ListenAddrs: c.ListenAddrs, Bootstrap: c.Bootstrap,
+		MDNS: c.MDNS, ShareDirs: c.ShareDirs, PSKFile: c.PSKFile, AllowPeers: c.AllowPeers,
+		BlobStreamsPerPeer: c.BlobStreamsPerPeer, PeerBytesPerSec: c.PeerBytesPerSec,
+		HaveTimeout: c.HaveTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	n.net.Store(&peerNet{router: h.LAN(), blobs: h, bans: h, host: h})
+	defer n.net.Store(nil)
+	return h.Run(ctx)
 }
 
 // shutdown refuses new downloads, aborts the running ones and waits for them.

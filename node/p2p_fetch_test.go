@@ -4,15 +4,21 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/flocon/flocon/node/p2p"
 	"github.com/flocon/flocon/store"
 	"github.com/flocon/flocon/store/storetest"
 	"github.com/flocon/flocon/verify"
@@ -27,17 +33,76 @@ func withP2P(t *testing.T, boot ...*Node) func(*Config) {
 		c.P2P, c.MDNS, c.DataDir = true, false, t.TempDir()
 		c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
 		c.HaveTimeout = 2 * time.Second
+		// These tests are about peers, not stalls: a 200 ms stall window
+		// fails them on a loaded 2-core machine (race detector).
+		c.StallWindow = max(c.StallWindow, 2*time.Second)
 		for _, b := range boot {
-			c.Bootstrap = append(c.Bootstrap, (&testNode{s: b.state()}).bootstrapAddrs()...)
+			h := b.side().host
+			for _, a := range h.Addrs() {
+				c.Bootstrap = append(c.Bootstrap, fmt.Sprintf("%s/p2p/%s", a, h.ID()))
+			}
 		}
 	}
 }
 
 // waitP2P waits until n's host is up.
-func waitP2P(t *testing.T, n *Node) *p2pState {
+func waitP2P(t *testing.T, n *Node) *p2p.Host {
 	t.Helper()
-	waitFor(t, "the p2p host", func() bool { return n.state() != nil })
-	return n.state()
+	waitFor(t, "the p2p host", func() bool { return n.side() != nil })
+	return n.side().host
+}
+
+// waitConnected waits until a has a connection to b.
+func waitConnected(t *testing.T, a *p2p.Host, b peer.ID) {
+	t.Helper()
+	waitFor(t, "a connection", func() bool { return a.IsConnected(b) })
+}
+
+// hostileHost is a raw libp2p peer that claims to have every CID (have
+// answer "complete", written by hand in the wire format of
+// node/p2p/protocol.go) and answers every blob request with a valid header
+// and then body.
+func hostileHost(t *testing.T, body []byte) host.Host {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(), libp2p.DisableMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	size := uint64(len(body))
+	header := binary.AppendUvarint(binary.AppendUvarint([]byte{0}, size+1), size) // status OK, size+1, available
+	h.SetStreamHandler("/flocon/have/1.0.0", func(s network.Stream) {
+		_, _ = io.Copy(io.Discard, s)
+		ans := binary.AppendUvarint(binary.AppendUvarint([]byte{1}, size+1), size) // complete
+		_, _ = s.Write(binary.AppendUvarint(ans, 0))
+		_ = s.Close()
+	})
+	h.SetStreamHandler("/flocon/blob/1.0.0", func(s network.Stream) {
+		_, _ = io.Copy(io.Discard, s)
+		_, _ = s.Write(header)
+		_, _ = s.Write(body)
+		_ = s.Close()
+	})
+	return h
+}
+
+// assertCannotConnect: the banned peer's connections are gone and the node
+// does not dial it.
+func assertCannotConnect(t *testing.T, h *p2p.Host, hostile host.Host) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	_ = hostile.Connect(ctx, peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()})
+	if s, err := hostile.NewStream(network.WithNoDial(ctx, "test"), h.ID(), "/flocon/have/1.0.0"); err == nil {
+		_ = s.CloseWrite()
+		if b, _ := io.ReadAll(s); len(b) > 0 {
+			t.Fatal("banned peer still gets answers")
+		}
+		_ = s.Reset()
+	}
+	if h.IsConnected(hostile.ID()) {
+		t.Fatal("banned peer still connected")
+	}
 }
 
 // TestFetchFromPeer: A downloads from the mirror; the mirror dies; B gets
@@ -55,7 +120,7 @@ func TestFetchFromPeer(t *testing.T) {
 	}
 	b, stB := newTestNode(t, []string{deadMirror(t)}, withP2P(t, a))
 	sb := waitP2P(t, b)
-	waitConnected(t, sb.h, sa.h.ID())
+	waitConnected(t, sb, sa.ID())
 	got, err := fetchAndRead(t, b, pkg.expect(verify.SigRequired, true))
 	if err != nil || !bytes.Equal(got, pkg.data) {
 		t.Fatalf("B from A: %v", err)
@@ -78,7 +143,7 @@ func TestLANSingleFlight(t *testing.T) {
 	sa := waitP2P(t, a)
 	b, stB := newTestNode(t, []string{mirror.template()}, withP2P(t, a), noTimeouts)
 	sb := waitP2P(t, b)
-	waitConnected(t, sb.h, sa.h.ID())
+	waitConnected(t, sb, sa.ID())
 
 	pa, err := a.Fetch(t.Context(), "core", "x86_64", pkg.expect(verify.SigRequired, true))
 	if err != nil || pa == nil {
@@ -120,11 +185,7 @@ func TestFetchBansBadPeer(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			mirror := newFakeMirror(t, mirrorMode{}, map[string][]byte{pkg.name: pkg.data})
-			hostile := hostileHost(t, size, func(s network.Stream) {
-				_ = writeHeader(s, header{code: statusOK, size: size, available: size})
-				_, _ = s.Write(tt.bad)
-				_ = s.Close()
-			})
+			hostile := hostileHost(t, tt.bad)
 			dir := t.TempDir()
 			st, err := store.Open(store.Config{Dir: dir})
 			if err != nil {
@@ -138,7 +199,7 @@ func TestFetchBansBadPeer(t *testing.T) {
 			if err := hostile.Connect(t.Context(), peerInfoOf(s)); err != nil {
 				t.Fatal(err)
 			}
-			waitConnected(t, s.h, hostile.ID())
+			waitConnected(t, s, hostile.ID())
 			// Clients reading during the bad attempt are cut (store rule);
 			// the download itself ends verified, from the mirror.
 			p, err := n.Fetch(t.Context(), "core", "x86_64", pkg.expect(verify.SigRequired, true))
@@ -158,7 +219,7 @@ func TestFetchBansBadPeer(t *testing.T) {
 				bans[0].Evidence.WantSHA256 != hex.EncodeToString(wantSum[:]) {
 				t.Fatalf("Bans() = %+v, want the hostile peer with both hashes", bans)
 			}
-			assertCannotConnect(t, &testNode{n: n, s: s}, hostile)
+			assertCannotConnect(t, s, hostile)
 
 			// Restart on the same store: the ban holds.
 			stop()
@@ -173,10 +234,10 @@ func TestFetchBansBadPeer(t *testing.T) {
 			cfg.Store = st2
 			n2, _ := runNode(t, cfg)
 			s2 := waitP2P(t, n2)
-			if !s2.bans.banned(hostile.ID()) {
+			if !s2.Banned(hostile.ID()) {
 				t.Fatal("ban lost across a restart")
 			}
-			assertCannotConnect(t, &testNode{n: n2, s: s2}, hostile)
+			assertCannotConnect(t, s2, hostile)
 		})
 	}
 }
@@ -206,8 +267,8 @@ func runNode(t *testing.T, cfg Config) (*Node, func()) {
 	return n, stop
 }
 
-func peerInfoOf(s *p2pState) peer.AddrInfo {
-	return peer.AddrInfo{ID: s.h.ID(), Addrs: s.h.Addrs()}
+func peerInfoOf(s *p2p.Host) peer.AddrInfo {
+	return peer.AddrInfo{ID: s.ID(), Addrs: s.Addrs()}
 }
 
 // TestLANSingleFlightConcurrent: three nodes asked for the same cold package
@@ -227,7 +288,7 @@ func TestLANSingleFlightConcurrent(t *testing.T) {
 	}
 	for i, a := range nodes {
 		for _, b := range nodes[i+1:] {
-			waitConnected(t, a.state().h, b.state().h.ID())
+			waitConnected(t, a.side().host, b.side().host.ID())
 		}
 	}
 	pendings := make([]*store.Pending, len(nodes))

@@ -1,4 +1,4 @@
-package node
+package p2p
 
 import (
 	"context"
@@ -96,15 +96,15 @@ func isSharedPackage(name string) bool {
 }
 
 // runShare indexes the shared directories, then follows their changes.
-func (s *p2pState) runShare(ctx context.Context) error {
-	dirs := s.n.cfg.ShareDirs
+func (s *Host) runShare(ctx context.Context) error {
+	dirs := s.cfg.ShareDirs
 	if len(dirs) == 0 {
 		return nil
 	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		// Out of inotify instances: share what is there now, not what comes.
-		s.n.log.Warn("share dirs not watched, new files need a restart", "err", err)
+		s.log.Warn("share dirs not watched, new files need a restart", "err", err)
 		for _, d := range dirs {
 			s.scanShared(ctx, d)
 		}
@@ -114,7 +114,7 @@ func (s *p2pState) runShare(ctx context.Context) error {
 	defer w.Close()
 	for _, d := range dirs {
 		if err := w.Add(d); err != nil {
-			s.n.log.Warn("share dir not watched", "dir", d, "err", err)
+			s.log.Warn("share dir not watched", "dir", d, "err", err)
 		}
 	}
 	for _, d := range dirs {
@@ -124,10 +124,10 @@ func (s *p2pState) runShare(ctx context.Context) error {
 }
 
 // scanShared indexes every package of dir.
-func (s *p2pState) scanShared(ctx context.Context, dir string) {
+func (s *Host) scanShared(ctx context.Context, dir string) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		s.n.log.Warn("share dir unreadable", "dir", dir, "err", err)
+		s.log.Warn("share dir unreadable", "dir", dir, "err", err)
 		return
 	}
 	for _, e := range entries {
@@ -143,7 +143,7 @@ func (s *p2pState) scanShared(ctx context.Context, dir string) {
 // watchShared indexes files that appear (once they have been quiet for a
 // second: a file being written is not verified half-way) and forgets files
 // that go.
-func (s *p2pState) watchShared(ctx context.Context, w *fsnotify.Watcher) error {
+func (s *Host) watchShared(ctx context.Context, w *fsnotify.Watcher) error {
 	const settle = time.Second
 	pending := make(map[string]time.Time)
 	t := time.NewTicker(settle / 4)
@@ -161,7 +161,7 @@ func (s *p2pState) watchShared(ctx context.Context, w *fsnotify.Watcher) error {
 			if !ok {
 				return nil
 			}
-			s.n.log.Warn("share watch", "err", err)
+			s.log.Warn("share watch", "err", err)
 		case now := <-t.C:
 			for path, at := range pending {
 				if now.Sub(at) >= settle {
@@ -173,7 +173,7 @@ func (s *p2pState) watchShared(ctx context.Context, w *fsnotify.Watcher) error {
 	}
 }
 
-func (s *p2pState) shareEvent(ev fsnotify.Event, pending map[string]time.Time) {
+func (s *Host) shareEvent(ev fsnotify.Event, pending map[string]time.Time) {
 	path := strings.TrimSuffix(ev.Name, ".sig") // a new .sig re-checks its package
 	if !isSharedPackage(filepath.Base(path)) {
 		return
@@ -190,7 +190,7 @@ func (s *p2pState) shareEvent(ev fsnotify.Event, pending map[string]time.Time) {
 	}
 }
 
-func (s *p2pState) unindexShared(path string) {
+func (s *Host) unindexShared(path string) {
 	if c, ok := s.shared.removePath(path); ok && !s.st.Has(c) {
 		s.announced.remove(c)
 	}
@@ -198,18 +198,18 @@ func (s *p2pState) unindexShared(path string) {
 
 // dropShared forgets a shared file found corrupt or gone while serving it;
 // the file itself is left alone.
-func (s *p2pState) dropShared(c cid.Cid, path string) {
+func (s *Host) dropShared(c cid.Cid, path string) {
 	s.unindexShared(path)
 	_ = s.st.PutMeta(shareNamespace, path, nil)
-	s.n.log.Warn("shared file dropped", "cid", c.String(), "path", path)
+	s.log.Warn("shared file dropped", "cid", c.String(), "path", path)
 }
 
 // indexShared verifies one shared file and, when it passes, offers it.
-func (s *p2pState) indexShared(path string) {
+func (s *Host) indexShared(path string) {
 	c, f, err := s.verifyShared(path)
 	if err != nil {
 		s.unindexShared(path)
-		s.n.log.Info("shared file not offered", "path", path, "err", err)
+		s.log.Info("shared file not offered", "path", path, "err", err)
 		return
 	}
 	s.shared.put(c, f)
@@ -218,7 +218,7 @@ func (s *p2pState) indexShared(path string) {
 
 // verifyShared checks path, reusing the cached verdict when its size and
 // modification time did not change.
-func (s *p2pState) verifyShared(path string) (cid.Cid, sharedFile, error) {
+func (s *Host) verifyShared(path string) (cid.Cid, sharedFile, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return cid.Undef, sharedFile{}, err
@@ -247,7 +247,7 @@ func (s *p2pState) verifyShared(path string) (cid.Cid, sharedFile, error) {
 	return c, f, nil
 }
 
-func (s *p2pState) cachedShare(path string, fi os.FileInfo) (cid.Cid, bool) {
+func (s *Host) cachedShare(path string, fi os.FileInfo) (cid.Cid, bool) {
 	b, err := s.st.Meta(shareNamespace, path)
 	if err != nil {
 		return cid.Undef, false
@@ -263,7 +263,7 @@ func (s *p2pState) cachedShare(path string, fi os.FileInfo) (cid.Cid, bool) {
 // checkShared verifies a shared file. With a .sig beside it: one pass, the
 // CID unknown, so the package's .PKGINFO must match its file name. Without:
 // the file is hashed, and its db entry (found by CID) gives the signature.
-func (s *p2pState) checkShared(path string, size int64, sig []byte) (cid.Cid, []byte, error) {
+func (s *Host) checkShared(path string, size int64, sig []byte) (cid.Cid, []byte, error) {
 	exp := verify.Expect{CID: cid.Undef, Size: size, Filename: filepath.Base(path), Signature: sig}
 	if sig == nil {
 		c, err := hashFile(path)
@@ -284,7 +284,7 @@ func (s *p2pState) checkShared(path string, size int64, sig []byte) (cid.Cid, []
 
 // entrySig is the signature of c from its db entry, or the one stored with
 // the blob.
-func (s *p2pState) entrySig(c cid.Cid) ([]byte, error) {
+func (s *Host) entrySig(c cid.Cid) ([]byte, error) {
 	if _, _, e, err := s.st.EntryByCID(c); err == nil && len(e.PGPSig) > 0 {
 		return e.PGPSig, nil
 	}
@@ -295,8 +295,8 @@ func (s *p2pState) entrySig(c cid.Cid) ([]byte, error) {
 	return sig, nil
 }
 
-func (s *p2pState) verifyFile(path string, exp verify.Expect) (verify.Result, error) {
-	v, err := verify.NewVerifier(s.n.cfg.Keyring, exp)
+func (s *Host) verifyFile(path string, exp verify.Expect) (verify.Result, error) {
+	v, err := verify.NewVerifier(s.cfg.Keyring, exp)
 	if err != nil {
 		return verify.Result{}, err
 	}

@@ -1,4 +1,4 @@
-package node
+package p2p
 
 import (
 	"encoding/json"
@@ -137,3 +137,34 @@ func (b *banList) InterceptSecured(_ network.Direction, p peer.ID, _ network.Con
 func (b *banList) InterceptUpgraded(c network.Conn) (bool, control.DisconnectReason) {
 	return !b.banned(c.RemotePeer()), 0
 }
+
+// Ban bans p at once (persisted, with reason and evidence) and closes its
+// connections; ErrSelfBan for this node itself. An error other than
+// ErrSelfBan means the ban holds only until restart.
+func (s *Host) Ban(p peer.ID, reason string, ev Evidence) error {
+	if p == s.h.ID() {
+		return ErrSelfBan
+	}
+	err := s.bans.add(p, Ban{Peer: p.String(), Reason: reason, Evidence: ev, Time: time.Now().UTC()})
+	// Enforced even if persisting failed: the gate reads memory first.
+	_ = s.h.Network().ClosePeer(p)
+	s.log.Warn("peer banned", "peer", p.String(), "reason", reason, "cid", ev.CID,
+		"wantSha256", ev.WantSHA256, "gotSha256", ev.GotSHA256, "detail", ev.Detail)
+	return err
+}
+
+// Unban lifts a ban (ErrNotBanned when there is none); the peer may connect
+// again (discovery or bootstrap).
+func (s *Host) Unban(p peer.ID) error {
+	if err := s.bans.remove(p); err != nil {
+		return err
+	}
+	s.log.Info("peer unbanned", "peer", p.String())
+	return nil
+}
+
+// Bans lists the banned peers with reason and evidence, oldest first.
+func (s *Host) Bans() []Ban { return s.bans.list() }
+
+// Banned reports whether p is banned (or not on the allow-list).
+func (s *Host) Banned(p peer.ID) bool { return s.bans.banned(p) }

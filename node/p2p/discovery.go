@@ -1,4 +1,4 @@
-package node
+package p2p
 
 import (
 	"context"
@@ -16,14 +16,14 @@ import (
 const mdnsService = "_flocon._udp"
 
 // runDiscovery runs mDNS until ctx ends (when Config.MDNS).
-func (s *p2pState) runDiscovery(ctx context.Context) error {
-	if !s.n.cfg.MDNS {
+func (s *Host) runDiscovery(ctx context.Context) error {
+	if !s.cfg.MDNS {
 		return nil
 	}
 	svc := mdns.NewMdnsService(s.h, mdnsService, mdnsNotifee{s: s})
 	if err := svc.Start(); err != nil {
 		// A host without a multicast interface still works with bootstrap peers.
-		s.n.log.Warn("mdns discovery unavailable", "err", err)
+		s.log.Warn("mdns discovery unavailable", "err", err)
 		return nil
 	}
 	<-ctx.Done()
@@ -31,7 +31,7 @@ func (s *p2pState) runDiscovery(ctx context.Context) error {
 }
 
 // mdnsNotifee connects to every flocon peer mDNS finds.
-type mdnsNotifee struct{ s *p2pState }
+type mdnsNotifee struct{ s *Host }
 
 // HandlePeerFound is called by mdns in a goroutine per entry.
 func (m mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
@@ -39,6 +39,7 @@ func (m mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
 	if ai.ID == s.h.ID() || s.bans.banned(ai.ID) {
 		return
 	}
+	s.sites.markLAN(ai.ID)
 	ai.Addrs = s.usableAddrs(ai.Addrs)
 	if len(ai.Addrs) == 0 {
 		return
@@ -50,7 +51,7 @@ func (m mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
 
 // usableAddrs drops a remote peer's loopback addresses (they would reach this
 // host itself), unless this node listens on loopback only (tests).
-func (s *p2pState) usableAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
+func (s *Host) usableAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
 	if s.loopback {
 		return addrs
 	}
@@ -63,19 +64,19 @@ func (s *p2pState) usableAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
 	return out
 }
 
-func (s *p2pState) connect(ctx context.Context, ai peer.AddrInfo) {
+func (s *Host) connect(ctx context.Context, ai peer.AddrInfo) {
 	ctx, cancel := context.WithTimeout(ctx, p2pDialTimeout)
 	defer cancel()
 	if err := s.h.Connect(ctx, ai); err != nil {
-		s.n.log.Debug("peer connect failed", "peer", ai.ID.String(), "err", err)
+		s.log.Debug("peer connect failed", "peer", ai.ID.String(), "err", err)
 		return
 	}
-	s.n.log.Info("peer connected", "peer", ai.ID.String())
+	s.log.Info("peer connected", "peer", ai.ID.String())
 }
 
 // runBootstrap dials the configured bootstrap peers now and then every
 // bootstrapInterval, so a peer that restarts or was down comes back.
-func (s *p2pState) runBootstrap(ctx context.Context) {
+func (s *Host) runBootstrap(ctx context.Context) {
 	if len(s.bootstrap) == 0 {
 		return
 	}
@@ -98,7 +99,7 @@ func (s *p2pState) runBootstrap(ctx context.Context) {
 
 // runPing measures every connected peer's latency now and then; ping
 // records it in the peerstore's EWMA, which ranks sources.
-func (s *p2pState) runPing(ctx context.Context) {
+func (s *Host) runPing(ctx context.Context) {
 	t := time.NewTicker(pingInterval)
 	defer t.Stop()
 	for {
@@ -112,7 +113,7 @@ func (s *p2pState) runPing(ctx context.Context) {
 			res := <-ping.Ping(pctx, s.h, p)
 			cancel()
 			if res.Error != nil {
-				s.n.log.Debug("ping failed", "peer", p.String(), "err", res.Error)
+				s.log.Debug("ping failed", "peer", p.String(), "err", res.Error)
 			}
 		}
 	}

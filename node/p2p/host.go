@@ -1,10 +1,11 @@
-package node
+package p2p
 
 import (
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -31,10 +32,12 @@ var defaultListenAddrs = []string{
 	"/ip4/0.0.0.0/udp/" + defaultP2PListenPort + "/quic-v1",
 }
 
-// newP2PState builds the host (not yet discovering) with the ban gate and
-// the protocol handlers installed.
-func newP2PState(n *Node, st localStore) (*p2pState, error) {
-	cfg := n.cfg
+// newHost builds the host over st (not yet discovering) with the ban gate
+// and the protocol handlers installed.
+func newHost(cfg Config, st localStore) (*Host, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	allow, err := parsePeerIDs(cfg.AllowPeers)
 	if err != nil {
 		return nil, fmt.Errorf("allow peers: %w", err)
@@ -47,9 +50,10 @@ func newP2PState(n *Node, st localStore) (*p2pState, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &p2pState{
-		n: n, st: st, bans: bans, bootstrap: boot,
+	s := &Host{
+		cfg: cfg, log: cfg.Logger, st: st, bans: bans, bootstrap: boot,
 		peers:       newPeerTable(),
+		sites:       newSiteSet(),
 		shared:      newShareIndex(),
 		announced:   newCIDSet(),
 		inflight:    newStartTimes(),
@@ -59,7 +63,7 @@ func newP2PState(n *Node, st localStore) (*p2pState, error) {
 		haveTimeout: orDefault(cfg.HaveTimeout, defaultHaveTimeout),
 		closing:     make(chan struct{}),
 	}
-	h, loopback, err := newHost(cfg, bans)
+	h, loopback, err := newLibp2p(cfg, bans)
 	if err != nil {
 		return nil, err
 	}
@@ -82,11 +86,11 @@ func orDefault[T comparable](v, def T) T {
 	return v
 }
 
-// newHost builds the libp2p host: TCP (+ QUIC unless a PSK is set: QUIC
+// newLibp2p builds the libp2p host: TCP (+ QUIC unless a PSK is set: QUIC
 // cannot run in a private network), TLS then Noise, yamux, explicit resource
 // limits and the ban gate. loopback reports that every listen address is a
 // loopback one, in which case loopback addresses are advertised (tests).
-func newHost(cfg Config, gate *banList) (h host.Host, loopback bool, err error) {
+func newLibp2p(cfg Config, gate *banList) (h host.Host, loopback bool, err error) {
 	key, err := loadIdentity(cfg.DataDir)
 	if err != nil {
 		return nil, false, err

@@ -1,4 +1,4 @@
-package node
+package p2p
 
 import (
 	"bufio"
@@ -20,7 +20,7 @@ import (
 
 // handleHave answers whether this node has a CID: complete (a verified blob
 // or a verified shared file), in flight (with the bytes so far), or not.
-func (s *p2pState) handleHave(str network.Stream) {
+func (s *Host) handleHave(str network.Stream) {
 	_ = str.SetDeadline(time.Now().Add(headerWait * time.Second))
 	c, err := readCID(bufio.NewReader(str))
 	if err != nil {
@@ -34,7 +34,7 @@ func (s *p2pState) handleHave(str network.Stream) {
 	_ = str.Close()
 }
 
-func (s *p2pState) haveState(c cid.Cid) header {
+func (s *Host) haveState(c cid.Cid) header {
 	if f, ok := s.shared.get(c); ok {
 		return header{code: haveComplete, size: f.size, available: f.size}
 	}
@@ -52,7 +52,7 @@ func (s *p2pState) haveState(c cid.Cid) header {
 
 // handleBlob serves one blob (or its signature) from an offset: a verified
 // shared file, a verified blob of the store, or an in-flight download.
-func (s *p2pState) handleBlob(str network.Stream) {
+func (s *Host) handleBlob(str network.Stream) {
 	p := str.Conn().RemotePeer()
 	_ = str.SetReadDeadline(time.Now().Add(headerWait * time.Second))
 	req, err := readBlobRequest(bufio.NewReader(str))
@@ -75,7 +75,7 @@ func (s *p2pState) handleBlob(str network.Stream) {
 	err = s.serveBlob(ctx, str, req)
 	if err != nil {
 		_ = str.Reset()
-		s.n.log.Debug("blob not served", "peer", p.String(), "cid", req.c.String(), "err", err)
+		s.log.Debug("blob not served", "peer", p.String(), "cid", req.c.String(), "err", err)
 		return
 	}
 	s.peers.update(p, func(ps *peerStats) { ps.BlobsServed++ })
@@ -84,7 +84,7 @@ func (s *p2pState) handleBlob(str network.Stream) {
 
 // streamContext is the context of one served stream: it ends when the
 // handler returns or the p2p side stops (blocked in-flight reads wake up).
-func (s *p2pState) streamContext() (context.Context, context.CancelFunc) {
+func (s *Host) streamContext() (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		select {
@@ -97,7 +97,7 @@ func (s *p2pState) streamContext() (context.Context, context.CancelFunc) {
 }
 
 // answer sends a header-only answer and closes the stream.
-func (s *p2pState) answer(str network.Stream, status byte) {
+func (s *Host) answer(str network.Stream, status byte) {
 	if err := writeHeader(str, header{code: status, size: -1}); err != nil {
 		_ = str.Reset()
 		return
@@ -105,7 +105,7 @@ func (s *p2pState) answer(str network.Stream, status byte) {
 	_ = str.Close()
 }
 
-func (s *p2pState) serveSig(str network.Stream, req blobRequest) {
+func (s *Host) serveSig(str network.Stream, req blobRequest) {
 	sig, err := s.signature(req.c)
 	if err != nil {
 		s.answer(str, statusNotFound)
@@ -129,7 +129,7 @@ func (s *p2pState) serveSig(str network.Stream, req blobRequest) {
 }
 
 // signature is the detached signature this node verified c with.
-func (s *p2pState) signature(c cid.Cid) ([]byte, error) {
+func (s *Host) signature(c cid.Cid) ([]byte, error) {
 	if f, ok := s.shared.get(c); ok && len(f.sig) > 0 {
 		return f.sig, nil
 	}
@@ -138,7 +138,7 @@ func (s *p2pState) signature(c cid.Cid) ([]byte, error) {
 
 // serveBlob writes the header and the bytes; an error means the stream must
 // be reset (the receiver treats it as a plain failure).
-func (s *p2pState) serveBlob(ctx context.Context, str network.Stream, req blobRequest) error {
+func (s *Host) serveBlob(ctx context.Context, str network.Stream, req blobRequest) error {
 	if f, ok := s.shared.get(req.c); ok {
 		file, err := os.Open(f.path) // read-only: shared caches are never modified
 		if err == nil {
@@ -162,7 +162,7 @@ func (s *p2pState) serveBlob(ctx context.Context, str network.Stream, req blobRe
 // offset too) while it goes out, and holds the last chunk back until the
 // hash is proven: a file that rotted on disk is never sent whole, the
 // stream is reset with codeCorrupt and the copy is dropped.
-func (s *p2pState) serveFile(ctx context.Context, str network.Stream, f *os.File, size int64, req blobRequest, corrupt func()) error {
+func (s *Host) serveFile(ctx context.Context, str network.Stream, f *os.File, size int64, req blobRequest, corrupt func()) error {
 	want, err := verify.SHA256Of(req.c)
 	if err != nil {
 		s.answer(str, statusNotFound)
@@ -192,7 +192,7 @@ func (s *p2pState) serveFile(ctx context.Context, str network.Stream, f *os.File
 
 // sendHoldingLast copies f to str through h, sending every chunk but the
 // last, which it returns; read counts the bytes read from f.
-func (s *p2pState) sendHoldingLast(ctx context.Context, str network.Stream, f io.Reader, h io.Writer) (last []byte, read int64, err error) {
+func (s *Host) sendHoldingLast(ctx context.Context, str network.Stream, f io.Reader, h io.Writer) (last []byte, read int64, err error) {
 	bufs := [2][]byte{make([]byte, chunkSize), make([]byte, chunkSize)}
 	i := 0
 	for {
@@ -216,22 +216,22 @@ func (s *p2pState) sendHoldingLast(ctx context.Context, str network.Stream, f io
 }
 
 // corrupt resets the stream with codeCorrupt and drops the local copy.
-func (s *p2pState) corrupt(str network.Stream, c cid.Cid, detail string, drop func()) error {
+func (s *Host) corrupt(str network.Stream, c cid.Cid, detail string, drop func()) error {
 	_ = str.ResetWithError(codeCorrupt)
-	s.n.log.Error("served blob is corrupt on disk, dropped", "cid", c.String(), "detail", detail)
+	s.log.Error("served blob is corrupt on disk, dropped", "cid", c.String(), "detail", detail)
 	drop()
 	return nil
 }
 
-func (s *p2pState) dropBlob(c cid.Cid) {
+func (s *Host) dropBlob(c cid.Cid) {
 	s.announced.remove(c)
 	if err := s.st.RemoveBlob(c); err != nil {
-		s.n.log.Error("remove corrupt blob", "cid", c.String(), "err", err)
+		s.log.Error("remove corrupt blob", "cid", c.String(), "err", err)
 	}
 }
 
 // send writes b under the stall deadline and the peer's upload rate.
-func (s *p2pState) send(ctx context.Context, str network.Stream, b []byte) error {
+func (s *Host) send(ctx context.Context, str network.Stream, b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
@@ -248,7 +248,7 @@ func (s *p2pState) send(ctx context.Context, str network.Stream, b []byte) error
 	return nil
 }
 
-func (s *p2pState) countSent(p peer.ID, n int) {
+func (s *Host) countSent(p peer.ID, n int) {
 	if n > 0 {
 		s.peers.update(p, func(ps *peerStats) { ps.BytesSent += int64(n) })
 	}
@@ -257,7 +257,7 @@ func (s *p2pState) countSent(p peer.ID, n int) {
 // serveGrowing streams an in-flight download as it arrives ("LAN-wide single
 // flight"). The store never releases the last bytes before the download is
 // verified and committed, so nothing unverified is ever complete here.
-func (s *p2pState) serveGrowing(ctx context.Context, str network.Stream, g growingBlob, req blobRequest) error {
+func (s *Host) serveGrowing(ctx context.Context, str network.Stream, g growingBlob, req blobRequest) error {
 	size := g.Size()
 	if size >= 0 && req.off > size {
 		s.answer(str, statusBadRequest)

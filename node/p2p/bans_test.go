@@ -1,4 +1,4 @@
-package node
+package p2p
 
 import (
 	"bufio"
@@ -83,7 +83,7 @@ func TestHostilePeerBanned(t *testing.T) {
 			}
 			waitConnected(t, b.s.h, hostile.ID())
 			c := cidOf(t, data)
-			srcs := b.n.peerSources(t.Context(), c)
+			srcs := b.peerSources(t.Context(), c)
 			if len(srcs) != 1 || srcs[0].Peer() != hostile.ID() {
 				t.Fatalf("peerSources = %v, want the hostile peer", srcs)
 			}
@@ -100,7 +100,7 @@ func TestHostilePeerBanned(t *testing.T) {
 				t.Fatal("ban not reloaded from the store")
 			}
 			assertCannotConnect(t, b2, hostile)
-			if err := b2.n.Unban(hostile.ID().String()); err != nil {
+			if err := b2.s.Unban(hostile.ID()); err != nil {
 				t.Fatalf("Unban: %v", err)
 			}
 			if _, err := st.Meta(banNamespace, hostile.ID().String()); err == nil {
@@ -120,10 +120,7 @@ func TestHostilePeerBanned(t *testing.T) {
 
 func assertBanned(t *testing.T, tn *testNode, p peer.ID, wantCID string) {
 	t.Helper()
-	bans, err := tn.n.Bans()
-	if err != nil {
-		t.Fatal(err)
-	}
+	bans := tn.s.Bans()
 	if len(bans) != 1 || bans[0].Peer != p.String() || bans[0].Reason == "" ||
 		bans[0].Evidence.CID != wantCID || bans[0].Evidence.Detail == "" || bans[0].Time.IsZero() {
 		t.Fatalf("Bans() = %+v, want %s with reason and evidence for %s", bans, p, wantCID)
@@ -159,17 +156,17 @@ func assertCannotConnect(t *testing.T, tn *testNode, hostile host.Host) {
 	}
 }
 
-// TestManualBan covers the admin methods: ban by hand, list, refuse bad
-// IDs and self, unban, unban of a peer that is not banned.
+// TestManualBan covers the admin methods: ban by hand, list, refuse
+// self, unban, unban of a peer that is not banned.
 func TestManualBan(t *testing.T) {
 	t.Parallel()
 	a := startNode(t, newMemStore(t))
 	other := startNode(t, newMemStore(t), withBootstrap(a))
 	waitConnected(t, a.s.h, other.id())
-	if err := a.n.Ban(other.id().String(), "testing"); err != nil {
+	if err := a.s.Ban(other.id(), "testing", Evidence{Detail: "manual"}); err != nil {
 		t.Fatalf("Ban: %v", err)
 	}
-	bans, _ := a.n.Bans()
+	bans := a.s.Bans()
 	if len(bans) != 1 || bans[0].Reason != "testing" {
 		t.Fatalf("Bans() = %+v", bans)
 	}
@@ -181,21 +178,20 @@ func TestManualBan(t *testing.T) {
 		err  error
 		want error
 	}{
-		{"bad id", a.n.Ban("not-a-peer", "x"), ErrBadPeerID},
-		{"self", a.n.Ban(a.id().String(), "x"), ErrSelfBan},
-		{"unban bad id", a.n.Unban("zzz"), ErrBadPeerID},
+		{"self", a.s.Ban(a.id(), "x", Evidence{}), ErrSelfBan},
+		{"unban not banned", a.s.Unban(a.id()), ErrNotBanned},
 	} {
 		if !errors.Is(tt.err, tt.want) {
 			t.Errorf("%s: %v, want %v", tt.name, tt.err, tt.want)
 		}
 	}
-	if err := a.n.Unban(other.id().String()); err != nil {
+	if err := a.s.Unban(other.id()); err != nil {
 		t.Fatalf("Unban: %v", err)
 	}
-	if err := a.n.Unban(other.id().String()); !errors.Is(err, ErrNotBanned) {
+	if err := a.s.Unban(other.id()); !errors.Is(err, ErrNotBanned) {
 		t.Fatalf("second Unban = %v, want ErrNotBanned", err)
 	}
-	if bans, _ := a.n.Bans(); len(bans) != 0 {
+	if bans := a.s.Bans(); len(bans) != 0 {
 		t.Fatalf("Bans() after unban = %+v", bans)
 	}
 }

@@ -1,4 +1,4 @@
-package node
+package p2p
 
 import (
 	"archive/tar"
@@ -89,17 +89,6 @@ func fingerprint(t *testing.T, dir string) map[string]string {
 	return out
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestShareDirs: a shared pacman cache is verified file by file (the .sig
 // beside it with the .PKGINFO identity check, or the db entry's signature),
 // offered and served to peers byte-identical, never modified; files that
@@ -141,7 +130,7 @@ func TestShareDirs(t *testing.T) {
 		{"unknown key", strangerCID, nil, false},
 		{"no signature", nosigCID, nil, false},
 	} {
-		srcs := b.n.peerSources(t.Context(), tt.c)
+		srcs := b.peerSources(t.Context(), tt.c)
 		if (len(srcs) == 1) != tt.offer {
 			t.Fatalf("%s: %d sources, offered want %v", tt.name, len(srcs), tt.offer)
 		}
@@ -156,7 +145,7 @@ func TestShareDirs(t *testing.T) {
 	if a.s.shared.len() != 2 {
 		t.Fatalf("shared index holds %d files, want 2 (the substituted package must be refused)", a.s.shared.len())
 	}
-	if sig, _, err := b.n.peerSignature(t.Context(), helloCID); err != nil || !bytes.Equal(sig, helloSig) {
+	if sig, _, err := b.peerSignature(t.Context(), helloCID); err != nil || !bytes.Equal(sig, helloSig) {
 		t.Fatalf("signature of a shared file: %v", err)
 	}
 

@@ -1,4 +1,4 @@
-package node
+package p2p
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/flocon/flocon/node/routing"
 	"github.com/flocon/flocon/store"
 	"github.com/flocon/flocon/store/repodb"
 	"github.com/flocon/flocon/verify"
@@ -271,8 +271,7 @@ func (r *growReader) Close() error { return nil }
 
 // testNode is a running p2p side over a store.
 type testNode struct {
-	n  *Node
-	s  *p2pState
+	s  *Host
 	st localStore
 }
 
@@ -295,31 +294,67 @@ func (tn *testNode) bootstrapAddrs() []string {
 func startNode(t testing.TB, st localStore, opts ...func(*Config)) *testNode {
 	t.Helper()
 	cfg := Config{
-		P2P: true, DataDir: t.TempDir(),
+		DataDir:     t.TempDir(),
 		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
 		HaveTimeout: 2 * time.Second, // generous: the race detector on 2 shared CPUs
 	}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	n := &Node{cfg: cfg, log: slog.New(slog.DiscardHandler)}
+	h, err := newHost(cfg, st)
+	if err != nil {
+		t.Fatalf("newHost: %v", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- n.runP2PWith(ctx, st) }()
+	go func() { done <- h.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("runP2P: %v", err)
+			t.Errorf("Run: %v", err)
 		}
 	})
-	for n.state() == nil {
-		select {
-		case err := <-done:
-			t.Fatalf("runP2P ended at start: %v", err)
-		case <-time.After(5 * time.Millisecond):
+	return &testNode{s: h, st: st}
+}
+
+// peerSource is one provider as the fetch path uses it: Fetch goes through
+// the blob transfer.
+type peerSource struct {
+	s  *Host
+	p  peer.ID
+	pr routing.Provider
+}
+
+func (ps *peerSource) Peer() peer.ID { return ps.p }
+
+func (ps *peerSource) Fetch(ctx context.Context, c cid.Cid, off int64, w io.Writer) (int64, error) {
+	return ps.s.FetchBlob(ctx, ps.p, c, off, w)
+}
+
+// peerSources runs a LAN lookup of c and returns the providers, complete
+// copies first.
+func (tn *testNode) peerSources(ctx context.Context, c cid.Cid) []*peerSource {
+	var complete, inflight []*peerSource
+	for pr := range tn.s.LAN().FindProviders(ctx, c) {
+		if pr.InFlight {
+			inflight = append(inflight, &peerSource{s: tn.s, p: pr.ID, pr: pr})
+		} else {
+			complete = append(complete, &peerSource{s: tn.s, p: pr.ID, pr: pr})
 		}
 	}
-	return &testNode{n: n, s: n.state(), st: st}
+	return append(complete, inflight...)
+}
+
+// peerSignature asks the providers of c for its signature, in lookup order.
+func (tn *testNode) peerSignature(ctx context.Context, c cid.Cid) ([]byte, peer.ID, error) {
+	err := ErrPeerNotFound
+	for _, src := range tn.peerSources(ctx, c) {
+		var sig []byte
+		if sig, err = tn.s.FetchSig(ctx, src.p, c); err == nil {
+			return sig, src.p, nil
+		}
+	}
+	return nil, "", err
 }
 
 // withBootstrap makes a node dial others at start.

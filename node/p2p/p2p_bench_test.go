@@ -1,4 +1,4 @@
-package node
+package p2p
 
 import (
 	"context"
@@ -79,7 +79,7 @@ func BenchmarkP2PFirstByte(b *testing.B) {
 	connectB(b, peerB, a)
 	b.ResetTimer()
 	for b.Loop() {
-		srcs := peerB.n.peerSources(context.Background(), c)
+		srcs := peerB.peerSources(context.Background(), c)
 		if len(srcs) != 1 {
 			b.Fatal("no source")
 		}
@@ -116,7 +116,7 @@ func BenchmarkP2PLookupMiss(b *testing.B) {
 			c := cidOf(b, []byte("nobody has it"))
 			b.ResetTimer()
 			for b.Loop() {
-				if srcs := self.n.peerSources(context.Background(), c); len(srcs) != 0 {
+				if srcs := self.peerSources(context.Background(), c); len(srcs) != 0 {
 					b.Fatal("unexpected source")
 				}
 			}
@@ -133,7 +133,7 @@ func BenchmarkP2PAnnounced20k(b *testing.B) {
 		st := newMemStore(b)
 		tn := startNode(b, st)
 		for i := range 20000 {
-			tn.n.announce(cidOf(b, []byte(strconv.Itoa(i))))
+			_ = tn.s.LAN().Announce(context.Background(), cidOf(b, []byte(strconv.Itoa(i))))
 		}
 		runtime.GC()
 		var ms1 runtime.MemStats

@@ -1,4 +1,4 @@
-package node
+package p2p
 
 import (
 	"context"
@@ -87,7 +87,7 @@ func TestAddressFilters(t *testing.T) {
 			if got := dropLoopback(tt.in); len(got) != tt.wantAdv {
 				t.Errorf("dropLoopback = %v, want %d addresses", got, tt.wantAdv)
 			}
-			s := &p2pState{loopback: tt.loopback}
+			s := &Host{loopback: tt.loopback}
 			if got := s.usableAddrs(tt.in); len(got) != tt.wantDial {
 				t.Errorf("usableAddrs = %v, want %d addresses", got, tt.wantDial)
 			}

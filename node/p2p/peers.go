@@ -1,4 +1,4 @@
-package node
+package p2p
 
 import (
 	"context"
@@ -14,15 +14,12 @@ type peerStats struct {
 	BytesSent   int64
 	BytesRecv   int64
 	BlobsServed int64
-	Successes   int64 // transfers from the peer that reached the end
-	Failures    int64 // transfers from the peer that failed or stalled
-	LastFailure time.Time
 	// ShortAndGone counts streams that ended short just before the peer
 	// disconnected (a shutdown, or a liar covering its tracks).
 	ShortAndGone int64
 }
 
-// peerTable keeps the history used to rank peers and shown by `flocon peers`.
+// peerTable keeps the transfer counts shown by `flocon peers`.
 type peerTable struct {
 	mu sync.Mutex
 	m  map[peer.ID]*peerStats
@@ -49,21 +46,6 @@ func (t *peerTable) get(p peer.ID) peerStats {
 		return *ps
 	}
 	return peerStats{}
-}
-
-// score ranks a peer for a fetch, lower is better: the latency (EWMA of
-// pings and have queries), inflated by the share of failed transfers, and
-// by a recent failure so a flaky peer is tried after the steady ones.
-func (t *peerTable) score(p peer.ID, latency time.Duration, now time.Time) float64 {
-	ps := t.get(p)
-	if latency <= 0 {
-		latency = 50 * time.Millisecond // unknown: behind every measured LAN peer
-	}
-	s := float64(latency) * float64(1+2*ps.Failures) / float64(1+ps.Successes)
-	if !ps.LastFailure.IsZero() && now.Sub(ps.LastFailure) < time.Minute {
-		s *= 4
-	}
-	return s
 }
 
 // peerSlots bounds the blob streams served to each peer at once, so one
@@ -240,6 +222,34 @@ func (r *recentPeers) list(now time.Time) []peer.ID {
 			continue
 		}
 		out = append(out, p)
+	}
+	return out
+}
+
+// PeerStat is one connected peer as `flocon peers` shows it.
+type PeerStat struct {
+	ID          peer.ID
+	Addrs       []string // of the open connections, each once
+	Latency     time.Duration
+	BytesSent   int64
+	BytesRecv   int64
+	BlobsServed int64
+}
+
+// Connected lists the connected peers with what this node has seen of them.
+func (s *Host) Connected() []PeerStat {
+	peers := s.h.Network().Peers()
+	out := make([]PeerStat, 0, len(peers))
+	for _, p := range peers {
+		st := s.peers.get(p)
+		ps := PeerStat{
+			ID: p, Latency: s.h.Peerstore().LatencyEWMA(p),
+			BytesSent: st.BytesSent, BytesRecv: st.BytesRecv, BlobsServed: st.BlobsServed,
+		}
+		for _, c := range s.h.Network().ConnsToPeer(p) {
+			ps.Addrs = append(ps.Addrs, c.RemoteMultiaddr().String())
+		}
+		out = append(out, ps)
 	}
 	return out
 }

@@ -1,0 +1,216 @@
+package p2p
+
+import (
+	"bufio"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/flocon/flocon/node/routing"
+)
+
+// LAN is the router that asks, rather than publishes: a lookup opens a
+// /flocon/have stream to every connected peer (and to peers that dropped
+// moments ago) in parallel, bounded by the have timeout. The answer comes
+// from the peer's live store, so no record outlives a dead machine or a
+// dropped blob.
+type LAN struct{ s *Host }
+
+var _ routing.Router = (*LAN)(nil)
+
+// LAN is this host's LAN router.
+func (s *Host) LAN() *LAN { return &LAN{s: s} }
+
+// haveAnswer is one peer's answer to a have query.
+type haveAnswer struct {
+	p      peer.ID
+	header header
+	rtt    time.Duration
+}
+
+// FindProviders asks every connected peer whether it has c and sends those
+// that do as they answer (an in-flight one only when this node may follow
+// it, see mayFollow). The channel closes once every peer has answered or
+// the have timeout has passed.
+func (l *LAN) FindProviders(ctx context.Context, c cid.Cid) <-chan routing.Provider {
+	s := l.s
+	out := make(chan routing.Provider)
+	peers := s.lookupPeers()
+	go func() {
+		defer close(out)
+		qctx, cancel := context.WithTimeout(ctx, s.haveTimeout)
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, p := range peers {
+			wg.Go(func() {
+				a, err := s.queryHave(qctx, p, c)
+				if err != nil {
+					s.recent.forget(p)
+					return
+				}
+				if a.header.code == haveNone || !s.mayFollow(c, a) {
+					return
+				}
+				select { // the caller's ctx: a late reader still gets it
+				case out <- s.provider(a):
+				case <-ctx.Done():
+				}
+			})
+		}
+		wg.Wait()
+	}()
+	return out
+}
+
+// provider turns a have answer into a routing.Provider.
+func (s *Host) provider(a haveAnswer) routing.Provider {
+	pr := routing.Provider{
+		ID: a.p, Site: s.sites.site(a.p), InFlight: a.header.code == haveInflight,
+		Size: max(a.header.size, 0), Have: a.header.available, Started: a.header.started,
+		Latency: s.h.Peerstore().LatencyEWMA(a.p),
+	}
+	if !pr.InFlight && pr.Size > 0 {
+		pr.Have = pr.Size
+	}
+	return pr
+}
+
+// Announce offers c: complete when the store has it, else in flight from
+// now (the first start recorded is the one peers are told).
+func (l *LAN) Announce(_ context.Context, c cid.Cid) error {
+	s := l.s
+	s.announced.add(c)
+	if s.st.Has(c) {
+		s.inflight.done(c)
+	} else {
+		s.inflight.start(c, time.Now())
+	}
+	return nil
+}
+
+// Withdraw stops offering c unless the store or a shared directory still
+// holds it, or a new download of it is already in flight.
+func (l *LAN) Withdraw(_ context.Context, c cid.Cid) error {
+	s := l.s
+	if s.st.growing(c) != nil {
+		return nil
+	}
+	s.inflight.done(c)
+	if _, shared := s.shared.get(c); !shared && !s.st.Has(c) {
+		s.announced.remove(c)
+	}
+	return nil
+}
+
+// Peers lists the connected peers that are not banned.
+func (l *LAN) Peers() []routing.PeerInfo {
+	s := l.s
+	peers := s.connectedPeers()
+	out := make([]routing.PeerInfo, 0, len(peers))
+	for _, p := range peers {
+		pi := routing.PeerInfo{ID: p, Site: s.sites.site(p), Latency: s.h.Peerstore().LatencyEWMA(p)}
+		for _, c := range s.h.Network().ConnsToPeer(p) {
+			pi.Addrs = append(pi.Addrs, c.RemoteMultiaddr())
+		}
+		out = append(out, pi)
+	}
+	return out
+}
+
+// mayFollow breaks cycles of in-flight downloads: nodes that start the same
+// download at once would otherwise stream from each other and stall. A node
+// that is itself downloading c follows only a peer that comes first in one
+// order every node computes alike: (start time as the peer announced it,
+// peer ID). The LAN forms a tree rooted at the first downloader, which
+// alone goes to the mirror. Clock skew between hosts can only cost an extra
+// mirror download, never a cycle.
+func (s *Host) mayFollow(c cid.Cid, a haveAnswer) bool {
+	if a.header.code != haveInflight || s.st.growing(c) == nil {
+		return true
+	}
+	mine := s.inflight.start(c, time.Now())
+	return comesFirst(a.header.started, a.p, mine, s.h.ID())
+}
+
+// comesFirst is the follow order: earlier start, then lower peer ID.
+func comesFirst(aStart time.Time, a peer.ID, bStart time.Time, b peer.ID) bool {
+	as, bs := aStart.UnixMicro(), bStart.UnixMicro()
+	return as < bs || (as == bs && a < b)
+}
+
+func (s *Host) connectedPeers() []peer.ID {
+	all := s.h.Network().Peers()
+	out := all[:0]
+	for _, p := range all {
+		if !s.bans.banned(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// lookupPeers are the connected peers plus those whose connection dropped
+// moments ago (a Wi-Fi hiccup, a restart): asking them redials, bounded by
+// the have timeout, and one that does not answer is forgotten.
+func (s *Host) lookupPeers() []peer.ID {
+	peers := s.connectedPeers()
+	for _, p := range s.recent.list(time.Now()) {
+		if s.h.Network().Connectedness(p) != network.Connected && !s.bans.banned(p) {
+			peers = append(peers, p)
+		}
+	}
+	return peers
+}
+
+// queryHave asks p about c on a /flocon/have stream bounded by ctx.
+func (s *Host) queryHave(ctx context.Context, p peer.ID, c cid.Cid) (haveAnswer, error) {
+	start := time.Now()
+	str, err := s.h.NewStream(ctx, p, haveProto)
+	if err != nil {
+		return haveAnswer{}, err
+	}
+	defer str.Close()
+	if d, ok := ctx.Deadline(); ok {
+		_ = str.SetDeadline(d)
+	}
+	if _, err := str.Write(writeCID(nil, c)); err != nil {
+		_ = str.Reset()
+		return haveAnswer{}, err
+	}
+	_ = str.CloseWrite()
+	h, err := readHave(bufio.NewReader(str))
+	if err != nil {
+		_ = str.Reset()
+		return haveAnswer{}, err
+	}
+	rtt := time.Since(start)
+	s.h.Peerstore().RecordLatency(p, rtt)
+	return haveAnswer{p: p, header: h, rtt: rtt}, nil
+}
+
+// siteSet remembers the peers found on this node's own link (mDNS).
+type siteSet struct {
+	mu  sync.RWMutex
+	lan map[peer.ID]bool
+}
+
+func newSiteSet() *siteSet { return &siteSet{lan: make(map[peer.ID]bool)} }
+
+func (x *siteSet) markLAN(p peer.ID) {
+	x.mu.Lock()
+	x.lan[p] = true
+	x.mu.Unlock()
+}
+
+func (x *siteSet) site(p peer.ID) routing.Locality {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.lan[p] {
+		return routing.SameLAN
+	}
+	return routing.Remote
+}

@@ -1,0 +1,39 @@
+package p2p
+
+import (
+	"testing"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"go.uber.org/goleak"
+
+	"github.com/flocon/flocon/node/nodetest"
+	"github.com/flocon/flocon/verify"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testKeys is nodetest's keyring: a packager certified by three trusted
+// masters, and a stranger key that is in no keyring.
+type testKeys struct {
+	packager *openpgp.Entity
+	stranger *openpgp.Entity
+	keyring  *verify.Keyring
+}
+
+func testKeyring(t *testing.T) *testKeys {
+	t.Helper()
+	k := nodetest.SharedKeys(t)
+	return &testKeys{packager: k.Packager, stranger: k.Stranger, keyring: k.Keyring}
+}
+
+func sign(t *testing.T, key *openpgp.Entity, data []byte) []byte {
+	t.Helper()
+	return nodetest.Sign(t, key, data)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	nodetest.WaitFor(t, what, cond)
+}

@@ -1,0 +1,164 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/flocon/flocon/store"
+	"github.com/flocon/flocon/verify"
+)
+
+// Sentinel errors of the peer-to-peer side.
+var (
+	ErrBadPeerID     = errors.New("invalid peer id")
+	ErrPeerNotFound  = fmt.Errorf("peer does not have the blob: %w", store.ErrNotFound)
+	ErrPeerBusy      = errors.New("peer is busy")
+	ErrPeerStalled   = errors.New("peer stalled")
+	ErrPeerCorrupt   = errors.New("peer found its copy corrupt")
+	ErrMisbehaviour  = errors.New("peer misbehaved")
+	ErrNotBanned     = errors.New("peer is not banned")
+	ErrSelfBan       = errors.New("cannot ban this node itself")
+	ErrBadConfig     = errors.New("bad p2p config")
+	errProtocolLimit = errors.New("request rejected")
+)
+
+// Tunables of the peer-to-peer side; Config fields override some of them.
+const (
+	defaultHaveTimeout   = 150 * time.Millisecond // bounded lookup: a LAN answers in a few ms
+	defaultPeerStreams   = 4                      // concurrent blob streams served to one peer
+	stallTimeout         = 5 * time.Second        // no byte for this long: the source gives up
+	p2pDialTimeout       = 2 * time.Second
+	bootstrapInterval    = 30 * time.Second
+	pingInterval         = 15 * time.Second
+	maxPeerSigSize       = 64 << 10
+	maxBlobSize          = 1 << 40
+	identityFile         = "identity.key"
+	banNamespace         = "ban"
+	shareNamespace       = "share"
+	defaultP2PListenPort = "19432"
+)
+
+// Config configures the peer-to-peer side. Store and Keyring are required.
+type Config struct {
+	Store   *store.Store
+	Keyring *verify.Keyring // verifies the files of ShareDirs
+	Logger  *slog.Logger    // default: discard
+
+	DataDir     string   // identity.key lives here; "" for a throw-away identity
+	ListenAddrs []string // multiaddrs; default /ip4/0.0.0.0/tcp/19432, /ip4/0.0.0.0/udp/19432/quic-v1
+	Bootstrap   []string // multiaddrs with /p2p/ID
+	MDNS        bool
+	ShareDirs   []string // read-only caches to index, verify, announce and serve
+
+	PSKFile            string        // private swarm key (/key/swarm/psk/1.0.0/); turns QUIC off
+	AllowPeers         []string      // when set, only these peer IDs may connect
+	BlobStreamsPerPeer int           // blob streams served to one peer at once; default 4
+	PeerBytesPerSec    int64         // upload cap per peer (bytes/s); 0: unlimited
+	HaveTimeout        time.Duration // bound of a have lookup on peers; default 150ms
+}
+
+// Host is a running peer-to-peer side: the libp2p host and everything that
+// serves, finds, scores and bans peers. It implements the blob transfer
+// (FetchBlob, FetchSig) and, through LAN, the LAN router.
+type Host struct {
+	cfg       Config
+	log       *slog.Logger
+	h         host.Host
+	st        localStore
+	bans      *banList
+	peers     *peerTable
+	sites     *siteSet
+	shared    *shareIndex
+	announced *cidSet
+	inflight  *startTimes // when this node's in-flight downloads started
+	recent    *recentPeers
+	slots     *peerSlots
+	limiter   *peerRates
+
+	closing     chan struct{} // closed when the host stops
+	closeOnce   sync.Once
+	haveTimeout time.Duration
+	bootstrap   []peer.AddrInfo
+	loopback    bool // every listen address is loopback (tests): keep loopback peer addrs
+}
+
+// New builds and starts the libp2p host (listening, protocol handlers and
+// ban gate installed); discovery, bootstrap and sharing start with Run.
+func New(cfg Config) (*Host, error) {
+	if cfg.Store == nil {
+		return nil, fmt.Errorf("%w: store is required", ErrBadConfig)
+	}
+	return newHost(cfg, newStoreAdapter(cfg.Store))
+}
+
+// Run runs discovery, bootstrap, pings and the shared directories until ctx
+// ends, then closes the host.
+func (s *Host) Run(ctx context.Context) error {
+	defer s.Close()
+	s.log.Info("p2p host started", "peerID", s.h.ID().String(), "addrs", fmt.Sprint(s.h.Addrs()))
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { s.announceStored(); return nil })
+	g.Go(func() error { return s.runDiscovery(ctx) })
+	g.Go(func() error { s.runBootstrap(ctx); return nil })
+	g.Go(func() error { s.runPing(ctx); return nil })
+	g.Go(func() error { return s.runShare(ctx) })
+	return g.Wait()
+}
+
+// Close stops serving and closes the libp2p host; safe to call more than
+// once.
+func (s *Host) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		err = s.h.Close()
+	})
+	return err
+}
+
+// ID is this node's peer ID.
+func (s *Host) ID() peer.ID { return s.h.ID() }
+
+// Addrs are the addresses peers reach this node on.
+func (s *Host) Addrs() []ma.Multiaddr { return s.h.Addrs() }
+
+// IsConnected reports whether this node has a connection to p.
+func (s *Host) IsConnected(p peer.ID) bool {
+	return s.h.Network().Connectedness(p) == network.Connected
+}
+
+// Announced is how many blobs this node offers; Shared how many of them
+// are files of the shared directories.
+func (s *Host) Announced() int { return s.announced.len() }
+
+// Shared is how many files of the shared directories are offered.
+func (s *Host) Shared() int { return s.shared.len() }
+
+// Evidence is why a peer was banned.
+type Evidence struct {
+	CID        string `json:"cid"`
+	WantSHA256 string `json:"wantSha256,omitempty"`
+	GotSHA256  string `json:"gotSha256,omitempty"`
+	Detail     string `json:"detail,omitempty"`
+}
+
+// announceStored offers every blob already in the store at start.
+func (s *Host) announceStored() {
+	err := s.st.Blobs(func(b store.BlobInfo) error {
+		s.announced.add(b.CID)
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("announce stored blobs", "err", err)
+	}
+}

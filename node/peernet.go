@@ -1,0 +1,171 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/flocon/flocon/node/p2p"
+	"github.com/flocon/flocon/node/routing"
+)
+
+// Errors and types of the peer-to-peer side that callers of node see.
+var (
+	ErrP2PDisabled  = errors.New("peer-to-peer is not running")
+	ErrBadPeerID    = p2p.ErrBadPeerID
+	ErrPeerNotFound = p2p.ErrPeerNotFound
+	ErrNotBanned    = p2p.ErrNotBanned
+	ErrSelfBan      = p2p.ErrSelfBan
+)
+
+// Ban is one banned peer, as persisted in the store and shown by `flocon bans`.
+type Ban = p2p.Ban
+
+// Evidence is why a peer was banned.
+type Evidence = p2p.Evidence
+
+// blobTransfer moves the bytes of one blob from one peer.
+type blobTransfer interface {
+	// FetchBlob writes c's bytes from offset off, as p sends them, to w and
+	// returns how many it wrote; nil only when p delivered to the end. An
+	// error wrapping store.ErrNotFound means p lacks c. A peer that lies on
+	// the wire is banned by the transfer itself.
+	FetchBlob(ctx context.Context, p peer.ID, c cid.Cid, off int64, w io.Writer) (int64, error)
+	// FetchSig returns the detached signature p says it verified c with;
+	// the caller verifies it.
+	FetchSig(ctx context.Context, p peer.ID, c cid.Cid) ([]byte, error)
+}
+
+// banner bans peers that sent bad data.
+type banner interface {
+	// Ban enforces a ban on p at once and persists it (an error: until
+	// restart only).
+	Ban(p peer.ID, reason string, ev Evidence) error
+}
+
+// peerNet is the running peer-to-peer side as fetching sees it: who has a
+// blob, how to get its bytes, whom to ban; host serves the admin calls.
+type peerNet struct {
+	router routing.Router
+	blobs  blobTransfer
+	bans   banner
+	host   *p2p.Host
+}
+
+// side returns the running peer-to-peer side, or nil.
+func (n *Node) side() *peerNet { return n.net.Load() }
+
+// peerSources lists the peers that have (or are downloading) c, best first;
+// the router bounds the lookup. nil when none answers.
+func (n *Node) peerSources(ctx context.Context, c cid.Cid) []source {
+	pn := n.side()
+	if pn == nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var found []routing.Provider
+	for pr := range pn.router.FindProviders(ctx, c) {
+		found = append(found, pr)
+	}
+	ranked := n.rank(found, time.Now())
+	out := make([]source, len(ranked))
+	for i, pr := range ranked {
+		out[i] = &peerSource{blobs: pn.blobs, ranks: n.ranks, p: pr.ID, pr: pr}
+	}
+	return out
+}
+
+// peerSignature asks the peers that have c, best first, for the detached
+// signature they verified it with (for a blob whose db entry has no
+// %PGPSIG% when the mirrors have no .sig). The caller verifies it against
+// the bytes; a signature that fails on bytes matching c bans the peer it
+// came from.
+func (n *Node) peerSignature(ctx context.Context, c cid.Cid) ([]byte, peer.ID, error) {
+	pn := n.side()
+	if pn == nil {
+		return nil, "", ErrP2PDisabled
+	}
+	var last error = ErrPeerNotFound
+	for _, src := range n.peerSources(ctx, c) {
+		sig, err := pn.blobs.FetchSig(ctx, src.Peer(), c)
+		if err == nil {
+			return sig, src.Peer(), nil
+		}
+		last = err
+	}
+	return nil, "", fmt.Errorf("signature of %s from peers: %w", c, last)
+}
+
+// banPeer bans p at once (persisted, with reason and evidence) and closes
+// its connections.
+func (n *Node) banPeer(p peer.ID, reason string, ev Evidence) {
+	pn := n.side()
+	if pn == nil {
+		n.log.Warn("ban without p2p host", "peer", p.String(), "reason", reason)
+		return
+	}
+	if err := pn.bans.Ban(p, reason, ev); err != nil {
+		n.log.Error("ban peer", "peer", p.String(), "err", err)
+	}
+}
+
+// announce tells the routers that c is available (complete, or in flight
+// from the first call).
+func (n *Node) announce(ctx context.Context, c cid.Cid) {
+	if pn := n.side(); pn != nil {
+		if err := pn.router.Announce(ctx, c); err != nil {
+			n.log.Debug("announce", "cid", c.String(), "err", err)
+		}
+	}
+}
+
+// withdraw tells the routers this node no longer offers c (its download
+// failed).
+func (n *Node) withdraw(ctx context.Context, c cid.Cid) {
+	if pn := n.side(); pn != nil {
+		if err := pn.router.Withdraw(ctx, c); err != nil {
+			n.log.Debug("withdraw", "cid", c.String(), "err", err)
+		}
+	}
+}
+
+// peerSource fetches a blob from one peer through the blob transfer and
+// keeps the peer's transfer record (rank.go).
+type peerSource struct {
+	blobs blobTransfer
+	ranks *rankHistory
+	p     peer.ID
+	pr    routing.Provider // as the router found it
+}
+
+func (ps *peerSource) String() string { return "peer " + ps.p.String() }
+
+// traits: a peer found on this link is a LAN peer, any other a remote one.
+func (ps *peerSource) traits() sourceTraits {
+	kind := sourceRemotePeer
+	if ps.pr.Site == routing.SameLAN {
+		kind = sourceLANPeer
+	}
+	return sourceTraits{kind: kind, inFlight: ps.pr.InFlight}
+}
+
+func (ps *peerSource) Peer() peer.ID { return ps.p }
+
+// Fetch streams c from offset off into w; a failure other than "not found"
+// or the caller giving up counts against the peer.
+func (ps *peerSource) Fetch(ctx context.Context, c cid.Cid, off int64, w io.Writer) (int64, error) {
+	n, err := ps.blobs.FetchBlob(ctx, ps.p, c, off, w)
+	switch {
+	case err == nil:
+		ps.ranks.success(ps.p)
+	case !errors.Is(err, ErrPeerNotFound) && ctx.Err() == nil:
+		ps.ranks.failure(ps.p, time.Now())
+	}
+	return n, err
+}
