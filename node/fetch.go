@@ -178,7 +178,7 @@ func (n *Node) download(ctx context.Context, d *download, v *verify.Verifier) (v
 	defer v.Close()
 	n.announce(ctx, d.exp.CID) // in flight: LAN peers may stream it from us already
 	srcs := n.health.order(append(n.peers(ctx, d.exp.CID), n.mirrorSources(d.repo, d.arch, d.exp.Filename)...), time.Now())
-	res, got, err := n.attempt(ctx, d, v, srcs)
+	res, srcs, got, err := n.attempt(ctx, d, v, srcs, nil)
 	if err == nil || !isIntegrityError(err) {
 		n.blameSignature(d, err)
 		return res, err
@@ -238,7 +238,7 @@ func (n *Node) retry(ctx context.Context, d *download, srcs []source) (verify.Re
 		return verify.Result{}, fmt.Errorf("fetch %s: %w", d.exp.Filename, err)
 	}
 	defer v.Close()
-	res, _, err := n.attempt(ctx, d, v, srcs)
+	res, _, _, err := n.attempt(ctx, d, v, srcs, nil)
 	return res, err
 }
 
@@ -282,14 +282,15 @@ func (n *Node) afterBadBytes(d *download, srcs []source, got []int64, err error)
 
 // attempt streams the blob from srcs, each resuming where the previous
 // stopped or racing a slow one from the same offset (hedge.go), and returns
-// the verdict over everything written and how many bytes each source
-// contributed.
-func (n *Node) attempt(ctx context.Context, d *download, v *verify.Verifier, srcs []source) (verify.Result, []int64, error) {
+// the verdict over everything written, the sources in their final order
+// (with those found late) and how many bytes each contributed.
+func (n *Node) attempt(ctx context.Context, d *download, v *verify.Verifier, srcs []source, late <-chan source) (verify.Result, []source, []int64, error) {
 	w := &sink{p: d.p, v: v, size: d.exp.Size}
 	t := newTransfer(n, d.exp.CID, d.exp.Filename, v, w, srcs)
+	t.late = late
 	res, err := t.run(ctx)
-	d.recordSources(srcs, t.got)
-	return res, t.got, err
+	d.recordSources(t.srcs, t.got)
+	return res, t.srcs, t.got, err
 }
 
 // fromSource runs one source under a watchdog: no first byte within

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,7 @@ type transfer struct {
 	done  bool    // complete: no lane writes any more
 
 	next   int // index of the next source never started
+	late   <-chan source // sources found after the start; nil: none
 	lanes  map[*lane]struct{}
 	events chan laneEnd
 	tally  failureTally
@@ -66,6 +68,7 @@ type lane struct {
 	cancel   context.CancelCauseFunc
 	pos      int64 // offset of the lane's next byte (under t.mu)
 	lost     bool  // overtaken (under t.mu)
+	wasSlow  bool  // judged slow at the last tick: losing costs it a strike
 }
 
 type laneEnd struct {
@@ -101,6 +104,12 @@ func (t *transfer) run(ctx context.Context) (verify.Result, error) {
 			}
 		case now := <-tick.C:
 			t.judge(ctx, now)
+		case s, ok := <-t.late:
+			if !ok {
+				t.late = nil
+				continue
+			}
+			t.offer(ctx, s)
 		}
 	}
 }
@@ -172,7 +181,9 @@ func (t *transfer) ended(ctx context.Context, e laneEnd) (res verify.Result, err
 	var se *sinkError
 	switch {
 	case lost:
-		t.n.health.strike(key, now)
+		if e.l.wasSlow {
+			t.n.health.strike(key, now)
+		}
 		t.n.log.Info("source overtaken", "cid", t.c.String(), "file", t.file, "source", e.l.src.String(), "bytes", e.k)
 	case e.err == nil || complete || errors.Is(e.err, verify.ErrSizeMismatch):
 		// The source says it has sent everything (or too much), or the
@@ -206,6 +217,39 @@ func (t *transfer) ended(ctx context.Context, e laneEnd) (res verify.Result, err
 	return verify.Result{}, nil, false
 }
 
+// offer takes a source found after the transfer started (a lookup answer
+// that came after the soft deadline): it goes before the mirrors not tried
+// yet, and starts at once, racing the running sources, when none of them
+// is a peer and it can bring bytes the download does not have (a complete
+// copy, or a download in flight that is ahead of this one).
+func (t *transfer) offer(ctx context.Context, s source) {
+	at := t.next
+	for at < len(t.srcs) && traitsOf(t.srcs[at]).kind != sourceMirror {
+		at++
+	}
+	t.srcs = slices.Insert(t.srcs, at, s)
+	t.mu.Lock()
+	t.got = slices.Insert(t.got, at, 0)
+	off := t.w.n
+	peerRunning := false
+	for l := range t.lanes {
+		if l.i >= at {
+			l.i++ // lanes index srcs and got
+		}
+		peerRunning = peerRunning || traitsOf(l.src).kind != sourceMirror
+	}
+	t.mu.Unlock()
+	if peerRunning {
+		return
+	}
+	tr := traitsOf(s)
+	ahead := !tr.inFlight || tr.have > off
+	t.n.log.Info("late lookup answer", "cid", t.c.String(), "file", t.file, "source", s.String(), "switch", ahead)
+	if ahead && at == t.next && len(t.lanes) < maxLanes {
+		t.startNext(ctx)
+	}
+}
+
 // overran bans a peer that sent more than the blob's size: the verified
 // bytes are complete without what came after, so the peer announced or
 // sent a size it does not have. (A mirror appending junk is only cut off.)
@@ -235,6 +279,7 @@ func (t *transfer) judge(ctx context.Context, now time.Time) {
 	slow := make(map[*lane]bool, len(t.lanes))
 	for l := range t.lanes {
 		slow[l] = l.pace.slow(now, after, speed, l.inFlight)
+		l.wasSlow = slow[l]
 	}
 	t.mu.Lock()
 	owner := t.owner

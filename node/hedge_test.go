@@ -233,3 +233,46 @@ func (s *recordingSource) Fetch(ctx context.Context, c cid.Cid, off int64, w io.
 	s.mu.Unlock()
 	return s.pacedSource.Fetch(ctx, c, off, w)
 }
+
+// A peer that answers the lookup after the download went to the mirror
+// takes over from the offset reached: the mirror sends only the start.
+func TestHedgeLatePeerTakesOver(t *testing.T) {
+	t.Parallel()
+	const size = 4 << 20
+	pkg := newTestPkg(t, "late-1.0-1-x86_64.pkg.tar.zst", size, testKeyring(t).packager)
+	synctest.Test(t, func(t *testing.T) {
+		n := hedgeNode()
+		// 256 KiB/s: healthy, so only the late answer can make it switch.
+		mirror := &pacedSource{name: "mirror", data: pkg.data, chunk: 32 << 10, interval: 125 * time.Millisecond}
+		lanPeer := &recordingSource{pacedSource: pacedSource{name: "peer", id: "peerL", data: pkg.data, chunk: 256 << 10, interval: time.Millisecond}}
+		v, err := verify.NewVerifier(testKeyring(t).keyring, pkg.expect(verify.SigNever, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		late := make(chan source)
+		go func() {
+			time.Sleep(time.Second)
+			late <- lanPeer
+			close(late)
+		}()
+		out := &gapWriter{last: time.Now()}
+		tr := newTransfer(n, pkg.cid, pkg.name, v, &sink{p: out, v: v, size: size}, []source{mirror})
+		tr.late = late
+		if _, err := tr.run(t.Context()); err != nil {
+			t.Fatalf("transfer: %v", err)
+		}
+		if !bytes.Equal(out.buf.Bytes(), pkg.data) {
+			t.Fatal("the download is not the signed bytes")
+		}
+		if len(lanPeer.offsets) != 1 || lanPeer.offsets[0] == 0 {
+			t.Errorf("late peer asked from %v, want once from the offset reached", lanPeer.offsets)
+		}
+		if tr.got[0] > size/4 || tr.got[1] < size*3/4 {
+			t.Errorf("contributions mirror %d, peer %d: the peer should take over", tr.got[0], tr.got[1])
+		}
+		if n.health.get(sourceKey(mirror)).Strikes != 0 {
+			t.Error("the mirror was demoted for giving way to a peer")
+		}
+	})
+}

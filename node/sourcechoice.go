@@ -41,7 +41,8 @@ func (k sourceKind) String() string {
 // sourceTraits is what a source is, as far as choosing among sources goes.
 type sourceTraits struct {
 	kind     sourceKind
-	inFlight bool // a peer relaying its own download still under way
+	inFlight bool  // a peer relaying its own download still under way
+	have     int64 // bytes an in-flight peer held when it answered
 }
 
 // traitsOf returns s's traits: those it declares, else a mirror's for a

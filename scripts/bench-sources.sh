@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# bench-sources.sh: the source-choice bench of issue 7 as a table.
+# Machines in network namespaces (root needed), the mirror behind a 100 Mbit
+# htb class per site, a 20 Mbit WAN between sites, the real pacman with
+# ParallelDownloads = 5 through flocon with default flags:
+#   one machine alone; 5 machines at once; 5 starting 1 s apart; 5 with the
+#   first (the one the others stream from) killed with SIGKILL after 2 s;
+#   two sites of 3 machines, site B upgrading after site A (B bootstraps A).
+# Columns: bytes over the package set (upstream; for two sites: into site B
+# from the mirror plus over the WAN), slowest machine over one machine alone
+# (two sites: B's slowest over A's), longest wait for a byte seen by a pacman.
+# Takes a few minutes; prerequisites as for the e2e tests (scripts/deps.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=$(FLOCON_BENCH_SOURCES=1 go test -count=1 -timeout 30m -run '^TestBenchSources$' -v ./test/e2e/ 2>&1) || {
+	echo "$out" | tail -80 >&2
+	exit 1
+}
+echo "$out" | grep -E '^\s+bench_sources_test.go' >&2 || true
+echo "$out" | sed -n 's/^BENCH //p'
