@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -29,9 +28,10 @@ type download struct {
 	p          *store.Pending
 	cancel     context.CancelCauseFunc
 	sigPeer    peer.ID // the peer the signature came from, if any
-	// sources are the sources of the last attempt that delivered bytes,
+	// sources are the sources that delivered bytes, over every attempt,
 	// with how many each put into the download (for its log line).
 	sources []SourceBytes
+	st      downloadStats // for the status page (stats.go)
 }
 
 // SourceBytes is how many bytes of a download one source delivered.
@@ -41,13 +41,24 @@ type SourceBytes struct {
 	Bytes  int64
 }
 
-// recordSources keeps the sources that delivered bytes in the last attempt.
+// recordSources adds what each source of an attempt delivered (a retry
+// from zero keeps the first attempt's sources: bad bytes are part of the
+// story).
 func (d *download) recordSources(srcs []source, got []int64) {
-	d.sources = d.sources[:0]
+	d.st.mu.Lock() // Stats reads d.sources while the download runs
+	defer d.st.mu.Unlock()
+next:
 	for i, s := range srcs {
-		if got[i] > 0 {
-			d.sources = append(d.sources, SourceBytes{Source: s.String(), Kind: traitsOf(s).kind.String(), Bytes: got[i]})
+		if got[i] <= 0 {
+			continue
 		}
+		for j := range d.sources {
+			if d.sources[j].Source == s.String() {
+				d.sources[j].Bytes += got[i]
+				continue next
+			}
+		}
+		d.sources = append(d.sources, SourceBytes{Source: s.String(), Kind: traitsOf(s).kind.String(), Bytes: got[i]})
 	}
 }
 
@@ -131,17 +142,13 @@ func (n *Node) runDownload(ctx context.Context, d *download, v *verify.Verifier)
 		d.cancel(nil)
 		n.wg.Done()
 	}()
+	d.st.begin()
 	c, file := d.exp.CID, d.exp.Filename
-	log := n.log.With("cid", c.String(), "file", file)
 	res, err := n.download(ctx, d, v)
 	if err != nil {
 		d.p.Abort(err)
 		n.withdraw(ctx, c)
-		level := slog.LevelWarn
-		if errors.Is(err, store.ErrNotFound) {
-			level = slog.LevelInfo // pacman moves on to its next server
-		}
-		log.Log(ctx, level, "download failed", "err", err)
+		n.logDownload(ctx, d, d.p.Written(), err)
 		return
 	}
 	info := store.BlobInfo{CID: c, Size: res.Size, Repo: d.repo, Arch: d.arch, Filename: file}
@@ -154,11 +161,11 @@ func (n *Node) runDownload(ctx context.Context, d *download, v *verify.Verifier)
 	if err := d.p.Commit(info, d.exp.Signature); err != nil {
 		d.p.Abort(err)
 		n.withdraw(ctx, c)
-		log.Error("commit failed", "err", err)
+		n.logDownload(ctx, d, res.Size, fmt.Errorf("commit: %w", err))
 		return
 	}
 	n.announce(ctx, c)
-	log.Info("download verified", "bytes", res.Size, "signer", info.Signer, "sources", sourcesAttr(d.sources))
+	n.logDownload(ctx, d, res.Size, nil)
 }
 
 // download gets the signature when needed, then the verified bytes.
@@ -288,8 +295,10 @@ func (n *Node) attempt(ctx context.Context, d *download, v *verify.Verifier, src
 	w := &sink{p: d.p, v: v, size: d.exp.Size}
 	t := newTransfer(n, d.exp.CID, d.exp.Filename, v, w, srcs)
 	t.late = late
+	d.st.follow(t)
 	res, err := t.run(ctx)
 	d.recordSources(t.srcs, t.got)
+	n.countSources(t.srcs, t.got)
 	return res, t.srcs, t.got, err
 }
 

@@ -268,6 +268,8 @@ func (t *transfer) finish() (verify.Result, error) {
 	t.mu.Lock()
 	t.done = true
 	t.mu.Unlock()
+	start := time.Now()
+	defer func() { t.n.stats.verified(time.Since(start)) }()
 	return t.v.Finish()
 }
 

@@ -112,6 +112,8 @@ type Node struct {
 	// (Config.P2P false, before Run has built it, after it stopped).
 	net   atomic.Pointer[peerNet]
 	ranks *rankHistory // transfer history of peers, to rank them (rank.go)
+
+	stats *stats // counters for Stats (stats.go)
 }
 
 // New validates cfg and builds a Node; nothing listens until Run.
@@ -156,7 +158,9 @@ func New(cfg Config) (*Node, error) {
 		downloads: make(map[*download]struct{}),
 		health:    newHealthBook(),
 		ranks:     newRankHistory(),
+		stats:     newStats(cfg.Mirrors),
 	}
+	n.client.Transport = statsTransport{RoundTripper: n.client.Transport, s: n.stats}
 	n.peers, n.peerSig, n.ban = n.peerSources, n.peerSignature, n.banPeer
 	return n, nil
 }
