@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -45,7 +46,8 @@ func statusOf(err error) int {
 	}
 }
 
-// fail answers err with its status and a body that carries no user input.
+// fail answers err with its status, the reason in the RefusalHeader and a
+// plain-text body saying it in words, with no user input.
 // Not-found is routine (pacman asks every server in turn), so it logs at
 // debug level; every other refusal is a warning.
 func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, t *target, err error) {
@@ -54,11 +56,15 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, t *target, err er
 	if code == http.StatusNotFound {
 		level = slog.LevelDebug
 	}
-	args := []any{"status", code, "err", err}
+	why := refusalOf(err)
+	args := []any{"status", code, "reason", why.reason, "err", err}
+	path := ""
 	if t != nil { // validated, so safe to log
 		args = append(args, "repo", t.repo.Name, "arch", t.arch, "file", t.file)
+		path = t.repo.Name + "/os/" + t.arch + "/" + t.file
 	}
 	g.log.Log(r.Context(), level, "request refused", args...)
+	g.served.refused(why, code, path)
 	if code == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
 	}
@@ -67,5 +73,6 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, t *target, err er
 	h.Del("Content-Range")
 	h.Del("ETag")
 	h.Del("Last-Modified")
-	http.Error(w, http.StatusText(code), code)
+	h.Set(RefusalHeader, why.reason)
+	http.Error(w, fmt.Sprintf("%d %s: %s (%s)", code, http.StatusText(code), why.message, why.reason), code)
 }

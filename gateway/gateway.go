@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/flocon/flocon/gateway/status"
 	"github.com/flocon/flocon/store"
 	"github.com/flocon/flocon/verify"
 )
@@ -66,6 +67,9 @@ type Config struct {
 	// SigWait bounds how long a .sig request waits for the download that
 	// brings the signature (default DefaultSigWait).
 	SigWait time.Duration
+	// Status feeds the status page at GET / and GET /status.json and the
+	// metrics derived from it (nil: no page, / is a 404).
+	Status status.Source
 }
 
 // Gateway is the pacman-facing http.Handler.
@@ -76,6 +80,8 @@ type Gateway struct {
 	handler http.Handler
 	metrics *metrics
 	streams chan struct{} // semaphore of MaxStreams
+	served  *served
+	page    *status.Page // nil without Config.Status
 
 	dbGroup singleflight.Group
 	dbMu    sync.Mutex
@@ -123,6 +129,14 @@ func New(cfg Config) (*Gateway, error) {
 		cfg: cfg, log: cfg.Logger, repos: repos, metrics: m,
 		streams: make(chan struct{}, cfg.MaxStreams),
 		dbSeen:  make(map[string]dbState),
+		served:  newServed(),
+	}
+	if cfg.Status != nil {
+		g.page, err = status.New(status.Config{Source: cfg.Status, Served: g.Served,
+			Registry: cfg.Registry, Logger: cfg.Logger})
+		if err != nil {
+			return nil, err
+		}
 	}
 	g.handler = g.middleware(g.routes())
 	return g, nil
@@ -154,11 +168,16 @@ func (g *Gateway) routes() *http.ServeMux {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", g.metrics.handler)
+	if g.page != nil {
+		mux.Handle("GET /{$}", g.page)
+		mux.Handle("GET /status.json", g.page)
+	}
 	mux.HandleFunc("GET /{repo}/os/{arch}/{file}", g.serveRepoFile)
 	return mux
 }
 
-// ServeHTTP serves the pacman mirror layout, GET /healthz and GET /metrics.
+// ServeHTTP serves the pacman mirror layout, GET /healthz, GET /metrics and,
+// with Config.Status, the status page (GET / and GET /status.json).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.handler.ServeHTTP(w, r)
 }

@@ -137,6 +137,7 @@ func (g *Gateway) record(r *http.Request, rw *recorder, took time.Duration) {
 	case outcome == "":
 		outcome = outcomeOther
 	}
+	g.served.request(kind, outcome, rw.bytes)
 	g.metrics.requests.WithLabelValues(kind, outcome).Inc()
 	g.metrics.bytes.WithLabelValues(kind, outcome).Add(float64(rw.bytes))
 	args := []any{"method", r.Method, "kind", kind, "status", rw.status, "outcome", outcome,

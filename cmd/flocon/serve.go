@@ -98,9 +98,12 @@ func serve(ctx context.Context, o *options) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	started := time.Now()
 	g, err := gateway.New(gateway.Config{
 		Store: st, Fetcher: n, Repos: repos, Logger: log.With("component", "gateway"), DBMaxAge: o.dbMaxAge,
 		Registry: reg,
+		Status: &statusSource{n: n, st: st, keyring: func() *verify.Keyring { return kr }, keyringDir: o.keyring,
+			loadedAt: started, quota: o.maxSize, p2p: !o.noP2P, started: started},
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
@@ -119,7 +122,7 @@ func serve(ctx context.Context, o *options) error {
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	admin := &http.Server{ReadHeaderTimeout: readHeaderTimeout, Handler: newAdminMux(adminInfo{
 		listen: ln.Addr().String(), dataDir: o.dataDir, socket: o.adminSocketPath(), p2p: !o.noP2P,
-		repos: repos, mirrors: mirrors, started: time.Now(),
+		repos: repos, mirrors: mirrors, started: started,
 		storeStats: func() (any, error) { return st.Stats(), nil },
 		identity:   n.ID,
 		metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
