@@ -145,14 +145,14 @@ func New(cfg Config) (*Gateway, error) {
 func indexRepos(list []Repo) (map[string]Repo, error) {
 	repos := make(map[string]Repo, len(list))
 	for _, r := range list {
-		if !validName(r.Name) {
+		if !verify.ValidName(r.Name) {
 			return nil, fmt.Errorf("gateway config: invalid repo name %q", r.Name)
 		}
 		if _, dup := repos[r.Name]; dup {
 			return nil, fmt.Errorf("gateway config: repo %q listed twice", r.Name)
 		}
 		for _, a := range r.Arches {
-			if !validArch(a) {
+			if !verify.ValidArch(a) {
 				return nil, fmt.Errorf("gateway config: repo %q: invalid arch %q", r.Name, a)
 			}
 		}

@@ -39,15 +39,6 @@ type target struct {
 	kind fileKind
 }
 
-const maxNameLen = 255 // a file name longer than this exists on no file system
-
-// dbSuffixes are the names a repo database is published under.
-var dbSuffixes = []string{
-	".db", ".files",
-	".db.tar.gz", ".db.tar.zst", ".db.tar.xz", ".db.tar.bz2",
-	".files.tar.gz", ".files.tar.zst", ".files.tar.xz", ".files.tar.bz2",
-}
-
 // checkRawPath refuses, before any routing, the paths Go's mux would clean
 // and redirect and the segments that only make sense as file-system tricks:
 // empty, "." and ".." segments (also %-encoded), an encoded "/" or "\", NUL
@@ -85,18 +76,21 @@ func (g *Gateway) parseTarget(repoName, arch, file string) (target, error) {
 	if !ok {
 		return target{}, fmt.Errorf("%w: unknown repo", ErrNotFound)
 	}
-	if !validArch(arch) {
+	if !verify.ValidArch(arch) {
 		return target{}, fmt.Errorf("%w: malformed arch", ErrBadRequest)
 	}
 	if len(repo.Arches) > 0 && !contains(repo.Arches, arch) {
 		return target{}, fmt.Errorf("%w: arch not served for this repo", ErrNotFound)
 	}
-	if !validFileName(file) {
+	if !verify.ValidFileName(file) {
+		if verify.ValidName(file) { // well formed, but no file pacman asks for
+			return target{}, fmt.Errorf("%w: neither a database nor a package", ErrNotFound)
+		}
 		return target{}, fmt.Errorf("%w: malformed file name", ErrBadRequest)
 	}
 	t := target{repo: repo, arch: arch, file: file}
 	base, isSig := strings.CutSuffix(file, ".sig")
-	if isDBName(repo.Name, base) {
+	if r, ok := verify.DBFileRepo(base); ok && r == repo.Name {
 		t.kind = kindDB
 		return t, nil
 	}
@@ -108,44 +102,6 @@ func (g *Gateway) parseTarget(repoName, arch, file string) (target, error) {
 		t.kind = kindPkgSig
 	}
 	return t, nil
-}
-
-func isDBName(repo, name string) bool {
-	rest, ok := strings.CutPrefix(name, repo)
-	return ok && contains(dbSuffixes, rest)
-}
-
-// validArch is [a-z0-9_]+, as pacman's arch names are.
-func validArch(s string) bool {
-	if s == "" || len(s) > 32 {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-// validName reports whether s may name a repo: pacman's package name
-// characters, not starting with '-' or '.'.
-func validName(s string) bool {
-	if s == "" || len(s) > maxNameLen || s[0] == '-' || s[0] == '.' {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("@._+-", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
-
-// validFileName is validName plus ':' (epochs): the characters of every
-// package and database file name.
-func validFileName(s string) bool {
-	return validName(strings.ReplaceAll(s, ":", "_"))
 }
 
 func contains(list []string, s string) bool {

@@ -72,8 +72,8 @@ func sourcesAttr(srcs []SourceBytes) string {
 }
 
 func (n *Node) fetch(ctx context.Context, repo, arch string, exp verify.Expect) (*store.Pending, error) {
-	if err := checkFileName(exp.Filename); err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
+	if !verify.ValidFileName(exp.Filename) {
+		return nil, fmt.Errorf("fetch: file name %q: %w", exp.Filename, ErrBadName)
 	}
 	if !exp.CID.Defined() {
 		return nil, fmt.Errorf("fetch %s: %w", exp.Filename, errNoCID)

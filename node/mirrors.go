@@ -90,15 +90,6 @@ func fileURL(base, name string) string {
 	return base + "/" + url.PathEscape(name)
 }
 
-// checkFileName refuses names that are not one plain path segment; they
-// come from clients and must never address anything but a file of the repo.
-func checkFileName(name string) error {
-	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") {
-		return fmt.Errorf("file name %q: %w", name, ErrBadName)
-	}
-	return nil
-}
-
 // mirrorSource fetches a package file from one mirror (base URL expanded).
 type mirrorSource struct {
 	client *http.Client
@@ -207,8 +198,8 @@ func (n *Node) mirrorSources(repo, arch, file string) []source {
 }
 
 func (n *Node) fetchDB(ctx context.Context, repo, arch, name string, ims time.Time) (*http.Response, error) {
-	if err := checkFileName(name); err != nil {
-		return nil, fmt.Errorf("fetch db %s/%s: %w", repo, arch, err)
+	if !verify.ValidFileName(name) {
+		return nil, fmt.Errorf("fetch db %s/%s: file name %q: %w", repo, arch, name, ErrBadName)
 	}
 	var tally failureTally
 	for _, base := range n.cfg.Mirrors.URLs(repo, arch) {

@@ -11,7 +11,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
 
-	"github.com/flocon/flocon/store/repodb"
 	"github.com/flocon/flocon/verify"
 )
 
@@ -152,7 +151,7 @@ func deleteFileRow(txn *badger.Txn, c cid.Cid) error {
 // BlobByFilename returns the stored blob of a package file name, also for
 // versions no current database lists (ErrNotFound).
 func (s *Store) BlobByFilename(filename string) (BlobInfo, error) {
-	if !repodb.ValidFilename(filename) {
+	if !verify.ValidFileName(filename) {
 		return BlobInfo{}, fmt.Errorf("blob by filename %q: %w", filename, ErrInvalid)
 	}
 	b, err := s.get(fileKey(filename))

@@ -18,30 +18,16 @@ import (
 	"github.com/flocon/flocon/verify"
 )
 
-// ValidName reports whether s may be a repo, arch or db file name:
-// [A-Za-z0-9@._+-], not starting with '.' or '-'. Such names never form a
-// path outside the store.
-func ValidName(s string) bool {
-	if s == "" || len(s) > 255 || s[0] == '.' || s[0] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case c == '@' || c == '.' || c == '_' || c == '+' || c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-func checkNames(names ...string) error {
-	for _, n := range names {
-		if !ValidName(n) {
-			return fmt.Errorf("%w: name %q", ErrInvalid, n)
-		}
+// checkRepoFile applies the name grammar (verify.ValidName, ValidArch,
+// ValidFileName) to a repo, arch and file name before they form a key.
+func checkRepoFile(repo, arch, file string) error {
+	switch {
+	case !verify.ValidName(repo):
+		return fmt.Errorf("%w: repo %q", ErrInvalid, repo)
+	case !verify.ValidArch(arch):
+		return fmt.Errorf("%w: arch %q", ErrInvalid, arch)
+	case !verify.ValidFileName(file):
+		return fmt.Errorf("%w: file name %q", ErrInvalid, file)
 	}
 	return nil
 }
@@ -61,7 +47,7 @@ func isPackageDB(name string) bool {
 // entries. It returns the stored file. A database that does not parse is
 // refused and the previous one stays.
 func (s *Store) PutDB(repo, arch, name string, r io.Reader, lastModified time.Time) (DBFile, error) {
-	if err := checkNames(repo, arch, name); err != nil {
+	if err := checkRepoFile(repo, arch, name); err != nil {
 		return DBFile{}, fmt.Errorf("put db %s/%s/%s: %w", repo, arch, name, err)
 	}
 	key := repo + "/" + arch + "/" + name
@@ -236,7 +222,7 @@ func (s *Store) blobPresent(c cid.Cid) bool {
 
 // OpenDB opens a stored repo database file (ErrNotFound).
 func (s *Store) OpenDB(repo, arch, name string) (*os.File, DBFile, error) {
-	if err := checkNames(repo, arch, name); err != nil {
+	if err := checkRepoFile(repo, arch, name); err != nil {
 		return nil, DBFile{}, fmt.Errorf("open db %s/%s/%s: %w", repo, arch, name, err)
 	}
 	key := repo + "/" + arch + "/" + name
@@ -279,8 +265,8 @@ func (s *Store) DBFiles(fn func(DBFile) error) error {
 // Entry returns the db entry of a package file (ErrNotFound).
 func (s *Store) Entry(repo, arch, filename string) (repodb.Entry, error) {
 	key := repo + "/" + arch + "/" + filename
-	if err := checkNames(repo, arch); err != nil || !repodb.ValidFilename(filename) {
-		return repodb.Entry{}, fmt.Errorf("entry %q: %w", key, ErrInvalid)
+	if err := checkRepoFile(repo, arch, filename); err != nil {
+		return repodb.Entry{}, fmt.Errorf("entry %q: %w", key, err)
 	}
 	var e repodb.Entry
 	if err := s.getJSON(entryKey(repo, arch, filename), &e); err != nil {

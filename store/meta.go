@@ -4,13 +4,15 @@ import (
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/flocon/flocon/verify"
 )
 
 // maxMetaKey bounds meta keys; values are small by contract (bans, peer history).
 const maxMetaKey = 1024
 
 func checkMeta(ns, key string) error {
-	if !ValidName(ns) {
+	if !verify.ValidName(ns) {
 		return fmt.Errorf("%w: meta namespace %q", ErrInvalid, ns)
 	}
 	if key == "" || len(key) > maxMetaKey {
@@ -51,7 +53,7 @@ func (s *Store) PutMeta(ns, key string, value []byte) error {
 
 // MetaList calls fn for every key of namespace ns, in key order.
 func (s *Store) MetaList(ns string, fn func(key string, value []byte) error) error {
-	if !ValidName(ns) {
+	if !verify.ValidName(ns) {
 		return fmt.Errorf("list meta: %w: namespace %q", ErrInvalid, ns)
 	}
 	type kv struct {

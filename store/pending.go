@@ -14,7 +14,6 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
 
-	"github.com/flocon/flocon/store/repodb"
 	"github.com/flocon/flocon/verify"
 )
 
@@ -240,7 +239,7 @@ func (p *Pending) Commit(info BlobInfo, sig []byte) error {
 				return err
 			}
 		}
-		if repodb.ValidFilename(info.Filename) {
+		if verify.ValidFileName(info.Filename) {
 			if err := txn.Set(fileKey(info.Filename), []byte(p.cid.String())); err != nil {
 				return err
 			}

@@ -25,6 +25,9 @@ func ParsePkgFilename(name string) (PkgFile, error) {
 	bad := func(why string) (PkgFile, error) {
 		return PkgFile{}, fmt.Errorf("parse %q: %w: %s", name, ErrBadFilename, why)
 	}
+	if len(name) > maxName {
+		return bad("longer than 255 bytes")
+	}
 	var f PkgFile
 	for _, ext := range pkgExts {
 		if strings.HasSuffix(name, ext) {
@@ -45,13 +48,13 @@ func ParsePkgFilename(name string) (PkgFile, error) {
 	f.Version = ver + "-" + rel
 	f.Arch = parts[n-1]
 	switch {
-	case !validPkgName(f.Name):
+	case !ValidName(f.Name):
 		return bad("invalid package name")
 	case !validPkgver(ver):
 		return bad("invalid pkgver")
 	case !validPkgrel(rel):
 		return bad("invalid pkgrel")
-	case !validArch(f.Arch):
+	case !ValidArch(f.Arch):
 		return bad("invalid arch")
 	}
 	return f, nil
@@ -63,23 +66,10 @@ func (f PkgFile) String() string { return f.Identity() + f.Ext }
 // Identity is NAME-VERSION-ARCH: what a package is, whatever its file is called.
 func (f PkgFile) Identity() string { return f.Name + "-" + f.Version + "-" + f.Arch }
 
-// validPkgName follows alpm-package-name(7): [a-zA-Z0-9@._+-], not starting
-// with '-' or '.'.
-func validPkgName(s string) bool {
-	if s == "" || s[0] == '-' || s[0] == '.' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !isAlnum(c) && !strings.ContainsRune("@._+-", rune(c)) {
-			return false
-		}
-	}
-	return true
-}
-
-// validPkgver accepts [epoch:]pkgver; pkgver holds no ':', '/', '-', '<', '>',
-// '=' or whitespace (alpm-pkgver(7)) and only printable ASCII.
+// validPkgver accepts [epoch:]pkgver. alpm-pkgver(7) allows any printable
+// ASCII but ':', '/', '-', '<', '>', '=' and space; flocon keeps to the
+// characters of package names ([a-zA-Z0-9@._+]), the ones every Arch
+// version uses and a URL carries unescaped (names.go).
 func validPkgver(s string) bool {
 	if i := strings.IndexByte(s, ':'); i >= 0 {
 		if i == 0 || !allDigits(s[:i]) {
@@ -91,8 +81,7 @@ func validPkgver(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.ContainsRune(":/-<>=", rune(c)) {
+		if !isNameChar(s[i]) || s[i] == '-' {
 			return false
 		}
 	}
@@ -103,18 +92,6 @@ func validPkgver(s string) bool {
 func validPkgrel(s string) bool {
 	maj, minor, dot := strings.Cut(s, ".")
 	return allDigits(maj) && (!dot || allDigits(minor))
-}
-
-func validArch(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isAlnum(s[i]) && s[i] != '_' {
-			return false
-		}
-	}
-	return true
 }
 
 func allDigits(s string) bool {

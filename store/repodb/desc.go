@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/flocon/flocon/verify"
 )
 
 // set stores one section of a desc into e.
@@ -78,8 +80,8 @@ func (e *Entry) validate() error {
 	switch {
 	case e.Filename == "":
 		return fmt.Errorf("missing %%FILENAME%%: %w", ErrEntry)
-	case !ValidFilename(e.Filename):
-		return fmt.Errorf("%%FILENAME%% %q: %w", truncate(e.Filename), ErrEntry)
+	case !validPkgFilename(e.Filename):
+		return fmt.Errorf("%%FILENAME%% %q: not a package file name: %w", truncate(e.Filename), ErrEntry)
 	case e.Name == "":
 		return fmt.Errorf("%s: missing %%NAME%%: %w", e.Filename, ErrEntry)
 	case e.Version == "":
@@ -93,19 +95,10 @@ func (e *Entry) validate() error {
 	return nil
 }
 
-// ValidFilename reports whether name can be a package file name in a
-// database: no directory part, no leading dot or dash, printable ASCII.
-func ValidFilename(name string) bool {
-	if name == "" || len(name) > 255 || name[0] == '.' || name[0] == '-' {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c <= ' ' || c >= 0x7f || c == '/' || c == '\\' {
-			return false
-		}
-	}
-	return true
+// validPkgFilename: a db entry names a package file (verify's grammar).
+func validPkgFilename(name string) bool {
+	_, err := verify.ParsePkgFilename(name)
+	return err == nil
 }
 
 // FormatDesc writes e as a desc file in repo-add's section order; the

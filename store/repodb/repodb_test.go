@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/flocon/flocon/store/repodb"
+	"github.com/flocon/flocon/verify"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -432,7 +433,7 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		for _, e := range db.Entries {
-			if !repodb.ValidFilename(e.Filename) || db.ByFilename[e.Filename] == nil {
+			if !verify.ValidFileName(e.Filename) || db.ByFilename[e.Filename] == nil {
 				t.Fatalf("entry with file name %q", e.Filename)
 			}
 			if _, err := e.CID(); err != nil {
