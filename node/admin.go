@@ -1,11 +1,14 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/flocon/flocon/node/p2p"
 )
 
 // Identity is this node's peer ID and the addresses peers reach it on.
@@ -62,12 +65,10 @@ func (n *Node) Peers() ([]PeerInfo, error) {
 }
 
 // Ban bans a peer by hand (reason from the operator), persisted and enforced
-// at once.
+// at once. A peer already banned keeps its first ban (ErrAlreadyBanned): the
+// evidence of an automatic ban must not be overwritten by accident. Without
+// p2p the ban is only persisted; the gate enforces it when p2p starts.
 func (n *Node) Ban(peerID, reason string) error {
-	pn := n.side()
-	if pn == nil {
-		return ErrP2PDisabled
-	}
 	p, err := peer.Decode(peerID)
 	if err != nil {
 		return fmt.Errorf("ban %q: %w", peerID, ErrBadPeerID)
@@ -75,29 +76,63 @@ func (n *Node) Ban(peerID, reason string) error {
 	if reason == "" {
 		reason = "banned by operator"
 	}
-	return pn.host.Ban(p, reason, Evidence{Detail: "manual"})
+	b, err := n.banEditor()
+	if err != nil {
+		return err
+	}
+	if err := b.Ban(p, reason, Evidence{Detail: "manual"}); err != nil {
+		if errors.Is(err, ErrAlreadyBanned) {
+			return fmt.Errorf("ban %s: %w", p, err)
+		}
+		return err
+	}
+	return nil
 }
 
 // Unban lifts a ban; the peer may connect again (discovery or bootstrap).
 func (n *Node) Unban(peerID string) error {
-	pn := n.side()
-	if pn == nil {
-		return ErrP2PDisabled
-	}
 	p, err := peer.Decode(peerID)
 	if err != nil {
 		return fmt.Errorf("unban %q: %w", peerID, ErrBadPeerID)
 	}
-	return pn.host.Unban(p)
+	b, err := n.banEditor()
+	if err != nil {
+		return err
+	}
+	return b.Unban(p)
 }
 
-// Bans lists the banned peers with reason and evidence, oldest first.
+// Bans lists the banned peers with reason and evidence, oldest first. They
+// are read from the store when p2p is off (bans are kept on disk).
 func (n *Node) Bans() ([]Ban, error) {
-	pn := n.side()
-	if pn == nil {
+	b, err := n.banEditor()
+	if err != nil {
+		return nil, err
+	}
+	return b.Bans(), nil
+}
+
+// ErrAlreadyBanned: the peer has a ban already; the first one is kept.
+var ErrAlreadyBanned = p2p.ErrAlreadyBanned
+
+// banEditor is what the admin calls need of a ban list.
+type banEditor interface {
+	Ban(p peer.ID, reason string, ev Evidence) error
+	Unban(p peer.ID) error
+	Bans() []Ban
+}
+
+// banEditor is the running host's gate, or, with p2p off by configuration,
+// the bans persisted in the store. While p2p is starting, the gate is about
+// to load them: ErrP2PDisabled rather than race it.
+func (n *Node) banEditor() (banEditor, error) {
+	if pn := n.side(); pn != nil {
+		return pn.host, nil
+	}
+	if n.cfg.P2P {
 		return nil, ErrP2PDisabled
 	}
-	return pn.host.Bans(), nil
+	return p2p.LoadOfflineBans(n.cfg.Store, n.cfg.DataDir)
 }
 
 // LogPeers writes the peer table to the log (cmd/flocon calls it on SIGUSR1).

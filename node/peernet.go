@@ -110,7 +110,7 @@ func (n *Node) banPeer(p peer.ID, reason string, ev Evidence) {
 		n.log.Warn("ban without p2p host", "peer", p.String(), "reason", reason)
 		return
 	}
-	if err := pn.bans.Ban(p, reason, ev); err != nil {
+	if err := pn.bans.Ban(p, reason, ev); err != nil && !errors.Is(err, ErrAlreadyBanned) {
 		n.log.Error("ban peer", "peer", p.String(), "err", err)
 	}
 }

@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -62,10 +65,19 @@ func loadBans(st localStore, allow []peer.ID) (*banList, error) {
 	return b, nil
 }
 
+// ErrAlreadyBanned: the peer has a ban already. The first ban is kept, with
+// its reason and evidence; lift it (unban) to ban again with another reason.
+var ErrAlreadyBanned = errors.New("peer is already banned")
+
 // add enforces a ban at once and persists it (an error means it holds only
-// until restart).
+// until restart). A peer already banned keeps its first ban: the evidence of
+// an automatic ban is never replaced by a later one.
 func (b *banList) add(p peer.ID, ban Ban) error {
 	b.mu.Lock()
+	if old, ok := b.m[p]; ok {
+		b.mu.Unlock()
+		return fmt.Errorf("%w since %s: %s", ErrAlreadyBanned, old.Time.Format(time.RFC3339), old.Reason)
+	}
 	b.m[p] = ban
 	b.mu.Unlock()
 	v, err := json.Marshal(ban)
@@ -139,8 +151,9 @@ func (b *banList) InterceptUpgraded(c network.Conn) (bool, control.DisconnectRea
 }
 
 // Ban bans p at once (persisted, with reason and evidence) and closes its
-// connections; ErrSelfBan for this node itself. An error other than
-// ErrSelfBan means the ban holds only until restart.
+// connections; ErrSelfBan for this node itself, ErrAlreadyBanned for a peer
+// banned already (its first ban is kept). Another error means the ban holds
+// only until restart.
 func (s *Host) Ban(p peer.ID, reason string, ev Evidence) error {
 	if p == s.h.ID() {
 		return ErrSelfBan
@@ -148,6 +161,9 @@ func (s *Host) Ban(p peer.ID, reason string, ev Evidence) error {
 	err := s.bans.add(p, Ban{Peer: p.String(), Reason: reason, Evidence: ev, Time: time.Now().UTC()})
 	// Enforced even if persisting failed: the gate reads memory first.
 	_ = s.h.Network().ClosePeer(p)
+	if errors.Is(err, ErrAlreadyBanned) {
+		return err
+	}
 	s.log.Warn("peer banned", "peer", p.String(), "reason", reason, "cid", ev.CID,
 		"wantSha256", ev.WantSHA256, "gotSha256", ev.GotSHA256, "detail", ev.Detail)
 	return err
@@ -168,3 +184,52 @@ func (s *Host) Bans() []Ban { return s.bans.list() }
 
 // Banned reports whether p is banned (or not on the allow-list).
 func (s *Host) Banned(p peer.ID) bool { return s.bans.banned(p) }
+
+// OfflineBans edits the persisted bans of a node whose host does not run
+// (p2p off): `flocon bans` still reads them, and a ban added here is
+// enforced by the gate when the host starts.
+type OfflineBans struct {
+	b       *banList
+	dataDir string
+}
+
+// LoadOfflineBans reads the bans persisted in st; dataDir holds the
+// identity (a node cannot ban itself).
+func LoadOfflineBans(st *store.Store, dataDir string) (*OfflineBans, error) {
+	b, err := loadBans(newStoreAdapter(st), nil)
+	if err != nil {
+		return nil, err
+	}
+	return &OfflineBans{b: b, dataDir: dataDir}, nil
+}
+
+// Ban persists a ban; ErrSelfBan, ErrAlreadyBanned as for Host.Ban.
+func (o *OfflineBans) Ban(p peer.ID, reason string, ev Evidence) error {
+	if self, ok := identityID(o.dataDir); ok && p == self {
+		return ErrSelfBan
+	}
+	return o.b.add(p, Ban{Peer: p.String(), Reason: reason, Evidence: ev, Time: time.Now().UTC()})
+}
+
+// Unban lifts a persisted ban (ErrNotBanned when there is none).
+func (o *OfflineBans) Unban(p peer.ID) error { return o.b.remove(p) }
+
+// Bans lists the persisted bans, oldest first.
+func (o *OfflineBans) Bans() []Ban { return o.b.list() }
+
+// identityID is the peer ID of the identity key in dataDir, if there is one.
+func identityID(dataDir string) (peer.ID, bool) {
+	if dataDir == "" {
+		return "", false
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, identityFile))
+	if err != nil {
+		return "", false
+	}
+	k, err := crypto.UnmarshalPrivateKey(b)
+	if err != nil {
+		return "", false
+	}
+	id, err := peer.IDFromPrivateKey(k)
+	return id, err == nil
+}

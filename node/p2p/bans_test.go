@@ -170,6 +170,12 @@ func TestManualBan(t *testing.T) {
 	if len(bans) != 1 || bans[0].Reason != "testing" {
 		t.Fatalf("Bans() = %+v", bans)
 	}
+	if err := a.s.Ban(other.id(), "another reason", Evidence{}); !errors.Is(err, ErrAlreadyBanned) {
+		t.Fatalf("second Ban = %v, want ErrAlreadyBanned", err)
+	}
+	if bans := a.s.Bans(); len(bans) != 1 || bans[0].Reason != "testing" {
+		t.Fatalf("a second ban replaced the first: %+v", bans)
+	}
 	if a.s.h.Network().Connectedness(other.id()) == network.Connected {
 		t.Fatal("ban left the connection open")
 	}
