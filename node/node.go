@@ -51,10 +51,13 @@ const (
 	maxRedirects         = 10       // pacman's (curl's) limit
 )
 
-// Config configures a Node. Store and Keyring are required.
+// Config configures a Node. Store and Keyrings (or Keyring) are required.
 type Config struct {
-	Store   *store.Store
-	Keyring *verify.Keyring
+	Store *store.Store
+	// Keyrings are the keyrings verification uses, reloadable while the
+	// node runs. When nil, Keyring and RepoKeyrings are used, fixed.
+	Keyrings *Keyrings
+	Keyring  *verify.Keyring
 	// RepoKeyrings gives a custom repo its own keyring instead of Keyring.
 	RepoKeyrings map[string]*verify.Keyring
 	Mirrors      Mirrors      // Default empty: BuiltinMirrors
@@ -121,13 +124,19 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Store == nil {
 		return nil, fmt.Errorf("%w: store is required", ErrBadConfig)
 	}
-	if cfg.Keyring == nil {
+	if cfg.Keyrings == nil && cfg.Keyring == nil {
 		return nil, fmt.Errorf("%w: keyring is required", ErrBadConfig)
+	}
+	if cfg.Keyrings == nil {
+		cfg.Keyrings = StaticKeyrings(cfg.Keyring, cfg.RepoKeyrings)
 	}
 	if len(cfg.Mirrors.Default) == 0 {
 		cfg.Mirrors.Default = append([]string(nil), BuiltinMirrors...)
 	}
 	if err := cfg.Mirrors.validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
+	}
+	if err := cfg.checkP2P(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	if cfg.Logger == nil {
@@ -165,6 +174,16 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// checkP2P reads every peer-to-peer setting the host will use, so that a
+// bad one fails New (before the daemon says it is serving), not Run.
+func (cfg Config) checkP2P() error {
+	if !cfg.P2P {
+		return nil
+	}
+	return p2p.Config{ListenAddrs: cfg.ListenAddrs, Bootstrap: cfg.Bootstrap,
+		AllowPeers: cfg.AllowPeers, PSKFile: cfg.PSKFile}.Check()
+}
+
 // Run serves until ctx ends: the peer-to-peer side when Config.P2P, else it
 // just waits. On return every download in flight has been aborted.
 func (n *Node) Run(ctx context.Context) error {
@@ -183,7 +202,7 @@ func (n *Node) Run(ctx context.Context) error {
 func (n *Node) runP2P(ctx context.Context) error {
 	c := n.cfg
 	h, err := p2p.New(p2p.Config{
-		Store: c.Store, Keyring: c.Keyring, Logger: n.log,
+		Store: c.Store, Keyring: c.Keyring, CurrentKeyring: func() *verify.Keyring { return n.keyring("") }, Logger: n.log,
 		DataDir: c.DataDir, ListenAddrs: c.ListenAddrs, Bootstrap: c.Bootstrap,
 		MDNS: c.MDNS, ShareDirs: c.ShareDirs, PSKFile: c.PSKFile, AllowPeers: c.AllowPeers,
 		BlobStreamsPerPeer: c.BlobStreamsPerPeer, PeerBytesPerSec: c.PeerBytesPerSec,
@@ -209,12 +228,16 @@ func (n *Node) shutdown() {
 	n.client.CloseIdleConnections()
 }
 
-// keyring is the keyring that verifies packages of repo.
+// keyring is the keyring that verifies packages of repo ("" for the main
+// one), as loaded now: it may change between two downloads (Keyrings.Reload).
 func (n *Node) keyring(repo string) *verify.Keyring {
-	if kr, ok := n.cfg.RepoKeyrings[repo]; ok && kr != nil {
-		return kr
+	if n.cfg.Keyrings == nil { // a Node built without New (tests)
+		if kr, ok := n.cfg.RepoKeyrings[repo]; ok && kr != nil {
+			return kr
+		}
+		return n.cfg.Keyring
 	}
-	return n.cfg.Keyring
+	return n.cfg.Keyrings.For(repo)
 }
 
 // newHTTPClient is the one client every mirror request goes through.

@@ -48,11 +48,15 @@ const (
 	defaultP2PListenPort = "19432"
 )
 
-// Config configures the peer-to-peer side. Store and Keyring are required.
+// Config configures the peer-to-peer side. Store and Keyring (or
+// CurrentKeyring) are required.
 type Config struct {
 	Store   *store.Store
 	Keyring *verify.Keyring // verifies the files of ShareDirs
-	Logger  *slog.Logger    // default: discard
+	// CurrentKeyring, when set, is called for each file instead of using
+	// Keyring: the keyring as reloaded now (node.Keyrings).
+	CurrentKeyring func() *verify.Keyring
+	Logger         *slog.Logger // default: discard
 
 	DataDir     string   // identity.key lives here; "" for a throw-away identity
 	ListenAddrs []string // multiaddrs; default /ip4/0.0.0.0/tcp/19432, /ip4/0.0.0.0/udp/19432/quic-v1
@@ -90,6 +94,27 @@ type Host struct {
 	haveTimeout time.Duration
 	bootstrap   []peer.AddrInfo
 	loopback    bool // every listen address is loopback (tests): keep loopback peer addrs
+}
+
+// Check reads every setting New will use (listen addresses, bootstrap
+// peers, allow-list, swarm key) without building anything, so a daemon can
+// refuse a bad one before it says it is serving.
+func (c Config) Check() error {
+	if _, err := listenAddrs(c.ListenAddrs, c.PSKFile != ""); err != nil {
+		return err
+	}
+	if _, err := parseBootstrap(c.Bootstrap); err != nil {
+		return err
+	}
+	if _, err := parsePeerIDs(c.AllowPeers); err != nil {
+		return fmt.Errorf("allow peers: %w", err)
+	}
+	if c.PSKFile != "" {
+		if _, err := loadPSK(c.PSKFile); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // New builds and starts the libp2p host (listening, protocol handlers and

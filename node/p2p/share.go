@@ -296,7 +296,11 @@ func (s *Host) entrySig(c cid.Cid) ([]byte, error) {
 }
 
 func (s *Host) verifyFile(path string, exp verify.Expect) (verify.Result, error) {
-	v, err := verify.NewVerifier(s.cfg.Keyring, exp)
+	kr := s.cfg.Keyring
+	if s.cfg.CurrentKeyring != nil {
+		kr = s.cfg.CurrentKeyring()
+	}
+	v, err := verify.NewVerifier(kr, exp)
 	if err != nil {
 		return verify.Result{}, err
 	}
