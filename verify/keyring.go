@@ -164,7 +164,7 @@ func (k *Keyring) loadSet(dir, name string) error {
 	}
 	entries, err := parseKeys(data, k.logger)
 	if err != nil {
-		return fmt.Errorf("load keyring %s: %w", name, err)
+		return fmt.Errorf("load keyring %s: %w", filepath.Join(dir, name+".gpg"), err)
 	}
 	for _, e := range entries {
 		if _, dup := k.byFpr[e.fpr]; dup {
