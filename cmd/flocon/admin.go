@@ -14,24 +14,46 @@ import (
 
 	"github.com/flocon/flocon/gateway"
 	"github.com/flocon/flocon/node"
+	"github.com/flocon/flocon/store"
 )
 
 var errDaemonRunning = errors.New("another flocon daemon is listening")
 
-// statusReport is GET /v1/status, printed by `flocon status`.
+// statusReport is GET /v1/status, printed by `flocon status` and, with
+// --json, as is. Its field names are stable (README "flocon status --json"):
+// fields may be added, never renamed or removed.
 type statusReport struct {
-	Version     string          `json:"version"`
-	Listen      string          `json:"listen"`
-	DataDir     string          `json:"dataDir"`
-	AdminSocket string          `json:"adminSocket"`
-	P2P         bool            `json:"p2p"`
-	PeerID      string          `json:"peerId,omitempty"`
-	P2PAddrs    []string        `json:"p2pAddrs,omitempty"`
-	Store       json.RawMessage `json:"store,omitempty"`
-	Repos       []repoStatus    `json:"repos"`
-	Mirrors     []string        `json:"mirrors"`
-	StartedAt   time.Time       `json:"startedAt"`
-	Uptime      float64         `json:"uptimeSeconds"`
+	Version      string         `json:"version"`
+	Listen       string         `json:"listen"`
+	DataDir      string         `json:"dataDir"`
+	AdminSocket  string         `json:"adminSocket"`
+	P2P          bool           `json:"p2p"`
+	PeerID       string         `json:"peerId,omitempty"`
+	P2PAddrs     []string       `json:"p2pAddrs,omitempty"`
+	Store        *storeStatus   `json:"store,omitempty"`
+	Keyring      *keyringStatus `json:"keyring,omitempty"`
+	Peers        peersStatus    `json:"peers"`
+	Repos        []repoStatus   `json:"repos"`
+	Mirrors      []string       `json:"mirrors"`
+	MirrorSource string         `json:"mirrorSource,omitempty"` // mirrorlist, setting or built-in list
+	StartedAt    time.Time      `json:"startedAt"`
+	Uptime       float64        `json:"uptimeSeconds"`
+}
+
+// storeStatus is the store's counts and its retention settings.
+type storeStatus struct {
+	store.Stats
+	MaxBytes     int64 `json:"maxBytes"`     // quota, 0: none
+	KeepVersions int   `json:"keepVersions"` // per package name and arch, 0: all
+}
+
+type keyringStatus = node.KeyringStatus
+
+// peersStatus counts the peers; the list is `flocon peers`.
+type peersStatus struct {
+	Connected int    `json:"connected"`
+	Banned    int    `json:"banned"`
+	Error     string `json:"error,omitempty"` // why they could not be read
 }
 
 type repoStatus struct {
@@ -47,39 +69,38 @@ type adminInfo struct {
 	p2p                     bool
 	repos                   []gateway.Repo
 	mirrors                 node.Mirrors
+	mirrorSource            string
+	maxBytes                int64
+	keepVersions            int
 	started                 time.Time
-	// storeStats and identity read live state; nil when unavailable.
-	storeStats func() (any, error)
-	identity   func() (node.Identity, error)
+	// The functions read live state; nil when unavailable.
+	storeStats func() store.Stats
+	keyring    func() node.KeyringStatus
+	peers      p2pAdmin
 	metrics    http.Handler // the daemon's Prometheus registry, also on the gateway
 }
 
 // newAdminMux serves the admin API: /v1/status and /metrics here, the peer
-// routes from registerP2PAdmin (peers.go).
-func newAdminMux(info adminInfo, n *node.Node) *http.ServeMux {
+// routes from registerP2PRoutes (peers.go).
+func newAdminMux(info adminInfo) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		rep, err := info.status()
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(rep)
+		_ = json.NewEncoder(w).Encode(info.status())
 	})
 	if info.metrics != nil {
 		mux.Handle("GET /metrics", info.metrics)
 	}
-	if n != nil {
-		registerP2PAdmin(mux, n)
+	if info.peers != nil {
+		registerP2PRoutes(mux, info.peers)
 	}
 	return mux
 }
 
-func (info adminInfo) status() (statusReport, error) {
+func (info adminInfo) status() statusReport {
 	rep := statusReport{
 		Version: node.Version, Listen: info.listen, DataDir: info.dataDir, AdminSocket: info.socket,
-		P2P: info.p2p, Mirrors: info.mirrors.Default, StartedAt: info.started,
+		P2P: info.p2p, Mirrors: info.mirrors.Default, MirrorSource: info.mirrorSource, StartedAt: info.started,
 		Uptime: time.Since(info.started).Round(time.Second).Seconds(),
 	}
 	for _, r := range info.repos {
@@ -88,22 +109,35 @@ func (info adminInfo) status() (statusReport, error) {
 		})
 	}
 	if info.storeStats != nil {
-		st, err := info.storeStats()
-		if err != nil {
-			return rep, fmt.Errorf("store stats: %w", err)
-		}
-		b, err := json.Marshal(st)
-		if err != nil {
-			return rep, fmt.Errorf("store stats: %w", err)
-		}
-		rep.Store = b
+		rep.Store = &storeStatus{Stats: info.storeStats(), MaxBytes: info.maxBytes, KeepVersions: info.keepVersions}
 	}
-	if info.identity != nil && info.p2p {
-		if id, err := info.identity(); err == nil {
+	if info.keyring != nil {
+		k := info.keyring()
+		rep.Keyring = &k
+	}
+	if info.peers != nil {
+		rep.Peers = peerCounts(info.peers, info.p2p)
+		if id, err := info.peers.ID(); err == nil && info.p2p {
 			rep.PeerID, rep.P2PAddrs = id.PeerID, id.Addrs
 		}
 	}
-	return rep, nil
+	return rep
+}
+
+func peerCounts(p p2pAdmin, p2p bool) peersStatus {
+	var ps peersStatus
+	var errs []error
+	if p2p {
+		peers, err := p.Peers()
+		ps.Connected = len(peers)
+		errs = append(errs, err)
+	}
+	bans, err := p.Bans()
+	ps.Banned = len(bans)
+	if err := errors.Join(append(errs, err)...); err != nil {
+		ps.Error = err.Error()
+	}
+	return ps
 }
 
 // listenAdmin creates the admin unix socket, owner-only (0600): created

@@ -62,7 +62,8 @@ type options struct {
 	dbMaxAge     time.Duration
 	repos        []repoConfig // [[repo]] tables: the file is their only source
 
-	mirrorlistSet bool // mirrorlist named explicitly: it must exist
+	mirrorlistSet bool   // mirrorlist named explicitly: it must exist
+	mirrorSource  string // where upstream() found the mirrors, for the log and status
 }
 
 // repoConfig is a [[repo]] table: a custom repository, or settings for an
@@ -83,10 +84,10 @@ type fileConfig struct {
 	Mirrorlist   *string      `toml:"mirrorlist"`
 	AdminSocket  *string      `toml:"admin_socket"`
 	Keyring      *string      `toml:"keyring"`
-	P2P          *bool        `toml:"p2p"`
+	P2P          any          `toml:"p2p"` // bool or a yes/no word`
 	P2PListen    []string     `toml:"p2p_listen"`
 	Bootstrap    []string     `toml:"bootstrap"`
-	MDNS         *bool        `toml:"mdns"`
+	MDNS         any          `toml:"mdns"` // bool or a yes/no word
 	Share        []string     `toml:"share"`
 	PSKFile      *string      `toml:"psk_file"`
 	AllowPeers   []string     `toml:"allow_peers"`
@@ -112,8 +113,8 @@ func (o *options) addFlags(fs *pflag.FlagSet, configFile string) {
 	fs.StringVar(&o.keyring, "keyring", verify.DefaultKeyringDir(), "keyring directory (NAME.gpg, NAME-trusted, NAME-revoked)")
 	fs.StringArrayVar(&o.p2pListen, "p2p-listen", defaultP2PListen, "libp2p listen multiaddr (repeatable)")
 	fs.StringArrayVar(&o.bootstrap, "bootstrap", nil, "bootstrap peer multiaddr with /p2p/ID (repeatable)")
-	fs.BoolVar(&o.noMDNS, "no-mdns", false, "disable mDNS discovery on the LAN")
-	fs.BoolVar(&o.noP2P, "no-p2p", false, "mirror-only mode: no peer-to-peer")
+	fs.VarPF(boolValue{&o.noMDNS}, "no-mdns", "", "disable mDNS discovery on the LAN").NoOptDefVal = "true"
+	fs.VarPF(boolValue{&o.noP2P}, "no-p2p", "", "mirror-only mode: no peer-to-peer").NoOptDefVal = "true"
 	fs.StringArrayVar(&o.share, "share", defaultShareDirs(), "read-only package cache to share (repeatable)")
 	fs.StringVar(&o.pskFile, "psk-file", "", "private swarm key file (/key/swarm/psk/1.0.0/); peers without it cannot connect; turns QUIC off")
 	fs.StringArrayVar(&o.allowPeers, "allow-peer", nil, "peer ID allowed to connect (repeatable; default: any peer not banned)")
@@ -146,8 +147,22 @@ func envName(flag string) string {
 }
 
 // resolve layers the config file and the environment under the flags the
-// user set. lookupEnv is os.LookupEnv (a seam for tests).
+// user set, then validates the result. lookupEnv is os.LookupEnv (a seam
+// for tests).
 func (o *options) resolve(fs *pflag.FlagSet, lookupEnv func(string) (string, bool)) error {
+	fc, err := o.layer(fs, lookupEnv, func(string) bool { return true })
+	if err != nil {
+		return err
+	}
+	o.repos = fc.Repos
+	return o.validate()
+}
+
+// layer sets each flag in fs that the user did not set and that want
+// selects from FLOCON_* or, failing that, the config file (FLOCON_CONFIG or
+// --config). Client commands layer only where the daemon is, so a setting
+// they do not use cannot stop them.
+func (o *options) layer(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), want func(flag string) bool) (fileConfig, error) {
 	env := func(name string) (string, bool) {
 		v, ok := lookupEnv(name)
 		return v, ok && v != ""
@@ -156,42 +171,38 @@ func (o *options) resolve(fs *pflag.FlagSet, lookupEnv func(string) (string, boo
 	if v, ok := env(envName("config")); ok && !explicit {
 		path, explicit = v, true
 	}
+	o.configFile = path
 	fc, err := readConfigFile(path, explicit)
 	if err != nil {
-		return err
+		return fc, err
 	}
-	fileValues := fc.values()
+	fileValues, err := fc.values()
+	if err != nil {
+		return fc, fmt.Errorf("config %s: %w", path, err)
+	}
 	var errs []error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed || f.Name == "config" {
+		if f.Changed || f.Name == "config" || !want(f.Name) {
 			return
 		}
 		if v, ok := env(envName(f.Name)); ok {
 			if err := setFlag(f, splitList(f, v)); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", envName(f.Name), err))
+				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
 			}
-			if f.Name == "mirrorlist" {
-				o.mirrorlistSet = true
-			}
+			o.mirrorlistSet = o.mirrorlistSet || f.Name == "mirrorlist"
 			return
 		}
 		if vs, ok := fileValues[f.Name]; ok {
 			if err := setFlag(f, vs); err != nil {
-				errs = append(errs, fmt.Errorf("config %s: %s: %w", path, f.Name, err))
+				errs = append(errs, fmt.Errorf("config %s: %s: %w", path, fileKey(f.Name), err))
 			}
-			if f.Name == "mirrorlist" {
-				o.mirrorlistSet = true
-			}
+			o.mirrorlistSet = o.mirrorlistSet || f.Name == "mirrorlist"
 		}
 	})
 	if fs.Changed("mirrorlist") {
 		o.mirrorlistSet = true
 	}
-	o.repos = fc.Repos
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return o.validate()
+	return fc, errors.Join(errs...)
 }
 
 // splitList splits a list-valued variable (FLOCON_MIRROR="a b,c").
@@ -209,7 +220,26 @@ func setFlag(f *pflag.Flag, vs []string) error {
 	if len(vs) != 1 {
 		return fmt.Errorf("%w: want one value, got %d", errConfig, len(vs))
 	}
-	return f.Value.Set(vs[0])
+	if err := f.Value.Set(vs[0]); err != nil {
+		if errors.Is(err, errConfig) {
+			return err
+		}
+		return fmt.Errorf("%w: %q is not %s", errConfig, vs[0], flagTypeWords(f.Value.Type()))
+	}
+	return nil
+}
+
+// flagTypeWords names the value a flag of pflag type t wants.
+func flagTypeWords(t string) string {
+	switch t {
+	case "int", "int64":
+		return "a whole number"
+	case "duration":
+		return "a duration such as 150ms, 30s or 1h"
+	case "bool":
+		return "a yes/no value"
+	}
+	return "a valid " + t
 }
 
 // readConfigFile decodes path strictly (unknown keys are errors). A missing
@@ -230,13 +260,13 @@ func readConfigFile(path string, explicit bool) (fileConfig, error) {
 		if errors.As(err, &sme) {
 			return fc, fmt.Errorf("config %s: %w: %s", path, errConfig, sme.String())
 		}
-		return fc, fmt.Errorf("config %s: %w: %w", path, errConfig, err)
+		return fc, userTOMLError(path, err)
 	}
 	return fc, nil
 }
 
 // values are the file's settings as flag values, keyed by flag name.
-func (fc fileConfig) values() map[string][]string {
+func (fc fileConfig) values() (map[string][]string, error) {
 	v := map[string][]string{}
 	str := func(flag string, p *string) {
 		if p != nil {
@@ -269,11 +299,17 @@ func (fc fileConfig) values() map[string][]string {
 	str("db-max-age", fc.DBMaxAge)
 	str("log-level", fc.LogLevel)
 	str("log-format", fc.LogFormat)
-	if fc.P2P != nil {
-		v["no-p2p"] = []string{strconv.FormatBool(!*fc.P2P)}
-	}
-	if fc.MDNS != nil {
-		v["no-mdns"] = []string{strconv.FormatBool(!*fc.MDNS)}
+	var errs []error
+	for _, b := range []struct {
+		flag, key string
+		v         any
+	}{{"no-p2p", "p2p", fc.P2P}, {"no-mdns", "mdns", fc.MDNS}} {
+		on, err := fileBool(b.key, b.v)
+		if err != nil {
+			errs = append(errs, err)
+		} else if on != nil {
+			v[b.flag] = []string{strconv.FormatBool(!*on)}
+		}
 	}
 	if fc.KeepVersions != nil {
 		v["keep-versions"] = []string{strconv.Itoa(*fc.KeepVersions)}
@@ -281,7 +317,7 @@ func (fc fileConfig) values() map[string][]string {
 	if fc.MaxSize != nil {
 		v["max-size"] = []string{strconv.FormatInt(*fc.MaxSize, 10)}
 	}
-	return v
+	return v, errors.Join(errs...)
 }
 
 func (o *options) validate() error {
@@ -367,6 +403,7 @@ func (o *options) gatewayRepos() ([]gateway.Repo, error) {
 
 // upstream is the mirror configuration: --mirror when given, else the
 // mirrorlist (skipping flocon's own address), else node's built-in list.
+// It records where the list came from in o.mirrorSource.
 func (o *options) upstream() (node.Mirrors, error) {
 	m := node.Mirrors{Default: o.mirrors, PerRepo: map[string][]string{}}
 	for _, rc := range o.repos {
@@ -375,11 +412,13 @@ func (o *options) upstream() (node.Mirrors, error) {
 		}
 	}
 	if len(m.Default) > 0 {
+		o.mirrorSource = "mirrors setting (--mirror, FLOCON_MIRROR or the config file)"
 		return m, nil
 	}
 	f, err := os.Open(o.mirrorlist)
 	if errors.Is(err, fs.ErrNotExist) && !o.mirrorlistSet {
 		m.Default = append([]string(nil), node.BuiltinMirrors...)
+		o.mirrorSource = "built-in list (no mirrorlist at " + o.mirrorlist + ")"
 		return m, nil
 	}
 	if err != nil {
@@ -390,9 +429,26 @@ func (o *options) upstream() (node.Mirrors, error) {
 	if err != nil {
 		return m, fmt.Errorf("mirrorlist %s: %w", o.mirrorlist, err)
 	}
+	o.mirrorSource = "mirrorlist " + o.mirrorlist
 	if len(list) == 0 {
 		list = append(list, node.BuiltinMirrors...)
+		o.mirrorSource = "built-in list (mirrorlist " + o.mirrorlist + " has no Server line but flocon's own)"
 	}
 	m.Default = list
 	return m, nil
+}
+
+// fileKey is the TOML key of a flag: --data-dir → data_dir.
+func fileKey(flag string) string {
+	switch flag {
+	case "mirror":
+		return "mirrors"
+	case "allow-peer":
+		return "allow_peers"
+	case "no-p2p":
+		return "p2p"
+	case "no-mdns":
+		return "mdns"
+	}
+	return strings.ReplaceAll(flag, "-", "_")
 }

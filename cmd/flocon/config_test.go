@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -155,6 +156,8 @@ have_timeout = "80ms"
 	}
 }
 
+// TestConfigErrors: every bad setting is refused, in words that name the
+// setting (file key or variable) and what it wants, never a Go type.
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -162,19 +165,26 @@ func TestConfigErrors(t *testing.T) {
 		file string // config content; "" for none
 		args []string
 		env  map[string]string
+		want string // in the error
 	}{
-		{"explicit config missing", "", []string{"--config", "/nonexistent/flocon.toml"}, nil},
-		{"explicit config from env missing", "", nil, map[string]string{"FLOCON_CONFIG": "/nonexistent/flocon.toml"}},
-		{"unknown key", `lisen = "x"`, nil, nil},
-		{"bad toml", `listen = `, nil, nil},
-		{"wrong type", `keep_versions = "three"`, nil, nil},
-		{"bad sig level", "[[repo]]\nname = \"x\"\nmirrors = [\"https://x/$repo\"]\nsig_level = \"sometimes\"\n", nil, nil},
-		{"custom repo without mirrors", "[[repo]]\nname = \"x\"\n", nil, nil},
-		{"repo twice", "[[repo]]\nname = \"core\"\n[[repo]]\nname = \"core\"\n", nil, nil},
-		{"bad env int", "", nil, map[string]string{"FLOCON_KEEP_VERSIONS": "many"}},
-		{"bad log format", "", []string{"--log-format", "xml"}, nil},
-		{"bad log level", "", nil, map[string]string{"FLOCON_LOG_LEVEL": "loud"}},
-		{"negative size", "max_size = -1", nil, nil},
+		{"explicit config missing", "", []string{"--config", "/nonexistent/flocon.toml"}, nil, "/nonexistent/flocon.toml"},
+		{"explicit config from env missing", "", nil, map[string]string{"FLOCON_CONFIG": "/nonexistent/flocon.toml"}, "/nonexistent/flocon.toml"},
+		{"unknown key", `lisen = "x"`, nil, nil, "lisen"},
+		{"bad toml", `listen = `, nil, nil, "line 1"},
+		{"wrong type", `keep_versions = "three"`, nil, nil, "keep_versions wants a whole number"},
+		{"wrong type string", `listen = 5`, nil, nil, "listen wants a string in quotes"},
+		{"wrong type list", `mirrors = "https://x/$repo/os/$arch"`, nil, nil, "mirrors wants a list of strings"},
+		{"wrong type in repo", "[[repo]]\nname = 3\n", nil, nil, "line 2"},
+		{"bad file bool", `p2p = "maybe"`, nil, nil, `p2p: invalid configuration: "maybe" is not a yes/no value`},
+		{"bad sig level", "[[repo]]\nname = \"x\"\nmirrors = [\"https://x/$repo\"]\nsig_level = \"sometimes\"\n", nil, nil, "sometimes"},
+		{"custom repo without mirrors", "[[repo]]\nname = \"x\"\n", nil, nil, "needs mirrors"},
+		{"repo twice", "[[repo]]\nname = \"core\"\n[[repo]]\nname = \"core\"\n", nil, nil, "twice"},
+		{"bad env int", "", nil, map[string]string{"FLOCON_KEEP_VERSIONS": "many"}, `FLOCON_KEEP_VERSIONS="many": invalid configuration: "many" is not a whole number`},
+		{"bad env bool", "", nil, map[string]string{"FLOCON_NO_P2P": "perhaps"}, `FLOCON_NO_P2P="perhaps"`},
+		{"bad env duration", "", nil, map[string]string{"FLOCON_HAVE_TIMEOUT": "soon"}, "a duration"},
+		{"bad log format", "", []string{"--log-format", "xml"}, nil, "xml"},
+		{"bad log level", "", nil, map[string]string{"FLOCON_LOG_LEVEL": "loud"}, "loud"},
+		{"negative size", "max_size = -1", nil, nil, "must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -183,10 +193,49 @@ func TestConfigErrors(t *testing.T) {
 			if tt.file != "" {
 				def = writeFile(t, "flocon.toml", tt.file)
 			}
-			if _, err := parseServe(t, tt.args, tt.env, def); err == nil {
+			_, err := parseServe(t, tt.args, tt.env, def)
+			if err == nil {
 				t.Fatal("accepted")
 			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want it to say %q", err, tt.want)
+			}
+			for _, jargon := range []string{"main.", "strconv", "struct field"} {
+				if strings.Contains(err.Error(), jargon) {
+					t.Errorf("err = %v: Go jargon %q", err, jargon)
+				}
+			}
 		})
+	}
+}
+
+// TestBooleanWords: yes/no settings accept what people type, in flags,
+// FLOCON_* variables and the config file.
+func TestBooleanWords(t *testing.T) {
+	t.Parallel()
+	for word, want := range map[string]bool{"yes": true, "no": false, "on": true, "off": false,
+		"true": true, "false": false, "1": true, "0": false, "YES": true} {
+		t.Run(word, func(t *testing.T) {
+			t.Parallel()
+			absent := filepath.Join(t.TempDir(), "absent.toml")
+			o, err := parseServe(t, nil, map[string]string{"FLOCON_NO_P2P": word, "FLOCON_NO_MDNS": word}, absent)
+			if err != nil || o.noP2P != want || o.noMDNS != want {
+				t.Fatalf("env %q: noP2P=%v noMDNS=%v err=%v, want %v", word, o.noP2P, o.noMDNS, err, want)
+			}
+			o, err = parseServe(t, []string{"--no-p2p=" + word}, nil, absent)
+			if err != nil || o.noP2P != want {
+				t.Fatalf("flag %q: noP2P=%v err=%v", word, o.noP2P, err)
+			}
+			file := writeFile(t, "flocon.toml", "p2p = \""+word+"\"\n")
+			o, err = parseServe(t, nil, nil, file)
+			if err != nil || o.noP2P == want {
+				t.Fatalf("file p2p = %q: noP2P=%v err=%v", word, o.noP2P, err)
+			}
+		})
+	}
+	o, err := parseServe(t, []string{"--no-p2p", "--no-mdns"}, nil, filepath.Join(t.TempDir(), "absent.toml"))
+	if err != nil || !o.noP2P || !o.noMDNS {
+		t.Fatalf("bare --no-p2p --no-mdns: %v %v %v", o.noP2P, o.noMDNS, err)
 	}
 }
 
@@ -266,7 +315,7 @@ func TestKeyringMissing(t *testing.T) {
 	t.Parallel()
 	// An explicit --keyring that is not there is an error.
 	o := &options{keyring: filepath.Join(t.TempDir(), "no-keyring")}
-	_, _, err := o.loadKeyrings(slog.New(slog.DiscardHandler))
+	_, err := o.loadKeyrings(slog.New(slog.DiscardHandler))
 	if !errors.Is(err, verify.ErrKeyring) {
 		t.Fatalf("err = %v, want a keyring error", err)
 	}
@@ -278,8 +327,8 @@ func TestDefaultKeyringMissingStillRuns(t *testing.T) {
 		t.Skip("this machine has an Arch keyring at the default place")
 	}
 	o := &options{keyring: verify.DefaultKeyringDir()}
-	kr, _, err := o.loadKeyrings(slog.New(slog.DiscardHandler))
-	if err != nil || kr == nil || kr.Len() != 0 {
-		t.Fatalf("loadKeyrings = %v, %v; want an empty keyring and no error", kr, err)
+	krs, err := o.loadKeyrings(slog.New(slog.DiscardHandler))
+	if err != nil || krs == nil || krs.Status().Keys != 0 || krs.Status().Missing == "" {
+		t.Fatalf("loadKeyrings = %v, %v; want an empty keyring, its reason and no error", krs, err)
 	}
 }

@@ -4,30 +4,51 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/flocon/flocon/node"
 )
 
 func main() {
-	if err := newRootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "flocon:", err)
+	node.Version = version()
+	root := newRootCmd(osEnv)
+	if err := root.Execute(); err != nil {
+		reportError(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
-func newRootCmd() *cobra.Command {
+// reportError prints err; a usage mistake also gets the command's usage.
+func reportError(w io.Writer, err error) {
+	fmt.Fprintln(w, "flocon:", err)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(w, "\n%s", ue.cmd.UsageString())
+	}
+}
+
+func newRootCmd(env clientEnv) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "flocon",
 		Short:         "Peer-to-peer, verified cache of Arch Linux packages",
+		Version:       node.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("flocon {{.Version}}\n")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return &usageError{cmd: cmd, err: err} })
 	root.AddCommand(
-		newServeCmd(), newStatusCmd(), // serve.go, status.go
+		newServeCmd(), newStatusCmd(env), // serve.go, status.go
 		newVerifyCmd(), newKeysCmd(), // verify.go
-		newIDCmd(), newPeersCmd(), newBanCmd(), newUnbanCmd(), newBansCmd(), // peers.go
+		newIDCmd(env), newPeersCmd(env), newBanCmd(env), newUnbanCmd(env), newBansCmd(env), // peers.go
 	)
+	for _, c := range root.Commands() {
+		c.Args = withUsage(c.Args)
+	}
 	return root
 }

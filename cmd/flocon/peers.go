@@ -27,9 +27,7 @@ type p2pAdmin interface {
 
 var _ p2pAdmin = (*node.Node)(nil)
 
-// registerP2PAdmin adds the peer routes (id, peers, bans) to the admin mux.
-func registerP2PAdmin(mux *http.ServeMux, n *node.Node) { registerP2PRoutes(mux, n) }
-
+// registerP2PRoutes adds the peer routes (id, peers, bans) to the admin mux.
 func registerP2PRoutes(mux *http.ServeMux, n p2pAdmin) {
 	mux.HandleFunc("GET /v1/id", func(w http.ResponseWriter, _ *http.Request) {
 		id, err := n.ID()
@@ -57,6 +55,19 @@ func registerP2PRoutes(mux *http.ServeMux, n p2pAdmin) {
 	})
 }
 
+// adminMessage is err in the words `flocon` prints, with what to do next.
+func adminMessage(err error) string {
+	switch {
+	case errors.Is(err, node.ErrAlreadyBanned):
+		return err.Error() + " (the first ban is kept: `flocon unban` it first to ban it for another reason)"
+	case errors.Is(err, node.ErrP2PDisabled):
+		return err.Error() + " (the daemon runs without peer-to-peer, or is still starting it)"
+	case errors.Is(err, node.ErrBadPeerID):
+		return err.Error() + " (a peer ID looks like 12D3KooW…; `flocon peers` and `flocon bans` list them)"
+	}
+	return err.Error()
+}
+
 type banRequest struct {
 	Peer   string `json:"peer"`
 	Reason string `json:"reason"`
@@ -71,19 +82,21 @@ func writeAdmin(w http.ResponseWriter, v any, err error) {
 			code = http.StatusBadRequest
 		case errors.Is(err, node.ErrNotBanned):
 			code = http.StatusNotFound
+		case errors.Is(err, node.ErrAlreadyBanned):
+			code = http.StatusConflict
 		case errors.Is(err, node.ErrP2PDisabled):
 			code = http.StatusServiceUnavailable
 		}
-		http.Error(w, err.Error(), code)
+		http.Error(w, adminMessage(err), code)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func newIDCmd() *cobra.Command {
+func newIDCmd(env clientEnv) *cobra.Command {
 	cmd := &cobra.Command{Use: "id", Short: "Show this daemon's peer ID and addresses", Args: cobra.NoArgs}
-	c := addAdminFlags(cmd)
+	c := addAdminFlags(cmd, env)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		var id node.Identity
 		if err := c.call(cmd.Context(), http.MethodGet, "/v1/id", nil, &id); err != nil {
@@ -101,9 +114,9 @@ func newIDCmd() *cobra.Command {
 	return cmd
 }
 
-func newPeersCmd() *cobra.Command {
+func newPeersCmd(env clientEnv) *cobra.Command {
 	cmd := &cobra.Command{Use: "peers", Short: "List connected peers", Args: cobra.NoArgs}
-	c := addAdminFlags(cmd)
+	c := addAdminFlags(cmd, env)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		var peers []node.PeerInfo
 		if err := c.call(cmd.Context(), http.MethodGet, "/v1/peers", nil, &peers); err != nil {
@@ -121,9 +134,9 @@ func newPeersCmd() *cobra.Command {
 	return cmd
 }
 
-func newBanCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "ban PEER", Short: "Ban a peer (persisted; its connections are closed)", Args: cobra.ExactArgs(1)}
-	c := addAdminFlags(cmd)
+func newBanCmd(env clientEnv) *cobra.Command {
+	cmd := &cobra.Command{Use: "ban PEER", Short: "Ban a peer (persisted; its connections are closed)", Args: needArgs("PEER")}
+	c := addAdminFlags(cmd, env)
 	reason := cmd.Flags().String("reason", "", "why (shown by flocon bans)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		body := banRequest{Peer: args[0], Reason: *reason}
@@ -136,9 +149,9 @@ func newBanCmd() *cobra.Command {
 	return cmd
 }
 
-func newUnbanCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "unban PEER", Short: "Lift a peer's ban", Args: cobra.ExactArgs(1)}
-	c := addAdminFlags(cmd)
+func newUnbanCmd(env clientEnv) *cobra.Command {
+	cmd := &cobra.Command{Use: "unban PEER", Short: "Lift a peer's ban", Args: needArgs("PEER")}
+	c := addAdminFlags(cmd, env)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		var out map[string]string
 		if err := c.call(cmd.Context(), http.MethodDelete, "/v1/bans/"+url.PathEscape(args[0]), nil, &out); err != nil {
@@ -149,9 +162,9 @@ func newUnbanCmd() *cobra.Command {
 	return cmd
 }
 
-func newBansCmd() *cobra.Command {
+func newBansCmd(env clientEnv) *cobra.Command {
 	cmd := &cobra.Command{Use: "bans", Short: "List banned peers with reason and evidence", Args: cobra.NoArgs}
-	c := addAdminFlags(cmd)
+	c := addAdminFlags(cmd, env)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		var bans []node.Ban
 		if err := c.call(cmd.Context(), http.MethodGet, "/v1/bans", nil, &bans); err != nil {

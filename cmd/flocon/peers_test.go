@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -41,6 +42,9 @@ func (f *fakeP2P) Ban(p, reason string) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if old, ok := f.bans[p]; ok {
+		return fmt.Errorf("ban %s: %w since then: %s", p, node.ErrAlreadyBanned, old.Reason)
+	}
 	f.bans[p] = node.Ban{Peer: p, Reason: reason, Time: time.Unix(1700000000, 0).UTC(),
 		Evidence: node.Evidence{CID: "bafkrei-test", WantSHA256: "aa", GotSHA256: "bb"}}
 	return nil
@@ -85,7 +89,7 @@ func serveAdmin(t *testing.T, f p2pAdmin) string {
 // runCLI runs one subcommand against the socket and returns its output.
 func runCLI(t *testing.T, sock string, args ...string) (string, error) {
 	t.Helper()
-	root := newRootCmd()
+	root := newRootCmd(testEnv(t, nil))
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)
@@ -125,17 +129,34 @@ func TestPeerCommands(t *testing.T) {
 	if _, err := runCLI(t, sock, "unban", peerOther); err != nil {
 		t.Fatalf("flocon unban: %v", err)
 	}
+	if _, err := runCLI(t, sock, "ban", peerOK, "--reason", "first"); err != nil {
+		t.Fatalf("flocon ban: %v", err)
+	}
 	for _, tt := range []struct {
-		name string
-		args []string
-		want string
+		name  string
+		args  []string
+		want  string
+		usage bool
 	}{
-		{"unban twice", []string{"unban", peerOther}, "404"},
-		{"ban bad id", []string{"ban", "nonsense"}, "400"},
-		{"ban without peer", []string{"ban"}, "accepts 1 arg"},
+		{"unban twice", []string{"unban", peerOther}, "is not banned", false},
+		{"ban bad id", []string{"ban", "nonsense"}, "invalid peer id", false},
+		{"ban twice", []string{"ban", peerOK, "--reason", "second"}, "already banned since then: first", false},
+		{"ban without peer", []string{"ban"}, "missing PEER", true},
+		{"unban two peers", []string{"unban", peerOK, peerOther}, "too many arguments", true},
+		{"unknown flag", []string{"bans", "--frobnicate"}, "unknown flag", true},
 	} {
-		if _, err := runCLI(t, sock, tt.args...); err == nil || !strings.Contains(err.Error(), tt.want) {
+		_, err := runCLI(t, sock, tt.args...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: err = %v, want %q", tt.name, err, tt.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "admin ") || strings.Contains(err.Error(), "/v1/") {
+			t.Errorf("%s: error shows the admin API: %v", tt.name, err)
+		}
+		var out bytes.Buffer
+		reportError(&out, err)
+		if got := strings.Contains(out.String(), "Usage:"); got != tt.usage {
+			t.Errorf("%s: usage printed = %v, want %v:\n%s", tt.name, got, tt.usage, out.String())
 		}
 	}
 }

@@ -65,11 +65,22 @@ func serve(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
+	warnListen(log, o.listen)
 	mirrors, err := o.upstream()
 	if err != nil {
 		return err
 	}
-	kr, repoKeyrings, err := o.loadKeyrings(log)
+	unlock, err := lockDataDir(o.dataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if !o.noP2P {
+		if err := probeP2PPorts(o.p2pListen); err != nil {
+			return err
+		}
+	}
+	krs, err := o.loadKeyrings(log)
 	if err != nil {
 		return err
 	}
@@ -78,7 +89,7 @@ func serve(ctx context.Context, o *options) error {
 		KeepVersions: o.keepVersions, MaxBytes: o.maxSize,
 	})
 	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+		return err // store.Open names the operation
 	}
 	defer func() {
 		if err := st.Close(); err != nil {
@@ -86,7 +97,7 @@ func serve(ctx context.Context, o *options) error {
 		}
 	}()
 	n, err := node.New(node.Config{
-		Store: st, Keyring: kr, RepoKeyrings: repoKeyrings, Mirrors: mirrors,
+		Store: st, Keyrings: krs, Mirrors: mirrors,
 		Logger: log.With("component", "node"),
 		P2P:    !o.noP2P, DataDir: o.dataDir, ListenAddrs: o.p2pListen, Bootstrap: o.bootstrap,
 		MDNS: !o.noMDNS, ShareDirs: o.share,
@@ -94,7 +105,7 @@ func serve(ctx context.Context, o *options) error {
 		PeerBytesPerSec: o.peerRate, HaveTimeout: o.haveTimeout,
 	})
 	if err != nil {
-		return fmt.Errorf("node: %w", err)
+		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -102,8 +113,8 @@ func serve(ctx context.Context, o *options) error {
 	g, err := gateway.New(gateway.Config{
 		Store: st, Fetcher: n, Repos: repos, Logger: log.With("component", "gateway"), DBMaxAge: o.dbMaxAge,
 		Registry: reg,
-		Status: &statusSource{n: n, st: st, keyring: func() *verify.Keyring { return kr }, keyringDir: o.keyring,
-			loadedAt: started, quota: o.maxSize, p2p: !o.noP2P, started: started},
+		Status: &statusSource{n: n, st: st, keyring: func() *verify.Keyring { return krs.For("") }, keyringDir: o.keyring,
+			loadedAt: func() time.Time { return krs.Status().LoadedAt }, quota: o.maxSize, p2p: !o.noP2P, started: started},
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
@@ -111,7 +122,7 @@ func serve(ctx context.Context, o *options) error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", o.listen)
 	if err != nil {
-		return fmt.Errorf("gateway listen: %w", err)
+		return fmt.Errorf("gateway listen %s: %w", o.listen, err)
 	}
 	adminLn, err := listenAdmin(o.adminSocketPath())
 	if err != nil {
@@ -122,11 +133,11 @@ func serve(ctx context.Context, o *options) error {
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	admin := &http.Server{ReadHeaderTimeout: readHeaderTimeout, Handler: newAdminMux(adminInfo{
 		listen: ln.Addr().String(), dataDir: o.dataDir, socket: o.adminSocketPath(), p2p: !o.noP2P,
-		repos: repos, mirrors: mirrors, started: started,
-		storeStats: func() (any, error) { return st.Stats(), nil },
-		identity:   n.ID,
-		metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-	}, n)}
+		repos: repos, mirrors: mirrors, mirrorSource: o.mirrorSource, started: started,
+		maxBytes: o.maxSize, keepVersions: o.keepVersions,
+		storeStats: st.Stats, keyring: krs.Status, peers: n,
+		metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+	})}
 
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return st.Run(ctx) })
@@ -134,8 +145,10 @@ func serve(ctx context.Context, o *options) error {
 	eg.Go(func() error { return serveHTTP(srv, ln) })
 	eg.Go(func() error { return serveHTTP(admin, adminLn) })
 	eg.Go(func() error { return shutdownOnDone(ctx, log, srv, admin) })
-	eg.Go(func() error { return logPeersOnSignal(ctx, n) })
-	log.Info("flocon serving", "listen", ln.Addr().String(), "dataDir", o.dataDir,
+	eg.Go(func() error { return krs.Watch(ctx) })
+	eg.Go(func() error { return onSignals(ctx, n, krs) })
+	logMirrors(log, mirrors, o.mirrorSource)
+	log.Info("flocon serving", "version", node.Version, "listen", ln.Addr().String(), "dataDir", o.dataDir,
 		"adminSocket", o.adminSocketPath(), "p2p", !o.noP2P, "mirrors", len(mirrors.Default), "repos", len(repos))
 	err = eg.Wait()
 	log.Info("flocon stopped")
@@ -164,14 +177,18 @@ func shutdownOnDone(ctx context.Context, log *slog.Logger, servers ...*http.Serv
 	return nil
 }
 
-// logPeersOnSignal logs the peer table on SIGUSR1.
-func logPeersOnSignal(ctx context.Context, n *node.Node) error {
+// onSignals logs the peer table on SIGUSR1; on SIGHUP (systemctl reload)
+// it reads the keyrings again and logs the peer table.
+func onSignals(ctx context.Context, n *node.Node, krs *node.Keyrings) error {
 	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGUSR1)
+	signal.Notify(ch, syscall.SIGUSR1, syscall.SIGHUP)
 	defer signal.Stop(ch)
 	for {
 		select {
-		case <-ch:
+		case sig := <-ch:
+			if sig == syscall.SIGHUP {
+				_ = krs.Reload() // logged either way; a failure keeps the keyring in use
+			}
 			n.LogPeers()
 		case <-ctx.Done():
 			return nil
@@ -179,30 +196,35 @@ func logPeersOnSignal(ctx context.Context, n *node.Node) error {
 	}
 }
 
-// loadKeyrings loads the main keyring and each custom repo's own one.
-// Without an explicit --keyring, a machine with no archlinux-keyring still
-// runs (zero config works) and refuses every signed package, saying why.
-func (o *options) loadKeyrings(log *slog.Logger) (*verify.Keyring, map[string]*verify.Keyring, error) {
-	kr, err := verify.LoadKeyring(o.keyring)
-	if err != nil && o.keyring == verify.DefaultKeyringDir() {
-		log.Warn("no Arch keyring found: every signed package will be refused until archlinux-keyring is installed",
-			"keyring", o.keyring, "err", err)
-		kr, err = verify.EmptyKeyring(), nil
+// loadKeyrings loads the main keyring and each custom repo's own one, and
+// logs what was loaded. Without an explicit --keyring, a machine with no
+// archlinux-keyring still runs (zero config works) and refuses every
+// signed package, saying why.
+func (o *options) loadKeyrings(log *slog.Logger) (*node.Keyrings, error) {
+	repoDirs := map[string]string{}
+	for _, rc := range o.repos {
+		if rc.Keyring != "" {
+			repoDirs[rc.Name] = rc.Keyring
+		}
 	}
+	krs, err := node.LoadKeyrings(node.KeyringConfig{
+		Dir: o.keyring, MayBeMissing: o.keyring == verify.DefaultKeyringDir(), RepoDirs: repoDirs,
+		Logger: log.With("component", "keyring"),
+	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w (package signatures are checked against it: install archlinux-keyring "+
+		return nil, fmt.Errorf("%w (package signatures are checked against it: install archlinux-keyring "+
 			"or point --keyring / FLOCON_KEYRING at a directory with NAME.gpg and NAME-trusted)", err)
 	}
-	per := map[string]*verify.Keyring{}
-	for _, rc := range o.repos {
-		if rc.Keyring == "" {
-			continue
-		}
-		k, err := verify.LoadKeyring(rc.Keyring)
-		if err != nil {
-			return nil, nil, fmt.Errorf("repo %s: %w", rc.Name, err)
-		}
-		per[rc.Name] = k
+	st := krs.Status()
+	if st.Missing != "" {
+		log.Warn("no Arch keyring found: every signed package will be refused until archlinux-keyring is installed",
+			"keyring", o.keyring, "err", st.Missing)
+		return krs, nil
 	}
-	return kr, per, nil
+	log.Info("keyring loaded", "keyring", st.Dir, "keys", st.Keys, "valid", st.Verdicts[verify.KeyValid],
+		"expired", st.Verdicts[verify.KeyExpired], "revoked", st.Verdicts[verify.KeyRevoked]+st.Verdicts[verify.KeyDisabled])
+	for repo, keys := range st.Repos {
+		log.Info("repository keyring loaded", "repo", repo, "keyring", repoDirs[repo], "keys", keys)
+	}
+	return krs, nil
 }

@@ -66,7 +66,7 @@ func TestServeRuns(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
 
-	client := &adminClient{socket: sock}
+	client := socketClient(t, sock)
 	var rep statusReport
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -85,7 +85,8 @@ func TestServeRuns(t *testing.T) {
 			t.Fatalf("admin socket never answered: %v", err)
 		}
 	}
-	if rep.DataDir != dataDir || rep.P2P || !strings.HasPrefix(rep.Listen, "127.0.0.1:") || len(rep.Store) == 0 {
+	if rep.DataDir != dataDir || rep.P2P || !strings.HasPrefix(rep.Listen, "127.0.0.1:") || rep.Store == nil ||
+		rep.Keyring == nil || rep.Keyring.Keys != 1 || !strings.HasPrefix(rep.MirrorSource, "mirrors setting") {
 		t.Errorf("status = %+v", rep)
 	}
 	get := func(path string) (int, string) {

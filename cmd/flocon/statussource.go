@@ -28,7 +28,7 @@ type statusSource struct {
 	st         *store.Store
 	keyring    func() *verify.Keyring
 	keyringDir string
-	loadedAt   time.Time // when the keyring was read
+	loadedAt   func() time.Time // when the keyring in use was read (it reloads)
 	quota      int64
 	p2p        bool
 	started    time.Time
@@ -111,9 +111,10 @@ func (s *statusSource) storeSection(now time.Time) status.Store {
 func (s *statusSource) keyringSection(now time.Time) status.Keyring {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if now.Sub(s.keysAt) >= keyringTTL {
+	loadedAt := s.loadedAt()
+	if now.Sub(s.keysAt) >= keyringTTL || !loadedAt.Equal(s.keys.LoadedAt) {
 		s.keys, s.keysAt = keyringState(s.keyring(), s.keyringDir, now), now
-		s.keys.LoadedAt = s.loadedAt
+		s.keys.LoadedAt = loadedAt
 	}
 	return s.keys
 }
