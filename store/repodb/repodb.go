@@ -31,6 +31,13 @@ var (
 // maxDescSize bounds the memory one desc may take: real ones are a few KiB.
 const maxDescSize = 1 << 20
 
+// zstdMaxWindow is the largest zstd window a database may declare: 2 GiB,
+// so that a db made with `zstd --long=31` reads. The decoder allocates the
+// declared window up front (virtual memory, touched as output is written),
+// so a frame of a few hundred bytes can reserve that much. A var: the fuzz
+// target lowers it to fuzz at speed (export_test.go).
+var zstdMaxWindow uint64 = 1 << 31
+
 // maxSkipReasons bounds how many skip reasons a walk keeps (the count is exact).
 const maxSkipReasons = 32
 
@@ -189,7 +196,7 @@ func decompress(r io.Reader) (io.Reader, func(), error) {
 		return zr, func() { _ = zr.Close() }, nil
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
 		zr, err := zstd.NewReader(br,
-			zstd.WithDecoderMaxWindow(1<<31), // real dbs use long windows
+			zstd.WithDecoderMaxWindow(zstdMaxWindow),
 			zstd.WithDecoderLowmem(true),
 			zstd.WithDecoderConcurrency(1))
 		if err != nil {
