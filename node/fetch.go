@@ -184,8 +184,9 @@ func (n *Node) download(ctx context.Context, d *download, v *verify.Verifier) (v
 	}
 	defer v.Close()
 	n.announce(ctx, d.exp.CID) // in flight: LAN peers may stream it from us already
-	srcs := n.health.order(append(n.peers(ctx, d.exp.CID), n.mirrorSources(d.repo, d.arch, d.exp.Filename)...), time.Now())
-	res, srcs, got, err := n.attempt(ctx, d, v, srcs, nil)
+	peers, late := n.peers(ctx, d.exp.CID)
+	srcs := n.order(peers, n.mirrorSources(d.repo, d.arch, d.exp.Filename), time.Now())
+	res, srcs, got, err := n.attempt(ctx, d, v, srcs, late)
 	if err == nil || !isIntegrityError(err) {
 		n.blameSignature(d, err)
 		return res, err

@@ -446,12 +446,12 @@ func TestFetchFromPeers(t *testing.T) {
 			fakes := tt.peers(pkg.data)
 			var mu sync.Mutex
 			var bans []banRecord
-			n.peers = func(context.Context, cid.Cid) []source {
+			n.peers = func(context.Context, cid.Cid) ([]source, <-chan source) {
 				out := make([]source, len(fakes))
 				for i, f := range fakes {
 					out[i] = f
 				}
-				return out
+				return out, nil
 			}
 			n.ban = func(p peer.ID, _ string, ev Evidence) {
 				mu.Lock()
@@ -495,7 +495,7 @@ func TestFetchPeerOverrun(t *testing.T) {
 	m := newFakeMirror(t, mirrorMode{}, map[string][]byte{pkg.name: pkg.data})
 	n, st := newTestNode(t, []string{m.template()})
 	liar := &fakePeer{id: "peerJ", data: pkg.data, junk: 4096}
-	n.peers = func(context.Context, cid.Cid) []source { return []source{liar} }
+	n.peers = func(context.Context, cid.Cid) ([]source, <-chan source) { return []source{liar}, nil }
 	var mu sync.Mutex
 	var bans []peer.ID
 	n.ban = func(p peer.ID, _ string, _ Evidence) {

@@ -50,7 +50,7 @@ type transfer struct {
 	owner *lane   // the lane whose bytes the sink takes
 	done  bool    // complete: no lane writes any more
 
-	next   int // index of the next source never started
+	next   int           // index of the next source never started
 	late   <-chan source // sources found after the start; nil: none
 	lanes  map[*lane]struct{}
 	events chan laneEnd
@@ -226,6 +226,9 @@ func (t *transfer) offer(ctx context.Context, s source) {
 	at := t.next
 	for at < len(t.srcs) && traitsOf(t.srcs[at]).kind != sourceMirror {
 		at++
+	}
+	if traitsOf(s).kind == sourceRemotePeer && !t.n.beats(s, t.n.bestMirrorBandwidth(t.srcs)) {
+		at = len(t.srcs) // the WAN only when it is the faster way in
 	}
 	t.srcs = slices.Insert(t.srcs, at, s)
 	t.mu.Lock()

@@ -46,6 +46,7 @@ const (
 	DefaultMirrorTimeout = 10 * time.Second
 	DefaultMinSpeed      = 1024 // bytes/s
 	DefaultStallWindow   = 10 * time.Second
+	DefaultHaveTimeout   = 150 * time.Millisecond
 	dialTimeout          = 5 * time.Second
 	maxSigSize           = 16 << 10 // pacman's limit for a .sig
 	maxRedirects         = 10       // pacman's (curl's) limit
@@ -73,11 +74,20 @@ type Config struct {
 	ShareDirs   []string // read-only caches to index, verify, announce and serve
 
 	// Peer-to-peer tuning (zero values: defaults).
-	PSKFile            string        // private swarm key (/key/swarm/psk/1.0.0/); turns QUIC off
-	AllowPeers         []string      // when set, only these peer IDs may connect
-	BlobStreamsPerPeer int           // blob streams served to one peer at once; default 4
-	PeerBytesPerSec    int64         // upload cap per peer (bytes/s); 0: unlimited
-	HaveTimeout        time.Duration // bound of a have lookup on peers; default 150ms
+	PSKFile            string   // private swarm key (/key/swarm/psk/1.0.0/); turns QUIC off
+	AllowPeers         []string // when set, only these peer IDs may connect
+	BlobStreamsPerPeer int      // blob streams served to one peer at once; default 8
+	PeerBytesPerSec    int64    // upload cap per peer (bytes/s); 0: unlimited
+	// WANBytesPerSec caps the upload to all remote peers together (a
+	// budget for the site's WAN link, bytes/s); 0: unlimited.
+	WANBytesPerSec int64
+	// SingleSite treats every peer as on this node's LAN, found by mDNS or
+	// not (multicast blocked; tests on loopback).
+	SingleSite bool
+	// HaveTimeout is how long a download waits for lookup answers before
+	// it starts on the sources it has; answers after it still join the
+	// download (within lookupBound). Default 150ms.
+	HaveTimeout time.Duration
 
 	// MirrorTimeout bounds connecting and the first byte from one source.
 	MirrorTimeout time.Duration // default 10s
@@ -107,7 +117,7 @@ type Node struct {
 
 	// Seams to the p2p side: n.peerSources, n.peerSignature and n.banPeer
 	// unless a test replaces them.
-	peers   func(context.Context, cid.Cid) []source
+	peers   func(context.Context, cid.Cid) ([]source, <-chan source)
 	peerSig func(context.Context, cid.Cid) ([]byte, peer.ID, error)
 	ban     func(peer.ID, string, Evidence)
 
@@ -153,6 +163,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.StallWindow <= 0 {
 		cfg.StallWindow = DefaultStallWindow
+	}
+	if cfg.HaveTimeout <= 0 {
+		cfg.HaveTimeout = DefaultHaveTimeout
 	}
 	if cfg.HedgeAfter <= 0 {
 		cfg.HedgeAfter = DefaultHedgeAfter
@@ -206,7 +219,8 @@ func (n *Node) runP2P(ctx context.Context) error {
 		DataDir: c.DataDir, ListenAddrs: c.ListenAddrs, Bootstrap: c.Bootstrap,
 		MDNS: c.MDNS, ShareDirs: c.ShareDirs, PSKFile: c.PSKFile, AllowPeers: c.AllowPeers,
 		BlobStreamsPerPeer: c.BlobStreamsPerPeer, PeerBytesPerSec: c.PeerBytesPerSec,
-		HaveTimeout: c.HaveTimeout,
+		WANBytesPerSec: c.WANBytesPerSec, SingleSite: c.SingleSite,
+		HaveTimeout: lookupBound, // Config.HaveTimeout is the soft deadline (peernet.go)
 	})
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -60,44 +61,107 @@ type peerNet struct {
 // side returns the running peer-to-peer side, or nil.
 func (n *Node) side() *peerNet { return n.net.Load() }
 
-// peerSources lists the peers that have (or are downloading) c, best first;
-// the router bounds the lookup. nil when none answers.
-func (n *Node) peerSources(ctx context.Context, c cid.Cid) []source {
+// lookupBound is how long a lookup keeps listening for answers: the
+// download starts on what came within the soft deadline (HaveTimeout), and
+// an answer after it still joins the download (hedge.go, offer).
+const lookupBound = 5 * time.Second
+
+// peerSources lists the peers that have (or are downloading) c that
+// answered within the soft deadline, best first, and streams those that
+// answer later on the second result until the lookup ends (nil: the lookup
+// ended in time). A lookup that runs past its deadline is logged with what
+// it would have missed.
+func (n *Node) peerSources(ctx context.Context, c cid.Cid) ([]source, <-chan source) {
 	pn := n.side()
 	if pn == nil {
-		return nil
+		return nil, nil
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	start := time.Now()
+	lctx, cancel := context.WithTimeout(ctx, lookupBound)
+	answers := pn.router.FindProviders(lctx, c)
+	soft := time.NewTimer(n.cfg.HaveTimeout)
+	defer soft.Stop()
 	var found []routing.Provider
-	for pr := range pn.router.FindProviders(ctx, c) {
-		found = append(found, pr)
+	for {
+		select {
+		case pr, ok := <-answers:
+			if !ok {
+				cancel()
+				return n.peerList(pn, n.rank(found, time.Now())), nil
+			}
+			found = append(found, pr)
+		case <-soft.C:
+			late := make(chan source)
+			go n.listenLate(lctx, cancel, pn, c, answers, late, start)
+			return n.peerList(pn, n.rank(found, time.Now())), late
+		}
 	}
-	ranked := n.rank(found, time.Now())
+}
+
+// listenLate forwards the answers of a lookup past its soft deadline, then
+// logs what the deadline alone would have missed.
+func (n *Node) listenLate(ctx context.Context, cancel context.CancelFunc, pn *peerNet, c cid.Cid, answers <-chan routing.Provider, late chan<- source, start time.Time) {
+	defer cancel()
+	defer close(late)
+	var missed []string
+	for pr := range answers {
+		kind := "complete"
+		if pr.InFlight {
+			kind = "in flight"
+		}
+		missed = append(missed, fmt.Sprintf("%s (%s, %s) after %s", pr.ID, pr.Site, kind, time.Since(start).Round(time.Millisecond)))
+		select {
+		case late <- n.peerSource(pn, pr):
+		case <-ctx.Done():
+		}
+	}
+	n.log.Info("lookup ran past its deadline", "cid", c.String(), "deadline", n.cfg.HaveTimeout,
+		"took", time.Since(start).Round(time.Millisecond), "late", strings.Join(missed, ", "))
+}
+
+func (n *Node) peerList(pn *peerNet, ranked []routing.Provider) []source {
 	out := make([]source, len(ranked))
 	for i, pr := range ranked {
-		out[i] = &peerSource{blobs: pn.blobs, ranks: n.ranks, p: pr.ID, pr: pr}
+		out[i] = n.peerSource(pn, pr)
 	}
 	return out
 }
 
-// peerSignature asks the peers that have c, best first, for the detached
-// signature they verified it with (for a blob whose db entry has no
-// %PGPSIG% when the mirrors have no .sig). The caller verifies it against
-// the bytes; a signature that fails on bytes matching c bans the peer it
-// came from.
+func (n *Node) peerSource(pn *peerNet, pr routing.Provider) source {
+	return &peerSource{blobs: pn.blobs, ranks: n.ranks, p: pr.ID, pr: pr}
+}
+
+// peerSignature asks the peers that have c, best first (then those that
+// answer late), for the detached signature they verified it with (for a
+// blob whose db entry has no %PGPSIG% when the mirrors have no .sig). The
+// caller verifies it against the bytes; a signature that fails on bytes
+// matching c bans the peer it came from.
 func (n *Node) peerSignature(ctx context.Context, c cid.Cid) ([]byte, peer.ID, error) {
 	pn := n.side()
 	if pn == nil {
 		return nil, "", ErrP2PDisabled
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srcs, late := n.peerSources(ctx, c)
 	var last error = ErrPeerNotFound
-	for _, src := range n.peerSources(ctx, c) {
+	try := func(src source) ([]byte, bool) {
 		sig, err := pn.blobs.FetchSig(ctx, src.Peer(), c)
-		if err == nil {
+		if err != nil {
+			last = err
+			return nil, false
+		}
+		return sig, true
+	}
+	for _, src := range srcs {
+		if sig, ok := try(src); ok {
 			return sig, src.Peer(), nil
 		}
-		last = err
+	}
+	for src := range late {
+		if sig, ok := try(src); ok {
+			return sig, src.Peer(), nil
+		}
 	}
 	return nil, "", fmt.Errorf("signature of %s from peers: %w", c, last)
 }
@@ -152,20 +216,34 @@ func (ps *peerSource) traits() sourceTraits {
 	if ps.pr.Site == routing.SameLAN {
 		kind = sourceLANPeer
 	}
-	return sourceTraits{kind: kind, inFlight: ps.pr.InFlight}
+	return sourceTraits{kind: kind, inFlight: ps.pr.InFlight, have: ps.pr.Have}
 }
 
 func (ps *peerSource) Peer() peer.ID { return ps.p }
 
-// Fetch streams c from offset off into w; a failure other than "not found"
-// or the caller giving up counts against the peer.
+// busyRetry is how long a download waits before asking a busy peer again:
+// a busy peer is serving others and will have a slot soon; the hedge starts
+// the next source if it stays busy (health.go).
+const busyRetry = 100 * time.Millisecond
+
+// Fetch streams c from offset off into w; a failure other than "not found",
+// "busy" or the caller giving up counts against the peer. A busy peer is
+// asked again until it has a slot or ctx ends.
 func (ps *peerSource) Fetch(ctx context.Context, c cid.Cid, off int64, w io.Writer) (int64, error) {
-	n, err := ps.blobs.FetchBlob(ctx, ps.p, c, off, w)
-	switch {
-	case err == nil:
-		ps.ranks.success(ps.p)
-	case !errors.Is(err, ErrPeerNotFound) && ctx.Err() == nil:
-		ps.ranks.failure(ps.p, time.Now())
+	for {
+		n, err := ps.blobs.FetchBlob(ctx, ps.p, c, off, w)
+		switch {
+		case err == nil:
+			ps.ranks.success(ps.p)
+		case errors.Is(err, p2p.ErrPeerBusy) && n == 0:
+			select {
+			case <-time.After(busyRetry):
+				continue
+			case <-ctx.Done():
+			}
+		case !errors.Is(err, ErrPeerNotFound) && ctx.Err() == nil:
+			ps.ranks.failure(ps.p, time.Now())
+		}
+		return n, err
 	}
-	return n, err
 }

@@ -2,7 +2,13 @@ package node
 
 import (
 	"slices"
+	"sort"
+	"sync"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/flocon/flocon/node/routing"
 )
 
 // Source choice policy: which source a download tries first, and next.
@@ -13,11 +19,21 @@ import (
 // traits (what it is) and its health (what this node measured of it:
 // first-byte time, bandwidth, strikes and demotion, health.go).
 //
-// The order is the peers as the lookup ranked them, then the mirrors in
-// their configured order, with every demoted source moved behind the
-// healthy ones (a stalled mirror is tried after the others until its
-// demotion ends). A download re-decides as it runs: the transfer (hedge.go)
-// starts the next source in this order when the current one turns slow.
+// The order, best first:
+//  1. LAN peers: complete copies, then downloads in flight (a relay goes no
+//     faster than its own source), each by score (latency, inflated by
+//     failed transfers and a recent failure);
+//  2. remote peers that beat the mirrors for this node: measured bandwidth
+//     above the best measured mirror's (the WAN is used only when it is the
+//     faster way in);
+//  3. the mirrors, in their configured order;
+//  4. the other remote peers;
+//
+// and every demoted source moved, in its order, behind the healthy ones
+// (a stalled mirror or a peer that trickled is tried last until its
+// demotion ends). A download re-decides as it runs: a lookup answer that
+// comes late joins it (hedge.go, offer), and the transfer starts the next
+// source in this order when the current one turns slow.
 
 // sourceKind is what a source is.
 type sourceKind int
@@ -66,9 +82,45 @@ func sourceKey(s source) string {
 	return s.String()
 }
 
-// order returns srcs with the demoted sources moved, in their order, behind
-// the healthy ones.
-func (b *healthBook) order(srcs []source, now time.Time) []source {
+// order returns the sources of one download best first (see the policy
+// above): peers as rank left them, mirrors in their configured order.
+func (n *Node) order(peers, mirrors []source, now time.Time) []source {
+	out := make([]source, 0, len(peers)+len(mirrors))
+	var slowRemote []source
+	best := n.bestMirrorBandwidth(mirrors)
+	for _, s := range peers {
+		if traitsOf(s).kind == sourceRemotePeer && !n.beats(s, best) {
+			slowRemote = append(slowRemote, s)
+			continue
+		}
+		out = append(out, s)
+	}
+	out = append(append(out, mirrors...), slowRemote...)
+	return n.health.demotedLast(out, now)
+}
+
+// bestMirrorBandwidth is the best bandwidth measured among mirrors (0:
+// none measured).
+func (n *Node) bestMirrorBandwidth(srcs []source) float64 {
+	var best float64
+	for _, s := range srcs {
+		if traitsOf(s).kind == sourceMirror {
+			best = max(best, n.health.get(sourceKey(s)).Bandwidth)
+		}
+	}
+	return best
+}
+
+// beats reports whether a remote peer's measured bandwidth is above the
+// mirrors' best; unmeasured on either side, the mirror keeps its place.
+func (n *Node) beats(s source, mirrorBandwidth float64) bool {
+	bw := n.health.get(sourceKey(s)).Bandwidth
+	return mirrorBandwidth > 0 && bw > mirrorBandwidth
+}
+
+// demotedLast returns srcs with the demoted sources moved, in their order,
+// behind the healthy ones.
+func (b *healthBook) demotedLast(srcs []source, now time.Time) []source {
 	out := slices.Clone(srcs)
 	slices.SortStableFunc(out, func(x, y source) int {
 		dx, dy := b.get(sourceKey(x)).demoted(now), b.get(sourceKey(y)).demoted(now)
@@ -81,4 +133,81 @@ func (b *healthBook) order(srcs []source, now time.Time) []source {
 		return 1
 	})
 	return out
+}
+
+// unknownLatency ranks a peer never measured behind every measured LAN peer.
+const unknownLatency = 50 * time.Millisecond
+
+// rank orders providers best first: LAN before remote, complete copies
+// before downloads in flight, then by score.
+func (n *Node) rank(found []routing.Provider, now time.Time) []routing.Provider {
+	score := make(map[peer.ID]float64, len(found))
+	for _, pr := range found {
+		score[pr.ID] = n.ranks.score(pr.ID, pr.Latency, now)
+	}
+	sort.SliceStable(found, func(i, j int) bool {
+		li, lj := found[i].Site == routing.SameLAN, found[j].Site == routing.SameLAN
+		if li != lj {
+			return li
+		}
+		ci, cj := !found[i].InFlight, !found[j].InFlight
+		if ci != cj {
+			return ci
+		}
+		return score[found[i].ID] < score[found[j].ID]
+	})
+	return found
+}
+
+// transfers is one peer's record as a source.
+type transfers struct {
+	Successes   int64 // transfers from the peer that reached the end
+	Failures    int64 // transfers from the peer that failed or stalled
+	LastFailure time.Time
+}
+
+// rankHistory is the history of every peer as a source since start.
+type rankHistory struct {
+	mu sync.Mutex
+	m  map[peer.ID]transfers
+}
+
+func newRankHistory() *rankHistory { return &rankHistory{m: make(map[peer.ID]transfers)} }
+
+func (t *rankHistory) get(p peer.ID) transfers {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.m[p]
+}
+
+func (t *rankHistory) success(p peer.ID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h := t.m[p]
+	h.Successes++
+	t.m[p] = h
+}
+
+func (t *rankHistory) failure(p peer.ID, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h := t.m[p]
+	h.Failures++
+	h.LastFailure = at
+	t.m[p] = h
+}
+
+// score is the ranking score of p (lower is better): the latency, inflated
+// by the share of failed transfers, and by a recent failure so a flaky peer
+// is tried after the steady ones.
+func (t *rankHistory) score(p peer.ID, latency time.Duration, now time.Time) float64 {
+	h := t.get(p)
+	if latency <= 0 {
+		latency = unknownLatency
+	}
+	s := float64(latency) * float64(1+2*h.Failures) / float64(1+h.Successes)
+	if !h.LastFailure.IsZero() && now.Sub(h.LastFailure) < time.Minute {
+		s *= 4
+	}
+	return s
 }

@@ -60,7 +60,7 @@ func TestStatsCountBytesBySourceAndLogOneLine(t *testing.T) {
 	var logs logBuffer
 	n, _ := newTestNode(t, []string{m.template()}, withLog(&logs))
 	cut := &fakePeer{id: "peerA", data: pkg.data, cutAt: fromPeer}
-	n.peers = func(context.Context, cid.Cid) []source { return []source{cut} }
+	n.peers = func(context.Context, cid.Cid) ([]source, <-chan source) { return []source{cut}, nil }
 	if _, err := fetchAndRead(t, n, pkg.expect(verify.SigRequired, true)); err != nil {
 		t.Fatalf("download: %v", err)
 	}
@@ -167,7 +167,7 @@ func TestStatsInflightProgress(t *testing.T) {
 	m := newFakeMirror(t, mirrorMode{}, nil)
 	n, _ := newTestNode(t, []string{m.template()})
 	held := &heldPeer{data: pkg.data, sent: make(chan struct{}), released: make(chan struct{})}
-	n.peers = func(context.Context, cid.Cid) []source { return []source{held} }
+	n.peers = func(context.Context, cid.Cid) ([]source, <-chan source) { return []source{held}, nil }
 	p, err := n.Fetch(t.Context(), "core", "x86_64", pkg.expect(verify.SigRequired, true))
 	if err != nil {
 		t.Fatal(err)

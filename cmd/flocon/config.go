@@ -54,6 +54,8 @@ type options struct {
 	allowPeers   []string
 	blobStreams  int
 	peerRate     int64
+	wanRate      int64
+	singleSite   bool
 	haveTimeout  time.Duration
 	logLevel     string
 	logFormat    string
@@ -93,6 +95,8 @@ type fileConfig struct {
 	AllowPeers   []string     `toml:"allow_peers"`
 	BlobStreams  *int         `toml:"blob_streams_per_peer"`
 	PeerRate     *int64       `toml:"peer_rate"`
+	WANRate      *int64       `toml:"wan_upload_rate"`
+	SingleSite   *bool        `toml:"single_site"`
 	HaveTimeout  *string      `toml:"have_timeout"`
 	KeepVersions *int         `toml:"keep_versions"`
 	MaxSize      *int64       `toml:"max_size"`
@@ -118,9 +122,11 @@ func (o *options) addFlags(fs *pflag.FlagSet, configFile string) {
 	fs.StringArrayVar(&o.share, "share", defaultShareDirs(), "read-only package cache to share (repeatable)")
 	fs.StringVar(&o.pskFile, "psk-file", "", "private swarm key file (/key/swarm/psk/1.0.0/); peers without it cannot connect; turns QUIC off")
 	fs.StringArrayVar(&o.allowPeers, "allow-peer", nil, "peer ID allowed to connect (repeatable; default: any peer not banned)")
-	fs.IntVar(&o.blobStreams, "blob-streams-per-peer", 4, "blob streams served to one peer at once")
+	fs.IntVar(&o.blobStreams, "blob-streams-per-peer", 8, "blob streams served to one peer at once")
 	fs.Int64Var(&o.peerRate, "peer-rate", 0, "upload cap per peer in bytes/s (0: unlimited)")
-	fs.DurationVar(&o.haveTimeout, "have-timeout", 150*time.Millisecond, "how long a lookup waits for peers before going to the mirrors")
+	fs.Int64Var(&o.wanRate, "wan-upload-rate", 0, "upload cap to all remote peers together in bytes/s (0: unlimited)")
+	fs.BoolVar(&o.singleSite, "single-site", false, "every peer is on this LAN, found by mDNS or not (multicast blocked)")
+	fs.DurationVar(&o.haveTimeout, "have-timeout", 150*time.Millisecond, "how long a download waits for peer answers before starting on the mirrors (later answers still join)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.IntVar(&o.keepVersions, "keep-versions", defaultKeep, "versions kept per package (0: all)")
@@ -296,6 +302,12 @@ func (fc fileConfig) values() (map[string][]string, error) {
 	if fc.PeerRate != nil {
 		v["peer-rate"] = []string{strconv.FormatInt(*fc.PeerRate, 10)}
 	}
+	if fc.WANRate != nil {
+		v["wan-upload-rate"] = []string{strconv.FormatInt(*fc.WANRate, 10)}
+	}
+	if fc.SingleSite != nil {
+		v["single-site"] = []string{strconv.FormatBool(*fc.SingleSite)}
+	}
 	str("db-max-age", fc.DBMaxAge)
 	str("log-level", fc.LogLevel)
 	str("log-format", fc.LogFormat)
@@ -328,8 +340,8 @@ func (o *options) validate() error {
 	if o.dataDir == "" {
 		errs = append(errs, fmt.Errorf("%w: data dir is empty", errConfig))
 	}
-	if o.keepVersions < 0 || o.maxSize < 0 || o.dbMaxAge < 0 || o.peerRate < 0 || o.haveTimeout <= 0 || o.blobStreams <= 0 {
-		errs = append(errs, fmt.Errorf("%w: keep-versions, max-size, db-max-age and peer-rate must not be negative; "+
+	if o.keepVersions < 0 || o.maxSize < 0 || o.dbMaxAge < 0 || o.peerRate < 0 || o.wanRate < 0 || o.haveTimeout <= 0 || o.blobStreams <= 0 {
+		errs = append(errs, fmt.Errorf("%w: keep-versions, max-size, db-max-age, peer-rate and wan-upload-rate must not be negative; "+
 			"have-timeout and blob-streams-per-peer must be positive", errConfig))
 	}
 	if _, err := parseLevel(o.logLevel); err != nil {

@@ -66,7 +66,7 @@ func TestServeZeroConfigDefaults(t *testing.T) {
 		{"db max age", o.dbMaxAge, time.Duration(0)},
 		{"psk file", o.pskFile, ""},
 		{"allow peers", o.allowPeers, []string(nil)},
-		{"blob streams per peer", o.blobStreams, 4},
+		{"blob streams per peer", o.blobStreams, 8},
 		{"peer rate", o.peerRate, int64(0)},
 		{"have timeout", o.haveTimeout, 150 * time.Millisecond},
 	}

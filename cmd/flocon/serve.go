@@ -103,6 +103,7 @@ func serve(ctx context.Context, o *options) error {
 		MDNS: !o.noMDNS, ShareDirs: o.share,
 		PSKFile: o.pskFile, AllowPeers: o.allowPeers, BlobStreamsPerPeer: o.blobStreams,
 		PeerBytesPerSec: o.peerRate, HaveTimeout: o.haveTimeout,
+		WANBytesPerSec: o.wanRate, SingleSite: o.singleSite,
 	})
 	if err != nil {
 		return err

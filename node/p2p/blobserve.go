@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/flocon/flocon/node/routing"
 	"github.com/flocon/flocon/verify"
 )
 
@@ -239,13 +240,31 @@ func (s *Host) send(ctx context.Context, str network.Stream, b []byte) error {
 	if err := s.limiter.wait(ctx, p, len(b)); err != nil {
 		return err
 	}
-	_ = str.SetWriteDeadline(time.Now().Add(stallTimeout))
+	if s.sites.site(p) == routing.Remote {
+		if err := s.wan.wait(ctx, wanBucket, len(b)); err != nil {
+			return err
+		}
+	}
+	_ = str.SetWriteDeadline(time.Now().Add(sendDeadline(len(b))))
 	n, err := str.Write(b)
 	s.countSent(p, n)
 	if err != nil {
 		return fmt.Errorf("send to %s: %w", p, err)
 	}
 	return nil
+}
+
+// wanBucket keys the one upload budget all remote peers share.
+const wanBucket = peer.ID("")
+
+// minSendRate is the slowest link a chunk may cross before its send fails:
+// a chunk gets stallTimeout, or longer when its size at this rate needs
+// more (1 MiB: 32 s), so a shared slow WAN link is not mistaken for a dead
+// peer. The receiver's hedge judges the speed, not the sender.
+const minSendRate = 32 << 10 // bytes/s
+
+func sendDeadline(n int) time.Duration {
+	return max(stallTimeout, time.Duration(n)*time.Second/minSendRate)
 }
 
 func (s *Host) countSent(p peer.ID, n int) {

@@ -53,13 +53,14 @@ func newHost(cfg Config, st localStore) (*Host, error) {
 	s := &Host{
 		cfg: cfg, log: cfg.Logger, st: st, bans: bans, bootstrap: boot,
 		peers:       newPeerTable(),
-		sites:       newSiteSet(),
+		sites:       &siteSet{lan: make(map[peer.ID]bool), all: cfg.SingleSite},
 		shared:      newShareIndex(),
 		announced:   newCIDSet(),
 		inflight:    newStartTimes(),
 		recent:      newRecentPeers(),
 		slots:       newPeerSlots(orDefault(cfg.BlobStreamsPerPeer, defaultPeerStreams)),
 		limiter:     newPeerRates(cfg.PeerBytesPerSec),
+		wan:         newPeerRates(cfg.WANBytesPerSec),
 		haveTimeout: orDefault(cfg.HaveTimeout, defaultHaveTimeout),
 		closing:     make(chan struct{}),
 	}

@@ -196,6 +196,7 @@ func (s *Host) queryHave(ctx context.Context, p peer.ID, c cid.Cid) (haveAnswer,
 type siteSet struct {
 	mu  sync.RWMutex
 	lan map[peer.ID]bool
+	all bool // Config.SingleSite
 }
 
 func newSiteSet() *siteSet { return &siteSet{lan: make(map[peer.ID]bool)} }
@@ -209,7 +210,7 @@ func (x *siteSet) markLAN(p peer.ID) {
 func (x *siteSet) site(p peer.ID) routing.Locality {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	if x.lan[p] {
+	if x.all || x.lan[p] {
 		return routing.SameLAN
 	}
 	return routing.Remote

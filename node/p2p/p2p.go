@@ -35,7 +35,7 @@ var (
 // Tunables of the peer-to-peer side; Config fields override some of them.
 const (
 	defaultHaveTimeout   = 150 * time.Millisecond // bounded lookup: a LAN answers in a few ms
-	defaultPeerStreams   = 4                      // concurrent blob streams served to one peer
+	defaultPeerStreams   = 8                      // concurrent blob streams served to one peer: above pacman's 5 parallel downloads
 	stallTimeout         = 5 * time.Second        // no byte for this long: the source gives up
 	p2pDialTimeout       = 2 * time.Second
 	bootstrapInterval    = 30 * time.Second
@@ -64,11 +64,17 @@ type Config struct {
 	MDNS        bool
 	ShareDirs   []string // read-only caches to index, verify, announce and serve
 
-	PSKFile            string        // private swarm key (/key/swarm/psk/1.0.0/); turns QUIC off
-	AllowPeers         []string      // when set, only these peer IDs may connect
-	BlobStreamsPerPeer int           // blob streams served to one peer at once; default 4
-	PeerBytesPerSec    int64         // upload cap per peer (bytes/s); 0: unlimited
-	HaveTimeout        time.Duration // bound of a have lookup on peers; default 150ms
+	PSKFile            string   // private swarm key (/key/swarm/psk/1.0.0/); turns QUIC off
+	AllowPeers         []string // when set, only these peer IDs may connect
+	BlobStreamsPerPeer int      // blob streams served to one peer at once; default 8
+	PeerBytesPerSec    int64    // upload cap per peer (bytes/s); 0: unlimited
+	// WANBytesPerSec caps the upload to every remote peer together
+	// (bytes/s; one budget for the site's WAN link); 0: unlimited.
+	WANBytesPerSec int64
+	// SingleSite: every peer is on this node's site, found by mDNS or not
+	// (a site where multicast cannot pass; tests on loopback).
+	SingleSite  bool
+	HaveTimeout time.Duration // bound of a have lookup on peers; default 150ms
 }
 
 // Host is a running peer-to-peer side: the libp2p host and everything that
@@ -88,6 +94,7 @@ type Host struct {
 	recent    *recentPeers
 	slots     *peerSlots
 	limiter   *peerRates
+	wan       *peerRates // one budget shared by every remote peer
 
 	closing     chan struct{} // closed when the host stops
 	closeOnce   sync.Once
