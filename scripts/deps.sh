@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh: install the Debian packages the test suite needs when they are
 # missing (the real pacman client, the Arch keyring, gpg, makepkg tooling,
-# nginx for the benchmark, iproute2 for the network-namespace tests).
+# nginx for the benchmark, iproute2 for the network-namespace tests, chromium
+# to render the status page).
 set -euo pipefail
 
 need=()
@@ -19,6 +20,7 @@ have bzip2      || need+=(bzip2)
 have ip         || need+=(iproute2)
 have nginx      || need+=(nginx)
 have curl       || need+=(curl)
+have chromium   || need+=(chromium)
 
 if ((${#need[@]} == 0)); then
 	exit 0
