@@ -13,6 +13,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
+
+	"github.com/flocon/flocon/store/repodb"
 )
 
 // Sentinel errors.
@@ -75,6 +77,9 @@ type Store struct {
 	accessMu sync.Mutex
 	access   map[cid.Cid]time.Time // last accesses not yet written to the index
 
+	entryRows *rowCache[string, repodb.Entry] // entry/<repo>/<arch>/<file> rows
+	blobRows  *rowCache[cid.Cid, BlobInfo]    // blob/<cid> rows (without unflushed accesses)
+
 	dbMu     sync.Mutex // one PutDB at a time
 	pruneMu  sync.Mutex // one Prune at a time
 	pruneReq chan struct{}
@@ -110,6 +115,9 @@ func Open(cfg Config) (*Store, error) {
 		pending:  make(map[cid.Cid]*Pending),
 		access:   make(map[cid.Cid]time.Time),
 		pruneReq: make(chan struct{}, 1),
+
+		entryRows: newRowCache[string, repodb.Entry](),
+		blobRows:  newRowCache[cid.Cid, BlobInfo](),
 	}
 	for _, d := range []string{s.blobDir, s.tmpDir, filepath.Join(cfg.Dir, "index")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {

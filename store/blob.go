@@ -28,15 +28,22 @@ func (s *Store) Has(c cid.Cid) bool {
 	if checkCID(c) != nil {
 		return false
 	}
-	_, err := s.get(blobKey(c))
+	_, err := s.blobInfo(c)
 	return err == nil
 }
 
 // blobInfo reads the row of blob c, with its in-memory last access.
 func (s *Store) blobInfo(c cid.Cid) (BlobInfo, error) {
-	var info BlobInfo
-	if err := s.getJSON(blobKey(c), &info); err != nil {
-		return BlobInfo{}, fmt.Errorf("blob %s: %w", c, err)
+	if s.closed.Load() {
+		return BlobInfo{}, fmt.Errorf("blob %s: %w", c, ErrClosed)
+	}
+	info, ok := s.blobRows.get(c)
+	if !ok {
+		gen := s.blobRows.generation()
+		if err := s.getJSON(blobKey(c), &info); err != nil {
+			return BlobInfo{}, fmt.Errorf("blob %s: %w", c, err)
+		}
+		s.blobRows.put(c, info, gen)
 	}
 	s.accessMu.Lock()
 	if t, ok := s.access[c]; ok && t.After(info.LastAccess) {
@@ -110,6 +117,8 @@ func (s *Store) dropBlobRows(c cid.Cid) error {
 	s.accessMu.Lock()
 	delete(s.access, c)
 	s.accessMu.Unlock()
+	s.blobRows.invalidate(c)
+	defer s.blobRows.invalidate(c)
 	return s.update(func(txn *badger.Txn) error {
 		if err := deleteFileRow(txn, c); err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -122,6 +123,8 @@ func (s *Store) replaceEntries(repo, arch string, c cid.Cid, names map[string]st
 	}
 	defer f.Close()
 	var st repodb.Stats
+	s.entryRows.clear()
+	defer s.entryRows.clear()
 	err = s.withDB(func(db *badger.DB) error {
 		wb := db.NewWriteBatch()
 		defer wb.Cancel()
@@ -268,11 +271,33 @@ func (s *Store) Entry(repo, arch, filename string) (repodb.Entry, error) {
 	if err := checkRepoFile(repo, arch, filename); err != nil {
 		return repodb.Entry{}, fmt.Errorf("entry %q: %w", key, err)
 	}
+	if s.closed.Load() {
+		return repodb.Entry{}, fmt.Errorf("entry %s: %w", key, ErrClosed)
+	}
+	if e, ok := s.entryRows.get(key); ok {
+		return cloneEntry(e), nil
+	}
+	gen := s.entryRows.generation()
 	var e repodb.Entry
 	if err := s.getJSON(entryKey(repo, arch, filename), &e); err != nil {
 		return repodb.Entry{}, fmt.Errorf("entry %s: %w", key, err)
 	}
-	return e, nil
+	s.entryRows.put(key, e, gen)
+	return cloneEntry(e), nil
+}
+
+// cloneEntry copies the slices and maps of a cached entry, so no caller can
+// change the cache through what it was given.
+func cloneEntry(e repodb.Entry) repodb.Entry {
+	e.PGPSig = slices.Clone(e.PGPSig)
+	if e.Fields != nil {
+		fields := make(map[string][]string, len(e.Fields))
+		for k, v := range e.Fields {
+			fields[k] = slices.Clone(v)
+		}
+		e.Fields = fields
+	}
+	return e
 }
 
 // EntryByCID returns the db entry (and its repo and arch) of the package whose

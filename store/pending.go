@@ -233,6 +233,7 @@ func (p *Pending) Commit(info BlobInfo, sig []byte) error {
 	if err := p.publish(); err != nil {
 		return err
 	}
+	p.s.blobRows.invalidate(p.cid)
 	err = p.s.update(func(txn *badger.Txn) error {
 		if len(sig) > 0 {
 			if err := txn.Set(sigKey(p.cid), sig); err != nil {
@@ -246,6 +247,7 @@ func (p *Pending) Commit(info BlobInfo, sig []byte) error {
 		}
 		return setJSON(txn, blobKey(p.cid), info)
 	})
+	p.s.blobRows.invalidate(p.cid)
 	if err != nil {
 		err = fmt.Errorf("commit %s: index: %w", p.cid, err)
 		_ = os.Remove(p.s.BlobPath(p.cid)) // no row, no blob

@@ -117,6 +117,8 @@ func (s *Store) deleteKeys(keys [][]byte) error {
 	if len(keys) == 0 {
 		return nil
 	}
+	s.clearRowCaches()
+	defer s.clearRowCaches()
 	return s.withDB(func(db *badger.DB) error {
 		wb := db.NewWriteBatch()
 		defer wb.Cancel()
@@ -127,6 +129,12 @@ func (s *Store) deleteKeys(keys [][]byte) error {
 		}
 		return wb.Flush()
 	})
+}
+
+// clearRowCaches drops every cached row (around bulk deletes).
+func (s *Store) clearRowCaches() {
+	s.entryRows.clear()
+	s.blobRows.clear()
 }
 
 // dbFileReferenced reports whether a stored repo db file is blob c.

@@ -143,6 +143,7 @@ func (s *Store) flushAccess() error {
 	s.accessMu.Unlock()
 	keys := slices.Collect(maps.Keys(pending))
 	for chunk := range slices.Chunk(keys, accessChunk) {
+		s.blobRows.invalidate(chunk...)
 		err := s.update(func(txn *badger.Txn) error {
 			for _, c := range chunk {
 				if err := touchRow(txn, c, pending[c]); err != nil {
@@ -151,6 +152,7 @@ func (s *Store) flushAccess() error {
 			}
 			return nil
 		})
+		s.blobRows.invalidate(chunk...)
 		if err != nil {
 			s.restoreAccess(pending)
 			return fmt.Errorf("flush last access: %w", err)

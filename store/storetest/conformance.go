@@ -245,6 +245,9 @@ func testBeginStoredBlob(t *testing.T, s *store.Store) {
 func testRemoveBlob(t *testing.T, s *store.Store) {
 	const name = "gone-1-1-any.pkg.tar.zst"
 	c := Put(t, s, RandomBytes(5, 10), store.BlobInfo{Filename: name}, []byte("sig"))
+	if _, err := s.BlobByFilename(name); err != nil || !s.Has(c) { // rows read (and maybe cached) first
+		t.Fatalf("blob before RemoveBlob: Has %v, BlobByFilename %v", s.Has(c), err)
+	}
 	if err := s.RemoveBlob(c); err != nil {
 		t.Fatal(err)
 	}
@@ -259,6 +262,9 @@ func testRemoveBlob(t *testing.T, s *store.Store) {
 	}
 	if _, err := s.BlobByFilename(name); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("BlobByFilename after RemoveBlob = %v", err)
+	}
+	if _, err := s.Info(c); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Info after RemoveBlob = %v", err)
 	}
 	if err := s.RemoveBlob(c); err != nil {
 		t.Errorf("second RemoveBlob: %v", err)
@@ -397,6 +403,16 @@ func testPutDBGenerations(t *testing.T, s *store.Store) {
 		t.Fatal(err)
 	}
 	oldBlob := Put(t, s, old.Data, store.BlobInfo{Repo: "extra", Arch: "x86_64", Filename: old.Entry.Filename}, nil)
+	// Read every row first: a store that caches rows must not answer from
+	// the previous generation afterwards.
+	for _, p := range []Package{old, keep} {
+		if _, err := s.Entry("extra", "x86_64", p.Entry.Filename); err != nil {
+			t.Fatalf("entry %s: %v", p.Entry.Filename, err)
+		}
+	}
+	if _, _, _, err := s.EntryByCID(oldBlob); err != nil {
+		t.Fatalf("EntryByCID of the first generation: %v", err)
+	}
 	if _, err := s.PutDB("extra", "x86_64", "extra.db", bytes.NewReader(DB(t, []repodb.Entry{next.Entry, keep.Entry}, false)), time.Now()); err != nil {
 		t.Fatal(err)
 	}
