@@ -80,6 +80,7 @@ type Store struct {
 	entryRows *rowCache[string, repodb.Entry] // entry/<repo>/<arch>/<file> rows
 	blobRows  *rowCache[cid.Cid, BlobInfo]    // blob/<cid> rows (without unflushed accesses)
 
+	commits  committer  // group commit of downloads
 	dbMu     sync.Mutex // one PutDB at a time
 	pruneMu  sync.Mutex // one Prune at a time
 	pruneReq chan struct{}

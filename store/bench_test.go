@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,5 +150,38 @@ func BenchmarkPutDBLarge(b *testing.B) {
 		if _, err := s.PutDB("extra", "x86_64", "extra.db", bytes.NewReader(gens[i%2]), time.Now()); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkCommitSmall: one 50 KiB download from Begin to a durable blob
+// (temp file, write + sha256, fsync, rename, dir fsync, index row), one at
+// a time and eight at once (the shape of a pacman -Syu of small packages).
+func BenchmarkCommitSmall(b *testing.B) {
+	for _, parallel := range []int{1, 8} {
+		b.Run(fmt.Sprintf("parallel=%d", parallel), func(b *testing.B) {
+			s := openAt(b, store.Config{Dir: b.TempDir()})
+			b.SetBytes(50 << 10)
+			b.SetParallelism(parallel) // × GOMAXPROCS goroutines
+			var seed atomic.Uint64
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					data := storetest.RandomBytes(seed.Add(1), 50<<10)
+					c := storetest.CIDOf(b, data)
+					p, _, err := s.Begin(c, int64(len(data)))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := p.Write(data); err != nil {
+						b.Error(err)
+						return
+					}
+					if err := p.Commit(store.BlobInfo{CID: c, Filename: fmt.Sprintf("p%d-1-1-any.pkg.tar.zst", seed.Load())}, nil); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }

@@ -85,3 +85,10 @@ func (f *heldFile) Sync() error {
 
 // SetClock replaces the store's clock.
 func (s *Store) SetClock(now func() time.Time) { s.clock.Store(&now) }
+
+// QueuedCommits is how many commits wait for the batch being written.
+func (s *Store) QueuedCommits() int {
+	s.commits.mu.Lock()
+	defer s.commits.mu.Unlock()
+	return len(s.commits.queue)
+}

@@ -11,7 +11,6 @@ import (
 	"os"
 	"sync"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
 
 	"github.com/flocon/flocon/verify"
@@ -198,8 +197,9 @@ func (p *Pending) Truncate(off int64) error {
 }
 
 // Commit publishes the verified bytes as blob info.CID (fsync, rename, index
-// row) and releases readers to the end. The store checks the size and the
-// sha256 once more: bytes that do not match the CID abort the download.
+// row; grouped with the commits running at the same time) and releases
+// readers to the end. The store checks the size and the sha256 once more:
+// bytes that do not match the CID abort the download.
 func (p *Pending) Commit(info BlobInfo, sig []byte) error {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
@@ -230,38 +230,7 @@ func (p *Pending) Commit(info BlobInfo, sig []byte) error {
 	close(p.verifiedCh)
 	p.notifyLocked()
 	p.mu.Unlock()
-	if err := p.publish(); err != nil {
-		return err
-	}
-	p.s.blobRows.invalidate(p.cid)
-	err = p.s.update(func(txn *badger.Txn) error {
-		if len(sig) > 0 {
-			if err := txn.Set(sigKey(p.cid), sig); err != nil {
-				return err
-			}
-		}
-		if verify.ValidFileName(info.Filename) {
-			if err := txn.Set(fileKey(info.Filename), []byte(p.cid.String())); err != nil {
-				return err
-			}
-		}
-		return setJSON(txn, blobKey(p.cid), info)
-	})
-	p.s.blobRows.invalidate(p.cid)
-	if err != nil {
-		err = fmt.Errorf("commit %s: index: %w", p.cid, err)
-		_ = os.Remove(p.s.BlobPath(p.cid)) // no row, no blob
-		p.abort(err, true)
-		return err
-	}
-	p.mu.Lock()
-	p.state = stateCommitted
-	p.notifyLocked()
-	p.mu.Unlock()
-	close(p.done)
-	p.s.forget(p)
-	p.s.requestPrune()
-	return nil
+	return p.s.commit(p, info, sig)
 }
 
 // Verified is closed once the bytes are proven, before they are durable;
@@ -286,45 +255,6 @@ func (p *Pending) checkContent(written int64) error {
 	}
 	if got := p.hash.Sum(nil); !bytes.Equal(got, want) {
 		return fmt.Errorf("commit %s: %w", p.cid, &verify.DigestMismatchError{Want: want, Got: got})
-	}
-	return nil
-}
-
-// publish fsyncs the temp file and renames it into blobs/. The rename
-// happens under p.mu so a reader opening p.path never finds it gone. After
-// it the download can only finish (committed, or aborted by the committer).
-func (p *Pending) publish() error {
-	err := p.f.Sync()
-	if err == nil {
-		err = p.f.Chmod(0o444)
-	}
-	if err != nil {
-		err = fmt.Errorf("commit %s: fsync: %w", p.cid, err)
-		p.abort(err, false)
-		return err
-	}
-	blob := p.s.BlobPath(p.cid)
-	p.mu.Lock()
-	if err := p.runningErrLocked(); err != nil { // aborted meanwhile
-		p.mu.Unlock()
-		return err
-	}
-	err = os.Rename(p.path, blob)
-	if err == nil {
-		p.state, p.path = stateCommitting, blob
-	}
-	p.mu.Unlock()
-	if err != nil {
-		err = fmt.Errorf("commit %s: rename: %w", p.cid, err)
-		p.abort(err, false)
-		return err
-	}
-	_ = p.f.Close()
-	if err := syncDir(p.s.blobDir); err != nil {
-		err = fmt.Errorf("commit %s: fsync blobs dir: %w", p.cid, err)
-		_ = os.Remove(blob)
-		p.abort(err, true)
-		return err
 	}
 	return nil
 }

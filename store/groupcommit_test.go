@@ -1,0 +1,91 @@
+package store_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"testing"
+
+	"github.com/flocon/flocon/store"
+	"github.com/flocon/flocon/store/storetest"
+)
+
+// TestGroupCommit: commits that arrive while a batch is written go together
+// in the next batch; one that fails there (its fsync) is aborted alone, the
+// others are durable with their rows (they survive a reopen).
+func TestGroupCommit(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := store.Open(store.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin := func(seed uint64) (*store.Pending, []byte) {
+		data := storetest.RandomBytes(seed, 4096)
+		p, leader, err := s.Begin(storetest.CIDOf(t, data), int64(len(data)))
+		if err != nil || !leader {
+			t.Fatalf("Begin: leader=%v err=%v", leader, err)
+		}
+		if _, err := p.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		return p, data
+	}
+	commit := func(p *store.Pending, i int) <-chan error {
+		errc := make(chan error, 1)
+		go func() {
+			errc <- p.Commit(store.BlobInfo{Filename: fmt.Sprintf("p%d-1-1-any.pkg.tar.zst", i)}, []byte("sig"))
+		}()
+		return errc
+	}
+	release := make(chan struct{})
+	s.HoldSync(release)
+	first, _ := begin(1)
+	firstErr := commit(first, 1) // the batch being written, held in its fsync
+	<-first.Verified()
+	s.FailTemp(errors.New("disk on fire"), 1<<20, true)
+	bad, _ := begin(2)
+	s.FailTemp(nil, 0, false)
+	good := []*store.Pending{nil, nil}
+	good[0], _ = begin(3)
+	good[1], _ = begin(4)
+	errs := []<-chan error{commit(bad, 2), commit(good[0], 3), commit(good[1], 4)}
+	for s.QueuedCommits() < 3 {
+		runtime.Gosched()
+	}
+	close(release)
+	if err := <-firstErr; err != nil {
+		t.Fatalf("first commit: %v", err)
+	}
+	if err := <-errs[0]; err == nil || !errors.Is(bad.Err(), store.ErrAborted) {
+		t.Errorf("commit whose fsync failed = %v (download: %v), want an error and an aborted download", err, bad.Err())
+	}
+	for i := range good {
+		if err := <-errs[i+1]; err != nil {
+			t.Errorf("commit %d batched with a failing one: %v", i, err)
+		}
+	}
+	if s.Has(bad.CID()) {
+		t.Error("blob whose fsync failed is stored")
+	}
+	if _, err := os.Stat(s.BlobPath(bad.CID())); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("blob file whose fsync failed: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openAt(t, store.Config{Dir: dir})
+	for _, p := range append(good, first) {
+		info, err := s.Info(p.CID())
+		if err != nil || info.Size != 4096 {
+			t.Errorf("after reopen, blob %s: %+v, %v", p.CID(), info, err)
+		}
+		if sig, err := s.Sig(p.CID()); err != nil || string(sig) != "sig" {
+			t.Errorf("after reopen, sig of %s: %q, %v", p.CID(), sig, err)
+		}
+	}
+	if info, err := s.BlobByFilename("p3-1-1-any.pkg.tar.zst"); err != nil || !info.CID.Equals(good[0].CID()) {
+		t.Errorf("file row of a batched commit: %+v, %v", info, err)
+	}
+}
