@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -22,6 +23,23 @@ var ErrNoPKGINFO = errors.New("no readable .PKGINFO in package")
 // use up to 32 MiB (zstd --long); 128 MiB leaves room while keeping a hostile
 // file from reserving gigabytes.
 const zstdMaxWindow = 128 << 20
+
+// zstdDecoders reuses zstd decoders between packages. A new decoder
+// allocates and zeroes a history ring the size of the frame's window (2 MiB
+// at zstd's default level, more for Arch's --ultra -20) for every package
+// whose .PKGINFO is read: that was the largest CPU cost of a small cold
+// fetch and set the daemon's peak memory (scripts/bench.sh, rows 5a and 6).
+// A pooled decoder keeps its ring; only the pages it decodes into are ever
+// touched. Synchronous decoders (concurrency 1) run no goroutine, so a
+// decoder the pool drops is simply collected.
+var zstdDecoders = sync.Pool{New: func() any {
+	zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(zstdMaxWindow))
+	if err != nil {
+		return nil
+	}
+	return zr
+}}
 
 // maxPKGINFO bounds the size of the .PKGINFO member that is read in memory.
 const maxPKGINFO = 1 << 20
@@ -74,12 +92,18 @@ func decompress(r io.Reader) (io.Reader, func(), error) {
 	nop := func() {}
 	switch {
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-			zstd.WithDecoderMaxWindow(zstdMaxWindow))
-		if err != nil {
+		zr, ok := zstdDecoders.Get().(*zstd.Decoder)
+		if !ok {
+			return nil, nop, errors.New("zstd decoder unavailable")
+		}
+		if err := zr.Reset(br); err != nil {
+			zstdDecoders.Put(zr)
 			return nil, nop, err
 		}
-		return zr, zr.Close, nil
+		return zr, func() {
+			_ = zr.Reset(nil) // drop the package's reader before reuse
+			zstdDecoders.Put(zr)
+		}, nil
 	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
 		xr, err := xz.NewReader(br)
 		return xr, nop, err
