@@ -21,9 +21,9 @@ check:
 	./scripts/test-selfcheck.sh
 	./scripts/test.sh
 
-# bench: every benchmark table in one run (gateway beside nginx, with the
-# verify rows; then the peer path; then the Go micro-benchmarks).
-bench: bench-gateway bench-p2p
+# bench: every benchmark table in one run (gateway beside nginx as ratios,
+# the verify rows and the peer path; bench-go: the Go micro-benchmarks).
+bench: bench-gateway
 
 bench-gateway:
 	./scripts/bench.sh

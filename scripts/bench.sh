@@ -10,7 +10,10 @@
 # Rows: cold and warm 200 MiB, 8 concurrent clients on one cold file (wall
 # time + upstream fetches, which must be 1), a client joining a download in
 # flight (time to its first byte), 200 x 50 KiB over one keep-alive
-# connection cold and warm, flocon's peak RSS (VmHWM).
+# connection cold and warm, flocon's peak RSS (VmHWM, p2p on) and idle RSS,
+# and the peer path (scripts/bench-p2p.sh). Each row shows flocon as a ratio
+# to nginx measured beside it, next to the goal of issue #11 and whether it
+# is met (absolute times swing 2-3x on a shared machine; ratios much less).
 #
 # Environment:
 #   BIG_MB [200]  SMALL_N [200]  SMALL_KB [50]  WARM_RUNS [5] (median of)  CLIENTS [8]
@@ -20,6 +23,8 @@
 #   BENCH_PROFILE []: 1 = record flocon with `perf record -g` during its rows
 #       and write the hottest symbols to BENCH_OUT (or print them)
 #   BENCH_VERIFY [auto]: run scripts/bench-verify.sh too when it exists (0 = no)
+#   BENCH_P2P [1]: run scripts/bench-p2p.sh for the peer-path rows (0 = no)
+#   IDLE_WAIT [3]: seconds the daemon rests before its idle RSS is read
 #   MAKE_REPO [test/e2e/testdata/make-repo.sh]: the signed-repo generator
 #   BENCH_REPO []: use this already generated repo (make-repo.sh OUTDIR) as is
 #   FLOCON_BIN []: use this binary instead of building ./cmd/flocon
@@ -38,6 +43,8 @@ BENCH_CACHE=${BENCH_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/flocon-bench}
 BENCH_OUT=${BENCH_OUT:-}
 BENCH_PROFILE=${BENCH_PROFILE:-}
 BENCH_VERIFY=${BENCH_VERIFY:-auto}
+BENCH_P2P=${BENCH_P2P:-1}
+IDLE_WAIT=${IDLE_WAIT:-3}
 MAKE_REPO=${MAKE_REPO:-$ROOT/test/e2e/testdata/make-repo.sh}
 ARCH=x86_64
 REPO=bench
@@ -228,7 +235,10 @@ start_flocon() {
 		keyring = "$KEYRING"
 	EOF
 	log "starting flocon on port $FL_PORT"
-	"$FLOCON" serve --config "$TMP/flocon.toml" --no-p2p --listen "127.0.0.1:$FL_PORT" \
+	# p2p on (its memory counts), alone: no mDNS, so other daemons on this
+	# machine are never asked and every lookup is an immediate miss
+	"$FLOCON" serve --config "$TMP/flocon.toml" --no-mdns --p2p-listen /ip4/127.0.0.1/tcp/0 \
+		--listen "127.0.0.1:$FL_PORT" \
 		--data-dir "$TMP/data" --mirror "$UPSTREAM" --keyring "$KEYRING" "${EXTRA_ARGS[@]}" >"$TMP/flocon.log" 2>&1 &
 	FL_PID=$!
 	PIDS+=("$FL_PID")
@@ -381,8 +391,23 @@ if ((FL_UP)); then
 	sha_ok "$FL_URL/$BIG" "$PKGDIR/$BIG" || SHA=MISMATCH
 fi
 if [[ -n $FL_PID && -r /proc/$FL_PID/status ]]; then
-	HWM=$(awk '/^VmHWM:/ {printf "%.1f MiB", $2 / 1024}' "/proc/$FL_PID/status")
-	RSS=$(awk '/^VmRSS:/ {printf "%.1f MiB", $2 / 1024}' "/proc/$FL_PID/status")
+	HWM=$(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$FL_PID/status")
+	sleep "$IDLE_WAIT" # idle: what the daemon keeps between upgrades
+	RSS=$(awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$FL_PID/status")
+fi
+
+# ------------------------------------------------------------------ peer path
+P2P_RATIO=err P2P_FIRST=err P2P_LINE="not run (BENCH_P2P=0)"
+if [[ $BENCH_P2P != 0 ]]; then
+	log "peer path: scripts/bench-p2p.sh"
+	if P2P_OUT=$("$ROOT/scripts/bench-p2p.sh" 2>"$TMP/bench-p2p.err"); then
+		P2P_RATIO=$(awk '/ratio libp2p/ {print $NF}' <<<"$P2P_OUT")
+		P2P_FIRST=$(awk '/time to first byte from a peer/ {print $(NF-1) / 1000}' <<<"$P2P_OUT")
+		P2P_LINE=$(awk '/\(1\) (200 MiB|same file)/ {printf "%s%s %s", sep, $(NF-1), $NF; sep = " vs "}' <<<"$P2P_OUT")
+	else
+		tail -n 5 "$TMP/bench-p2p.err" >&2
+		fail "scripts/bench-p2p.sh failed"
+	fi
 fi
 
 # ------------------------------------------------------------------ verdicts
@@ -403,21 +428,41 @@ if ((FL_UP)); then
 fi
 
 # ------------------------------------------------------------------ table
+# ratio A B: A / B as "1.23x"; goal VALUE OP LIMIT: "met" or "NOT met"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "err" || b == "err" || a == "" || b == "" || b == 0) print "err"; else printf "%.2fx", a / b }'; }
+goal() {
+	awk -v v="${1%x}" -v op="$2" -v lim="$3" 'BEGIN {
+		if (v == "err" || v == "") { print "no data"; exit }
+		ok = (op == "<=") ? (v + 0 <= lim + 0) : (v + 0 >= lim + 0)
+		print ok ? "met" : "NOT met"
+	}'
+}
+mib() { if [[ $1 == err ]]; then echo err; else echo "$1 MiB"; fi; }
+R1_RATIO=$(ratio "$R1_FL" "$R1_NG")
+R2_RATIO=$(ratio "$R2_FL" "$R2_NG")
+R3_RATIO=$(ratio "$R3_FL" "$R3_NG")
+R5A_RATIO=$(ratio "$R5A_FL" "$R5_NG")
+R5B_RATIO=$(ratio "$R5B_FL" "$R5_NG")
+R3_GOAL=$(goal "$R3_RATIO" "<=" 1.0)
+[[ $R3_UP == 1 ]] || R3_GOAL="NOT met ($R3_UP fetches)"
 TABLE=$(cat <<EOF
-## flocon foundation benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')
+## flocon beside nginx — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')
 
-| row | flocon | flocon CPU | nginx direct (the limit) | best existing cache (reference) |
-|---|---|---|---|---|
-| 1. cold ${BIG_MB} MiB (first byte; upstream fetches over rows 1–2) | $(sec "$R1_FL") ($(ms "$R1_FIRST"); $R1_UP) | $(cpu 1-cold) | $(sec "$R1_NG")$(ngcpu 1) | 0.20 s |
-| 2. warm ${BIG_MB} MiB, median of $WARM_RUNS | $(sec "$R2_FL") | $(cpu 2-warm "$WARM_RUNS") | $(sec "$R2_NG")$(ngcpu 2 "$WARM_RUNS") | 0.088 s (nginx 0.071 s) |
-| 3. $CLIENTS clients, one cold ${BIG_MB} MiB file: wall (upstream fetches) | $(sec "$R3_FL") ($R3_UP) | $(cpu 3-concurrent) | $(sec "$R3_NG")$(ngcpu 3) | 0.57 s (1) |
-| 4. client joining a download in flight: its first byte (in flight; upstream fetches) | $(ms "$R4_FL") ($R4_INFLIGHT; $R4_UP) | $(cpu 4-join) | $(ms "$R4_NG") | ~1 ms |
-| 5a. $SMALL_N x ${SMALL_KB} KiB, one keep-alive connection, cold (upstream fetches; failed) | $(sec "$R5A_FL") ($R5A_UP; $R5A_FAILED) | $(cpu 5a-small-cold) | $(sec "$R5_NG") | — |
-| 5b. $SMALL_N x ${SMALL_KB} KiB, one keep-alive connection, warm, median of $WARM_RUNS | $(sec "$R5B_FL") | $(cpu 5b-small-warm "$WARM_RUNS") | $(sec "$R5_NG")$(ngcpu 5 "$WARM_RUNS") | 0.042 s (nginx 0.038 s) |
-| 6. flocon peak RSS: VmHWM (VmRSS after start + db, at the end; row that set the peak) | $HWM ($START_RSS, $RSS; ${PEAK_ROW:-?}) | — | — | 12–24 MiB |
+| row | flocon | nginx direct | ratio | goal (issue #11) | | flocon CPU |
+|---|---|---|---|---|---|---|
+| 1. cold ${BIG_MB} MiB (first byte; upstream fetches over rows 1–2) | $(sec "$R1_FL") ($(ms "$R1_FIRST"); $R1_UP) | $(sec "$R1_NG")$(ngcpu 1) | $R1_RATIO | ≤ 1.8x | $(goal "$R1_RATIO" "<=" 1.8) | $(cpu 1-cold) |
+| 2. warm ${BIG_MB} MiB, median of $WARM_RUNS | $(sec "$R2_FL") | $(sec "$R2_NG")$(ngcpu 2 "$WARM_RUNS") | $R2_RATIO | (≤ 1.0x) | $(goal "$R2_RATIO" "<=" 1.0) | $(cpu 2-warm "$WARM_RUNS") |
+| 3. $CLIENTS clients, one cold ${BIG_MB} MiB file: wall (upstream fetches) | $(sec "$R3_FL") ($R3_UP) | $(sec "$R3_NG")$(ngcpu 3) | $R3_RATIO | ≤ 1.0x, 1 fetch | $R3_GOAL | $(cpu 3-concurrent) |
+| 4. client joining a download in flight: its first byte (in flight; upstream fetches) | $(ms "$R4_FL") ($R4_INFLIGHT; $R4_UP) | $(ms "$R4_NG") | — | ≤ 1 ms | $(goal "$R4_FL" "<=" 0.001) | $(cpu 4-join) |
+| 5a. $SMALL_N x ${SMALL_KB} KiB, one keep-alive connection, cold (upstream fetches; failed) | $(sec "$R5A_FL") ($R5A_UP; $R5A_FAILED) | $(sec "$R5_NG") | $R5A_RATIO | ≤ 3.5x | $(goal "$R5A_RATIO" "<=" 3.5) | $(cpu 5a-small-cold) |
+| 5b. $SMALL_N x ${SMALL_KB} KiB, one keep-alive connection, warm, median of $WARM_RUNS | $(sec "$R5B_FL") | $(sec "$R5_NG")$(ngcpu 5 "$WARM_RUNS") | $R5B_RATIO | ≤ 1.0x | $(goal "$R5B_RATIO" "<=" 1.0) | $(cpu 5b-small-warm "$WARM_RUNS") |
+| 6. flocon peak RSS over rows 1–5, p2p on (row that set it) | $(mib "$HWM") (${PEAK_ROW:-?}) | — | — | ≤ 24 MiB | $(goal "$HWM" "<=" 24) | — |
+| 6b. flocon idle RSS: after start + db; after the rows and ${IDLE_WAIT} s of rest | $START_RSS; $(mib "$RSS") | — | — | (reported) | | — |
+| 7. peer path: 200 MiB blob, libp2p stream vs plain HTTP, same hosts | $P2P_LINE | — | ${P2P_RATIO}x | ≥ 0.7x | $(goal "$P2P_RATIO" ">=" 0.7) | — |
+| 7b. peer path: first byte from a peer (lookup + stream) | $(ms "$P2P_FIRST") | — | — | ≤ 2 ms | $(goal "$P2P_FIRST" "<=" 0.002) | — |
 
-flocon: \`serve --no-p2p${FLOCON_ARGS:+ $FLOCON_ARGS}\`, db fetched first (${DB_T}); nginx ${NGINX_VERSION:-$(nginx -v 2>&1 | cut -d/ -f2)} with sendfile, also flocon's upstream.
-Checks: warm body through flocon byte-identical to the mirror's: $SHA. flocon CPU: user + system time of the daemon over the row, per run; nginx's in parentheses (wall times on a shared machine vary with its load; CPU time much less).
+flocon: \`serve --no-mdns --p2p-listen /ip4/127.0.0.1/tcp/0${FLOCON_ARGS:+ $FLOCON_ARGS}\` (p2p on, no peers), db fetched first (${DB_T}); nginx ${NGINX_VERSION:-$(nginx -v 2>&1 | cut -d/ -f2)} with sendfile, also flocon's upstream. Ratio: flocon / nginx direct measured beside it in this run (warm rows: medians).
+Checks: warm body through flocon byte-identical to the mirror's: $SHA. flocon CPU: user + system time of the daemon over the row, per run; nginx's in parentheses. Rows 7 and 7b: scripts/bench-p2p.sh (two in-process nodes on loopback).
 EOF
 )
 if ((${#FAILS[@]})); then
