@@ -74,6 +74,8 @@ type Store struct {
 	mu      sync.Mutex
 	pending map[cid.Cid]*Pending
 
+	discardMu sync.Mutex // one read-raise-write of a discarded prefix at a time
+
 	accessMu sync.Mutex
 	access   map[cid.Cid]time.Time // last accesses not yet written to the index
 

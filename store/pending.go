@@ -48,6 +48,7 @@ type Pending struct {
 	path    string        // temp file, then blobs/<cid> after the rename
 	changed chan struct{} // closed and replaced on every change
 	truncs  []int64       // offsets of every Truncate, in order
+	exposed int64         // how far readers got into the unproven bytes
 
 	// verified: Commit proved the bytes (size and sha256, after the caller's
 	// signature check); readers may read to the end while the blob is being
@@ -193,6 +194,7 @@ func (p *Pending) Truncate(off int64) error {
 	p.truncs = append(p.truncs, off)
 	p.notifyLocked()
 	p.mu.Unlock()
+	p.discardExposed(off)
 	return nil
 }
 
@@ -287,6 +289,7 @@ func (p *Pending) abort(err error, force bool) {
 	if path != p.s.BlobPath(p.cid) { // never a published blob
 		_ = os.Remove(path)
 	}
+	p.discardExposed(0)
 	close(p.done)
 	p.s.forget(p)
 }

@@ -117,6 +117,9 @@ func (r *pendingReader) readAt(b []byte) (int, error) {
 	// them out in that case.
 	r.p.mu.Lock()
 	truncErr := r.truncatedLocked(r.pos + int64(n))
+	if truncErr == nil {
+		r.p.exposeLocked(r.pos + int64(n))
+	}
 	r.p.mu.Unlock()
 	if truncErr != nil {
 		return 0, truncErr
