@@ -70,6 +70,11 @@ type Config struct {
 	// Status feeds the status page at GET / and GET /status.json and the
 	// metrics derived from it (nil: no page, / is a 404).
 	Status status.Source
+	// WriteStall bounds each write of a response (at most 128 KiB): a
+	// client that stops reading is dropped after it (default
+	// DefaultWriteStall). It replaces http.Server.WriteTimeout, which would
+	// bound a whole download however fast the client reads.
+	WriteStall time.Duration
 }
 
 // Gateway is the pacman-facing http.Handler.
@@ -116,6 +121,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.SigWait <= 0 {
 		cfg.SigWait = DefaultSigWait
+	}
+	if cfg.WriteStall <= 0 {
+		cfg.WriteStall = DefaultWriteStall
 	}
 	repos, err := indexRepos(cfg.Repos)
 	if err != nil {

@@ -39,7 +39,9 @@ func (g *Gateway) serveDB(w http.ResponseWriter, r *http.Request, t *target) {
 	defer f.Close()
 	setOutcome(w, outcome)
 	w.Header().Set("Content-Type", "application/octet-stream")
-	http.ServeContent(w, r, "", meta.LastModified, f)
+	pw := g.progress(w)
+	defer pw.finish()
+	http.ServeContent(pw, r, "", meta.LastModified, f)
 }
 
 func dbKey(repo, arch, name string) string { return repo + "/" + arch + "/" + name }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -15,8 +14,6 @@ import (
 	"github.com/flocon/flocon/store/repodb"
 	"github.com/flocon/flocon/verify"
 )
-
-const copyBufSize = 256 << 10
 
 // entry finds the db entry of t.pkg and its CID. An unknown file refreshes
 // its repo's database once (bounded by dbRecheckFloor) before it is a 404,
@@ -42,7 +39,8 @@ func (g *Gateway) entry(ctx context.Context, t *target) (repodb.Entry, cid.Cid, 
 }
 
 // servePkg serves a package: from the store when verified and present, else
-// from the shared download while it grows.
+// from the shared download while it grows. A HEAD never starts a download:
+// the database entry has everything it answers.
 func (g *Gateway) servePkg(w http.ResponseWriter, r *http.Request, t *target) {
 	e, c, err := g.entry(r.Context(), t)
 	if err != nil {
@@ -50,6 +48,10 @@ func (g *Gateway) servePkg(w http.ResponseWriter, r *http.Request, t *target) {
 		return
 	}
 	if g.serveStored(w, r, t, c, e) {
+		return
+	}
+	if r.Method == http.MethodHead {
+		g.serveHeadFromEntry(w, r, t, c, e)
 		return
 	}
 	g.serveDownload(w, r, t, c, e)
@@ -72,6 +74,18 @@ func setPkgHeaders(h http.Header, e repodb.Entry) {
 	h.Set("Accept-Ranges", "bytes")
 }
 
+// refusedRange answers, before http.ServeContent, the Range requests the
+// gateway answers differently from it (see normalizeRange) and resumes it
+// refuses (see refuseTaintedResume); it reports whether it answered.
+func (g *Gateway) refusedRange(w http.ResponseWriter, r *http.Request, t *target, c cid.Cid,
+	e repodb.Entry, size int64, modtime time.Time) bool {
+	if !normalizeRange(r) {
+		unsatisfiable(w, size, "invalid range: a zero-length suffix is unsatisfiable")
+		return true
+	}
+	return g.refuseTaintedResume(w, r, t, c, e, size, modtime)
+}
+
 // serveStored serves the verified blob c with http.ServeContent (Range,
 // HEAD, conditional requests, sendfile); false when it is not stored.
 // A blob whose proven identity is not the requested name is refused.
@@ -90,8 +104,49 @@ func (g *Gateway) serveStored(w http.ResponseWriter, r *http.Request, t *target,
 	}
 	setOutcome(w, outcomeHit)
 	setPkgHeaders(w.Header(), e)
-	http.ServeContent(w, r, "", modTime(e, info.Added), f)
+	modtime := modTime(e, info.Added)
+	if g.refusedRange(w, r, t, c, e, info.Size, modtime) {
+		return true
+	}
+	pw := g.progress(w)
+	defer pw.finish()
+	http.ServeContent(pw, r, "", modtime, f)
 	return true
+}
+
+// entryContent is a package known only from its db entry: it has a size
+// and no bytes (a HEAD never reads).
+type entryContent struct{ size int64 }
+
+func (e entryContent) Seek(off int64, whence int) (int64, error) {
+	if whence == io.SeekEnd {
+		off += e.size
+	}
+	return off, nil
+}
+
+func (e entryContent) Read([]byte) (int, error) {
+	return 0, fmt.Errorf("read a package not downloaded: %w", ErrNotFound)
+}
+
+// serveHeadFromEntry answers a HEAD of a package that is not stored from its
+// database entry (size, sha256 as ETag, build date), exactly as a GET's
+// headers would be, without downloading anything.
+func (g *Gateway) serveHeadFromEntry(w http.ResponseWriter, r *http.Request, t *target, c cid.Cid, e repodb.Entry) {
+	setOutcome(w, outcomeMiss)
+	setPkgHeaders(w.Header(), e)
+	modtime := modTime(e, time.Time{})
+	if e.CSize <= 0 { // size unknown: what can be said without the bytes
+		if !modtime.IsZero() {
+			w.Header().Set("Last-Modified", modtime.Format(http.TimeFormat))
+		}
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if g.refusedRange(w, r, t, c, e, e.CSize, modtime) {
+		return
+	}
+	http.ServeContent(w, r, "", modtime, entryContent{size: e.CSize})
 }
 
 // serveDownload streams a package from its download in flight, starting it
@@ -122,105 +177,15 @@ func (g *Gateway) serveDownload(w http.ResponseWriter, r *http.Request, t *targe
 		return
 	}
 	setOutcome(w, outcome)
-	size := e.CSize
-	if size <= 0 {
-		size = p.Size()
-	}
-	if inm := r.Header.Get("If-None-Match"); inm != "" && (inm == "*" || inm == etagOf(e)) {
-		setPkgHeaders(w.Header(), e)
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
-	rng, ranged, err := parseRange(requestRange(r, e), size)
-	switch {
-	case size < 0 || errors.Is(err, errMultiRange):
-		// Only the finished blob can answer these; ServeContent does.
+	if e.CSize <= 0 { // only the finished blob knows its size
 		g.serveAfterDownload(w, r, t, p, c, e)
-	case err != nil:
-		w.Header().Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
-		http.Error(w, http.StatusText(http.StatusRequestedRangeNotSatisfiable), http.StatusRequestedRangeNotSatisfiable)
-	default:
-		g.streamDownload(w, r, t, p, e, rng, ranged, size)
-	}
-}
-
-// requestRange is the Range header, unless an If-Range names another version.
-func requestRange(r *http.Request, e repodb.Entry) string {
-	ir := r.Header.Get("If-Range")
-	if ir == "" || ir == etagOf(e) {
-		return r.Header.Get("Range")
-	}
-	if t, err := http.ParseTime(ir); err == nil && e.BuildDate > 0 && t.Unix() == e.BuildDate {
-		return r.Header.Get("Range")
-	}
-	return ""
-}
-
-// streamDownload answers from the temp file of p. The first byte is awaited
-// before the headers so that a download that fails at once still gets a
-// proper status (404 lets pacman move on to its next server); a failure
-// after that cuts the connection, so the client never holds a complete body.
-func (g *Gateway) streamDownload(w http.ResponseWriter, r *http.Request, t *target, p *store.Pending,
-	e repodb.Entry, rng byteRange, ranged bool, size int64) {
-	follow := g.followDownload(r.Context(), p, rng.start)
-	defer follow.Close()
-	var rd io.Reader = follow
-	if rng.start+rng.length == size { // this response would complete the file
-		rd = &identityGate{rd: follow, left: rng.length, check: func() error {
-			return g.committedIdentity(r.Context(), p, t.pkg)
-		}}
-	}
-	buf := make([]byte, copyBufSize)
-	n, err := readSome(rd, buf[:min(int64(len(buf)), rng.length)])
-	if n == 0 {
-		if r.Context().Err() == nil {
-			g.fail(w, r, t, fmt.Errorf("download %s: %w", t.pkg, downloadErr(p, err)))
-		}
 		return
 	}
-	h := w.Header()
-	setPkgHeaders(h, e)
-	if mt := modTime(e, time.Time{}); !mt.IsZero() {
-		h.Set("Last-Modified", mt.Format(http.TimeFormat))
-	}
-	h.Set("Content-Length", strconv.FormatInt(rng.length, 10))
-	status := http.StatusOK
-	if ranged {
-		status = http.StatusPartialContent
-		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", rng.start, rng.start+rng.length-1, size))
-	}
-	w.WriteHeader(status)
-	if r.Method == http.MethodHead {
+	setPkgHeaders(w.Header(), e)
+	if g.refusedRange(w, r, t, c, e, e.CSize, modTime(e, time.Time{})) {
 		return
 	}
-	if _, err := w.Write(buf[:n]); err != nil {
-		return // client gone
-	}
-	_ = http.NewResponseController(w).Flush()
-	g.copyRest(w, r, t, rd, buf, rng.length-int64(n))
-}
-
-// copyRest copies left more bytes, flushing as they come.
-func (g *Gateway) copyRest(w http.ResponseWriter, r *http.Request, t *target, rd io.Reader, buf []byte, left int64) {
-	rc := http.NewResponseController(w)
-	for left > 0 {
-		n, err := rd.Read(buf[:min(int64(len(buf)), left)])
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return // client gone
-			}
-			left -= int64(n)
-			_ = rc.Flush()
-		}
-		if left > 0 && err != nil {
-			if r.Context().Err() != nil {
-				return
-			}
-			g.log.Warn("download failed mid-response, cutting connection",
-				"repo", t.repo.Name, "arch", t.arch, "file", t.file, "err", err)
-			panic(http.ErrAbortHandler)
-		}
-	}
+	g.serveInflight(w, r, t, p, e, e.CSize)
 }
 
 // commitWait bounds how long a reader that failed waits to learn whether
