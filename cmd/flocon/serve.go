@@ -130,7 +130,10 @@ func serve(ctx context.Context, o *options) error {
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{Handler: g, ReadHeaderTimeout: readHeaderTimeout, // no WriteTimeout: big downloads
+	// No WriteTimeout: a download takes what the client's link needs; the
+	// gateway bounds each write instead (gateway.Config.WriteStall).
+	srv := &http.Server{Handler: g, ReadHeaderTimeout: gateway.ServerReadHeaderTimeout,
+		ReadTimeout: gateway.ServerReadTimeout, IdleTimeout: gateway.ServerIdleTimeout,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	admin := &http.Server{ReadHeaderTimeout: readHeaderTimeout, Handler: newAdminMux(adminInfo{
 		listen: ln.Addr().String(), dataDir: o.dataDir, socket: o.adminSocketPath(), p2p: !o.noP2P,
