@@ -20,7 +20,7 @@ import (
 )
 
 // TestStatusPage runs two daemons on loopback that find each other by
-// --bootstrap. A downloads packages from the mirror, B gets the same ones
+// --bootstrap. A downloads packages from its mirror, B gets the same ones
 // from A, B bans a peer, and B has a slow download in flight. Then:
 //
 //   - headless Chromium renders B's status page: a screenshot goes to the
@@ -32,10 +32,29 @@ import (
 func TestStatusPage(t *testing.T) {
 	requireTools(t, "chromium")
 	fx := LoadFixtures(t)
+	var pkgs []FixtureFile
+	var big FixtureFile
+	var total int64
+	for _, f := range fx.Select(ExpectOK, true) {
+		if f.Name == "big" {
+			big = f
+		} else if len(pkgs) < 3 {
+			pkgs = append(pkgs, f)
+			total += f.Size
+		}
+	}
+	// B's mirror does not have the packages (yet): B must take them from
+	// A, a peer at "another site" (found by --bootstrap, not mDNS), which
+	// it would otherwise rank after its mirror.
+	var notYet []Fault
+	for _, f := range pkgs {
+		notYet = append(notYet, Fault{Kind: Fault404, File: f.File})
+	}
 	up := NewUpstream(t, fx.Mirror)
+	upB := NewUpstream(t, fx.Mirror, WithFaults(notYet...))
 	a := statusDaemon(t, fx, up)
 	idA := peerIDOf(t, a)
-	b := statusDaemon(t, fx, up, "--bootstrap", p2pAddrOf(t, a)+"/p2p/"+idA)
+	b := statusDaemon(t, fx, upB, "--bootstrap", p2pAddrOf(t, a)+"/p2p/"+idA)
 	idB := peerIDOf(t, b)
 	waitPeers(t, b, idA)
 	waitPeers(t, a, idB)
@@ -48,17 +67,6 @@ func TestStatusPage(t *testing.T) {
 		}
 	}
 
-	var pkgs []FixtureFile
-	var big FixtureFile
-	var total int64
-	for _, f := range fx.Select(ExpectOK, true) {
-		if f.Name == "big" {
-			big = f
-		} else if len(pkgs) < 3 {
-			pkgs = append(pkgs, f)
-			total += f.Size
-		}
-	}
 	for _, d := range []*Daemon{a, b} { // A from the mirror, then B from A
 		for _, f := range pkgs {
 			if got, err := GetHashed(t.Context(), c, d.FileURL(f.Repo, fx.Arch, f.File)); err != nil || !got.Complete(f.Size, f.SHA256) {
@@ -78,8 +86,8 @@ func TestStatusPage(t *testing.T) {
 	}
 	refused := assertReadableRefusal(t, c, a, fx)
 
-	// A download in flight on B: the mirror trickles the big package.
-	up.SetFaults(Fault{Kind: FaultSlow, File: big.File, Chunk: 64 << 10, Delay: 200 * time.Millisecond})
+	// A download in flight on B: its mirror trickles the big package.
+	upB.SetFaults(Fault{Kind: FaultSlow, File: big.File, Chunk: 64 << 10, Delay: 200 * time.Millisecond})
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go func() { _, _ = GetHashed(ctx, c, b.FileURL(big.Repo, fx.Arch, big.File)) }()
