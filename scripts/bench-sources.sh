@@ -13,7 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(FLOCON_BENCH_SOURCES=1 go test -count=1 -timeout 30m -run '^TestBenchSources$' -v ./test/e2e/ 2>&1) || {
-	echo "$out" | tail -80 >&2
+	echo "$out" | grep -E -- '--- FAIL|_test.go:[0-9]+:' | head -40 >&2
+	echo "$out" | sed -n 's/^BENCH //p'
 	exit 1
 }
 echo "$out" | grep -E '^\s+bench_sources_test.go' >&2 || true

@@ -148,7 +148,16 @@ func copyBody(str network.Stream, r io.Reader, h header, off int64, w io.Writer)
 		n, err := r.Read(buf)
 		if n > 0 {
 			if h.size >= 0 && off+got+int64(n) > h.size {
-				return got, fmt.Errorf("%d bytes past %d: %w", off+got+int64(n)-h.size, h.size, errOverrun)
+				// The bytes up to the announced size may be the whole
+				// blob: they go on (the verifier judges them), then the
+				// overrun is reported (and bans the peer).
+				past := off + got + int64(n) - h.size
+				wn, werr := w.Write(buf[:int64(n)-past])
+				got += int64(wn)
+				if werr != nil {
+					return got, fmt.Errorf("write: %w", werr)
+				}
+				return got, fmt.Errorf("%d bytes past %d: %w", past, h.size, errOverrun)
 			}
 			wn, werr := w.Write(buf[:n])
 			got += int64(wn)

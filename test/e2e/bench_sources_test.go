@@ -346,7 +346,8 @@ func newStallProxy(t *testing.T, target string) *stallProxy {
 	sp := &stallProxy{}
 	rp := httputil.NewSingleHostReverseProxy(tu)
 	rp.FlushInterval = -1
-	rp.Transport = &stallTransport{sp: sp, rt: http.DefaultTransport}
+	tr := &http.Transport{MaxIdleConnsPerHost: 8}
+	rp.Transport = &stallTransport{sp: sp, rt: tr}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -357,6 +358,7 @@ func newStallProxy(t *testing.T, target string) *stallProxy {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
+		tr.CloseIdleConnections()
 	})
 	sp.url = "http://" + l.Addr().String()
 	return sp

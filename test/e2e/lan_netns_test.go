@@ -200,17 +200,14 @@ type hostileProc struct {
 	cmd   *exec.Cmd
 }
 
-// startHostile builds and runs the hostile peer in ns, claiming c.
-func startHostile(t *testing.T, ns, c string, size int64) *hostileProc {
+// startHostile builds and runs the hostile peer in ns, claiming c; more
+// flags (--mode, --file) may follow.
+func startHostile(t *testing.T, ns, c string, size int64, flags ...string) *hostileProc {
 	t.Helper()
-	bin := filepath.Join(TempDir(t, "hostile"), "hostile")
-	build := exec.Command("go", "build", "-o", bin, "./test/e2e/hostile")
-	build.Dir = suite.moduleRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build hostile peer: %v\n%s", err, out)
-	}
+	bin := hostileBinary(t)
 	h := &hostileProc{}
 	h.cmd = exec.Command("ip", "netns", "exec", ns, bin, "--cid", c, "--size", fmt.Sprint(size))
+	h.cmd.Args = append(h.cmd.Args, flags...)
 	stdout, err := h.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -234,6 +231,29 @@ func startHostile(t *testing.T, ns, c string, size int64) *hostileProc {
 	})
 	h.id = h.waitLine(t, regexp.MustCompile(`^id (\S+)`), 30*time.Second)[1]
 	return h
+}
+
+// hostileBin is the hostile peer, built once per test binary.
+var hostileBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+func hostileBinary(t *testing.T) string {
+	t.Helper()
+	hostileBin.once.Do(func() {
+		hostileBin.path = filepath.Join(suite.workDir, "hostile") // removed with the run
+		build := exec.Command("go", "build", "-o", hostileBin.path, "./test/e2e/hostile")
+		build.Dir = suite.moduleRoot
+		if out, err := build.CombinedOutput(); err != nil {
+			hostileBin.err = fmt.Errorf("%w\n%s", err, out)
+		}
+	})
+	if hostileBin.err != nil {
+		t.Fatalf("build hostile peer: %v", hostileBin.err)
+	}
+	return hostileBin.path
 }
 
 func (h *hostileProc) read(r io.Reader) {

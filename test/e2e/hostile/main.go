@@ -1,10 +1,20 @@
-// Command hostile is a lying flocon peer for the e2e tests: it joins the LAN
-// by mDNS (_flocon._udp), claims to hold one CID and, asked for it, sends
-// size bytes of garbage. It also keeps trying to reach every flocon peer it
-// found and prints each change ("reach PEER ok" / "reach PEER fail ...") so
-// a test can watch a ban take effect and lift.
+// Command hostile is a lying or slow flocon peer for the e2e tests: it joins
+// the LAN by mDNS (_flocon._udp), claims to hold one CID and, asked for it,
+// misbehaves as --mode says:
+//
+//	garbage   size bytes of garbage (default)
+//	trickle   the real bytes (--file), one every 4 s
+//	slow      the real bytes at 3 KB/s
+//	stall     says "have", sends the answer header, then nothing
+//	junk      the real bytes, then 64 KiB of junk past the announced size
+//	oversize  announces 1 MiB more than the file, sends the real bytes and junk
+//
+// It also keeps trying to reach every flocon peer it found and prints each
+// change ("reach PEER ok" / "reach PEER fail ...") so a test can watch a ban
+// take effect and lift.
 //
 //	hostile --cid bafkrei... --size 1048576 --listen /ip4/0.0.0.0/tcp/19432
+//	hostile --cid bafkrei... --file pkg.tar.zst --mode slow
 //
 // It speaks flocon's wire format on purpose without importing flocon, like
 // any other program on the network would.
@@ -12,6 +22,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -51,10 +62,23 @@ func run() error {
 	claim := flag.String("cid", "", "the CID to claim")
 	size := flag.Int64("size", 1<<20, "how many garbage bytes to send")
 	listen := flag.String("listen", "/ip4/0.0.0.0/tcp/19432", "listen multiaddr")
+	mode := flag.String("mode", "garbage", "garbage, trickle, slow, stall, junk or oversize")
+	file := flag.String("file", "", "the real bytes of the CID (every mode but garbage)")
 	flag.Parse()
 	want, err := cid.Decode(*claim)
 	if err != nil {
 		return fmt.Errorf("--cid: %w", err)
+	}
+	var data []byte
+	if *mode != "garbage" {
+		if data, err = os.ReadFile(*file); err != nil {
+			return fmt.Errorf("--file: %w", err)
+		}
+		*size = int64(len(data))
+	}
+	announced := *size
+	if *mode == "oversize" {
+		announced += 1 << 20
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -64,8 +88,14 @@ func run() error {
 		return err
 	}
 	defer h.Close()
-	h.SetStreamHandler(haveProto, func(s network.Stream) { answerHave(s, want, *size) })
-	h.SetStreamHandler(blobProto, func(s network.Stream) { sendGarbage(s, *size) })
+	h.SetStreamHandler(haveProto, func(s network.Stream) { answerHave(s, want, announced) })
+	h.SetStreamHandler(blobProto, func(s network.Stream) {
+		if *mode == "garbage" {
+			sendGarbage(s, *size)
+			return
+		}
+		sendMode(ctx, s, *mode, data, announced)
+	})
 	fmt.Printf("id %s\n", h.ID())
 	found := &peers{m: map[peer.ID]peer.AddrInfo{}}
 	svc := mdns.NewMdnsService(h, "_flocon._udp", found)
@@ -131,6 +161,73 @@ func sendGarbage(s network.Stream, size int64) {
 	}
 	fmt.Printf("sending garbage to %s\n", s.Conn().RemotePeer())
 	_, _ = io.CopyN(s, rand.Reader, size-int64(off))
+}
+
+// sendMode answers a blob request with the real bytes from the asked
+// offset, paced or spoiled as mode says.
+func sendMode(ctx context.Context, s network.Stream, mode string, data []byte, announced int64) {
+	defer s.Close()
+	off, ok := readBlobRequest(s, announced)
+	if !ok {
+		return
+	}
+	b := []byte{0}
+	b = binary.AppendUvarint(b, uint64(announced)+1)
+	b = binary.AppendUvarint(b, uint64(announced))
+	if _, err := s.Write(b); err != nil {
+		return
+	}
+	fmt.Printf("sending %s to %s from %d\n", mode, s.Conn().RemotePeer(), off)
+	rest := data[min(off, int64(len(data))):]
+	switch mode {
+	case "stall":
+		<-ctx.Done()
+	case "trickle":
+		pace(ctx, s, rest, 1, 4*time.Second)
+	case "slow":
+		pace(ctx, s, rest, 300, 100*time.Millisecond)
+	case "junk", "oversize":
+		_, _ = s.Write(rest)
+		_, _ = s.Write(bytes.Repeat([]byte{'j'}, 64<<10))
+	}
+}
+
+// pace writes chunk bytes of b every interval until b is sent, the stream
+// fails or ctx ends.
+func pace(ctx context.Context, s network.Stream, b []byte, chunk int, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for len(b) > 0 {
+		k := min(chunk, len(b))
+		if _, err := s.Write(b[:k]); err != nil {
+			return
+		}
+		b = b[k:]
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// readBlobRequest reads kind, CID and offset; false when malformed.
+func readBlobRequest(s network.Stream, size int64) (int64, bool) {
+	r := bufio.NewReader(s)
+	if _, err := r.ReadByte(); err != nil {
+		_ = s.Reset()
+		return 0, false
+	}
+	if _, err := readCID(r); err != nil {
+		_ = s.Reset()
+		return 0, false
+	}
+	off, err := binary.ReadUvarint(r)
+	if err != nil || int64(off) > size {
+		_ = s.Reset()
+		return 0, false
+	}
+	return int64(off), true
 }
 
 func readCID(r *bufio.Reader) (cid.Cid, error) {
