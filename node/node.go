@@ -88,6 +88,9 @@ type Config struct {
 	// it starts on the sources it has; answers after it still join the
 	// download (within lookupBound). Default 150ms.
 	HaveTimeout time.Duration
+	// DisableDHT keeps lookups on the connected peers only: no kad-dht
+	// provider records (issue: multi-site).
+	DisableDHT bool
 
 	// MirrorTimeout bounds connecting and the first byte from one source.
 	MirrorTimeout time.Duration // default 10s
@@ -220,12 +223,13 @@ func (n *Node) runP2P(ctx context.Context) error {
 		MDNS: c.MDNS, ShareDirs: c.ShareDirs, PSKFile: c.PSKFile, AllowPeers: c.AllowPeers,
 		BlobStreamsPerPeer: c.BlobStreamsPerPeer, PeerBytesPerSec: c.PeerBytesPerSec,
 		WANBytesPerSec: c.WANBytesPerSec, SingleSite: c.SingleSite,
+		DisableDHT:  c.DisableDHT,
 		HaveTimeout: lookupBound, // Config.HaveTimeout is the soft deadline (peernet.go)
 	})
 	if err != nil {
 		return err
 	}
-	n.net.Store(&peerNet{router: h.LAN(), blobs: h, bans: h, host: h})
+	n.net.Store(&peerNet{router: h.Router(), blobs: h, bans: h, host: h})
 	defer n.net.Store(nil)
 	return h.Run(ctx)
 }

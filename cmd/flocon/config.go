@@ -48,6 +48,7 @@ type options struct {
 	p2pListen    []string
 	bootstrap    []string
 	noMDNS       bool
+	noDHT        bool
 	noP2P        bool
 	share        []string
 	pskFile      string
@@ -90,6 +91,7 @@ type fileConfig struct {
 	P2PListen    []string     `toml:"p2p_listen"`
 	Bootstrap    []string     `toml:"bootstrap"`
 	MDNS         any          `toml:"mdns"` // bool or a yes/no word
+	DHT          any          `toml:"dht"`  // bool or a yes/no word
 	Share        []string     `toml:"share"`
 	PSKFile      *string      `toml:"psk_file"`
 	AllowPeers   []string     `toml:"allow_peers"`
@@ -116,9 +118,10 @@ func (o *options) addFlags(fs *pflag.FlagSet, configFile string) {
 	fs.StringVar(&o.adminSocket, "admin-socket", "", "admin unix socket (default $DATA/admin.sock)")
 	fs.StringVar(&o.keyring, "keyring", verify.DefaultKeyringDir(), "keyring directory (NAME.gpg, NAME-trusted, NAME-revoked)")
 	fs.StringArrayVar(&o.p2pListen, "p2p-listen", defaultP2PListen, "libp2p listen multiaddr (repeatable)")
-	fs.StringArrayVar(&o.bootstrap, "bootstrap", nil, "bootstrap peer multiaddr with /p2p/ID (repeatable)")
+	fs.StringArrayVar(&o.bootstrap, "bootstrap", nil, "bootstrap peer: multiaddr with /p2p/ID (/ip4, /ip6, /dns4, /dns6) or /dnsaddr/NAME (repeatable; one is enough)")
 	fs.VarPF(boolValue{&o.noMDNS}, "no-mdns", "", "disable mDNS discovery on the LAN").NoOptDefVal = "true"
 	fs.VarPF(boolValue{&o.noP2P}, "no-p2p", "", "mirror-only mode: no peer-to-peer").NoOptDefVal = "true"
+	fs.VarPF(boolValue{&o.noDHT}, "no-dht", "", "LAN-only lookups: no DHT provider records across sites").NoOptDefVal = "true"
 	fs.StringArrayVar(&o.share, "share", defaultShareDirs(), "read-only package cache to share (repeatable)")
 	fs.StringVar(&o.pskFile, "psk-file", "", "private swarm key file (/key/swarm/psk/1.0.0/); peers without it cannot connect; turns QUIC off")
 	fs.StringArrayVar(&o.allowPeers, "allow-peer", nil, "peer ID allowed to connect (repeatable; default: any peer not banned)")
@@ -315,7 +318,7 @@ func (fc fileConfig) values() (map[string][]string, error) {
 	for _, b := range []struct {
 		flag, key string
 		v         any
-	}{{"no-p2p", "p2p", fc.P2P}, {"no-mdns", "mdns", fc.MDNS}} {
+	}{{"no-p2p", "p2p", fc.P2P}, {"no-mdns", "mdns", fc.MDNS}, {"no-dht", "dht", fc.DHT}} {
 		on, err := fileBool(b.key, b.v)
 		if err != nil {
 			errs = append(errs, err)

@@ -103,7 +103,7 @@ func serve(ctx context.Context, o *options) error {
 		MDNS: !o.noMDNS, ShareDirs: o.share,
 		PSKFile: o.pskFile, AllowPeers: o.allowPeers, BlobStreamsPerPeer: o.blobStreams,
 		PeerBytesPerSec: o.peerRate, HaveTimeout: o.haveTimeout,
-		WANBytesPerSec: o.wanRate, SingleSite: o.singleSite,
+		WANBytesPerSec: o.wanRate, SingleSite: o.singleSite, DisableDHT: o.noDHT,
 	})
 	if err != nil {
 		return err

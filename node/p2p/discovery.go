@@ -46,7 +46,7 @@ func (m mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
 	}
 	ctx, cancel := s.streamContext() // ends with the p2p side
 	defer cancel()
-	s.connect(ctx, ai)
+	_ = s.connect(ctx, ai)
 }
 
 // usableAddrs drops a remote peer's loopback addresses (they would reach this
@@ -64,37 +64,15 @@ func (s *Host) usableAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
 	return out
 }
 
-func (s *Host) connect(ctx context.Context, ai peer.AddrInfo) {
+func (s *Host) connect(ctx context.Context, ai peer.AddrInfo) error {
 	ctx, cancel := context.WithTimeout(ctx, p2pDialTimeout)
 	defer cancel()
 	if err := s.h.Connect(ctx, ai); err != nil {
 		s.log.Debug("peer connect failed", "peer", ai.ID.String(), "err", err)
-		return
+		return err
 	}
 	s.log.Info("peer connected", "peer", ai.ID.String())
-}
-
-// runBootstrap dials the configured bootstrap peers now and then every
-// bootstrapInterval, so a peer that restarts or was down comes back.
-func (s *Host) runBootstrap(ctx context.Context) {
-	if len(s.bootstrap) == 0 {
-		return
-	}
-	t := time.NewTicker(bootstrapInterval)
-	defer t.Stop()
-	for {
-		for _, ai := range s.bootstrap {
-			if ai.ID == s.h.ID() || s.bans.banned(ai.ID) || len(s.h.Network().ConnsToPeer(ai.ID)) > 0 {
-				continue
-			}
-			s.connect(ctx, ai)
-		}
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return
-		}
-	}
+	return nil
 }
 
 // runPing measures every connected peer's latency now and then; ping

@@ -69,6 +69,12 @@ func newHost(cfg Config, st localStore) (*Host, error) {
 		return nil, err
 	}
 	s.h, s.loopback = h, loopback
+	if !cfg.DisableDHT {
+		if s.dht, err = newDHT(s); err != nil {
+			_ = h.Close()
+			return nil, fmt.Errorf("dht: %w", err)
+		}
+	}
 	h.Network().Notify(&network.NotifyBundle{DisconnectedF: func(nw network.Network, c network.Conn) {
 		if nw.Connectedness(c.RemotePeer()) != network.Connected {
 			s.recent.mark(c.RemotePeer(), time.Now())
@@ -96,9 +102,12 @@ func newLibp2p(cfg Config, gate *banList) (h host.Host, loopback bool, err error
 	if err != nil {
 		return nil, false, err
 	}
-	listen, err := listenAddrs(cfg.ListenAddrs, cfg.PSKFile != "")
+	listen, dropped, err := listenAddrs(cfg.ListenAddrs, cfg.PSKFile != "")
 	if err != nil {
 		return nil, false, err
+	}
+	if len(dropped) > 0 {
+		cfg.Logger.Info("private swarm key set: quic turned off, libp2p cannot combine them", "dropped", fmt.Sprint(dropped))
 	}
 	rm, err := newResourceManager(orDefault(cfg.BlobStreamsPerPeer, defaultPeerStreams))
 	if err != nil {
@@ -183,26 +192,27 @@ func allLoopback(addrs []ma.Multiaddr) bool {
 }
 
 // listenAddrs parses the configured addresses (default: TCP and QUIC on
-// 19432); with a PSK, QUIC addresses are refused.
-func listenAddrs(in []string, psk bool) ([]ma.Multiaddr, error) {
+// 19432). With a PSK, QUIC addresses are dropped (libp2p cannot run QUIC in
+// a private network); dropped lists them so the caller can say so.
+func listenAddrs(in []string, psk bool) (out, dropped []ma.Multiaddr, err error) {
 	if len(in) == 0 {
 		in = defaultListenAddrs
-		if psk {
-			in = in[:1]
-		}
 	}
-	out := make([]ma.Multiaddr, 0, len(in))
 	for _, s := range in {
 		a, err := ma.NewMultiaddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("listen address %q: %w", s, err)
+			return nil, nil, fmt.Errorf("listen address %q: %w", s, err)
 		}
 		if _, err := a.ValueForProtocol(ma.P_QUIC_V1); err == nil && psk {
-			return nil, fmt.Errorf("listen address %q: quic cannot be used with a private network key", s)
+			dropped = append(dropped, a)
+			continue
 		}
 		out = append(out, a)
 	}
-	return out, nil
+	if len(out) == 0 {
+		return nil, nil, fmt.Errorf("no listen address left: quic cannot be used with a private network key, add a tcp one")
+	}
+	return out, dropped, nil
 }
 
 // loadIdentity reads $DATA/identity.key, creating it (0600) on first start,
@@ -290,22 +300,4 @@ func parsePeerIDs(in []string) ([]peer.ID, error) {
 		out = append(out, p)
 	}
 	return out, nil
-}
-
-// parseBootstrap reads /ip4/…/tcp/…/p2p/ID multiaddrs, grouping the
-// addresses of one peer.
-func parseBootstrap(in []string) ([]peer.AddrInfo, error) {
-	addrs := make([]ma.Multiaddr, 0, len(in))
-	for _, s := range in {
-		a, err := ma.NewMultiaddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("bootstrap %q: %w", s, err)
-		}
-		addrs = append(addrs, a)
-	}
-	infos, err := peer.AddrInfosFromP2pAddrs(addrs...)
-	if err != nil {
-		return nil, fmt.Errorf("bootstrap: %w (each address needs /p2p/PEERID)", err)
-	}
-	return infos, nil
 }

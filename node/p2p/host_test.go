@@ -28,7 +28,7 @@ func writePSK(t *testing.T) string {
 }
 
 // TestPrivateNetwork: nodes sharing a swarm key talk; a node with another
-// key (or none) cannot; QUIC is refused with a key.
+// key (or none) cannot; QUIC is turned off by a key.
 func TestPrivateNetwork(t *testing.T) {
 	t.Parallel()
 	psk := writePSK(t)
@@ -54,8 +54,13 @@ func TestPrivateNetwork(t *testing.T) {
 			}
 		})
 	}
-	if _, err := listenAddrs([]string{"/ip4/127.0.0.1/udp/0/quic-v1"}, true); err == nil {
-		t.Fatal("quic listen address accepted with a private network key")
+	if _, _, err := listenAddrs([]string{"/ip4/127.0.0.1/udp/0/quic-v1"}, true); err == nil {
+		t.Fatal("quic-only listen addresses accepted with a private network key")
+	}
+	// The defaults (TCP and QUIC) with a key: QUIC goes, TCP stays.
+	out, dropped, err := listenAddrs(nil, true)
+	if err != nil || len(out) != 1 || len(dropped) != 1 || out[0].String() != defaultListenAddrs[0] {
+		t.Fatalf("default listen addresses with a key = %v (dropped %v), %v; want tcp only", out, dropped, err)
 	}
 }
 
@@ -94,7 +99,7 @@ func TestAddressFilters(t *testing.T) {
 		})
 	}
 	for _, bad := range [][]string{{"not a multiaddr"}} {
-		if _, err := listenAddrs(bad, false); err == nil {
+		if _, _, err := listenAddrs(bad, false); err == nil {
 			t.Errorf("listenAddrs(%q) accepted", bad)
 		}
 	}

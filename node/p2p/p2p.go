@@ -14,6 +14,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/flocon/flocon/node/routing"
 	"github.com/flocon/flocon/store"
 	"github.com/flocon/flocon/verify"
 )
@@ -38,7 +39,6 @@ const (
 	defaultPeerStreams   = 8                      // concurrent blob streams served to one peer: above pacman's 5 parallel downloads
 	stallTimeout         = 5 * time.Second        // no byte for this long: the source gives up
 	p2pDialTimeout       = 2 * time.Second
-	bootstrapInterval    = 30 * time.Second
 	pingInterval         = 15 * time.Second
 	maxPeerSigSize       = 64 << 10
 	maxBlobSize          = 1 << 40
@@ -75,6 +75,8 @@ type Config struct {
 	// (a site where multicast cannot pass; tests on loopback).
 	SingleSite  bool
 	HaveTimeout time.Duration // bound of a have lookup on peers; default 150ms
+	// DisableDHT leaves the node LAN-only: no kad-dht provider records.
+	DisableDHT bool
 }
 
 // Host is a running peer-to-peer side: the libp2p host and everything that
@@ -95,11 +97,12 @@ type Host struct {
 	slots     *peerSlots
 	limiter   *peerRates
 	wan       *peerRates // one budget shared by every remote peer
+	dht       *DHT       // nil when Config.DisableDHT
 
 	closing     chan struct{} // closed when the host stops
 	closeOnce   sync.Once
 	haveTimeout time.Duration
-	bootstrap   []peer.AddrInfo
+	bootstrap   []bootstrapPeer
 	loopback    bool // every listen address is loopback (tests): keep loopback peer addrs
 }
 
@@ -107,7 +110,7 @@ type Host struct {
 // peers, allow-list, swarm key) without building anything, so a daemon can
 // refuse a bad one before it says it is serving.
 func (c Config) Check() error {
-	if _, err := listenAddrs(c.ListenAddrs, c.PSKFile != ""); err != nil {
+	if _, _, err := listenAddrs(c.ListenAddrs, c.PSKFile != ""); err != nil {
 		return err
 	}
 	if _, err := parseBootstrap(c.Bootstrap); err != nil {
@@ -142,8 +145,12 @@ func (s *Host) Run(ctx context.Context) error {
 	g.Go(func() error { s.announceStored(); return nil })
 	g.Go(func() error { return s.runDiscovery(ctx) })
 	g.Go(func() error { s.runBootstrap(ctx); return nil })
+	g.Go(func() error { s.runPeerExchange(ctx); return nil })
 	g.Go(func() error { s.runPing(ctx); return nil })
 	g.Go(func() error { return s.runShare(ctx) })
+	if s.dht != nil {
+		g.Go(func() error { s.dht.run(ctx); return nil })
+	}
 	return g.Wait()
 }
 
@@ -153,9 +160,20 @@ func (s *Host) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		close(s.closing)
-		err = s.h.Close()
+		if s.dht != nil {
+			err = s.dht.close()
+		}
+		err = errors.Join(err, s.h.Close())
 	})
 	return err
+}
+
+// Router is the node's router: the LAN lookup first, then the DHT.
+func (s *Host) Router() routing.Router {
+	if s.dht == nil {
+		return routing.Compose(s.LAN())
+	}
+	return routing.Compose(s.LAN(), s.dht)
 }
 
 // ID is this node's peer ID.

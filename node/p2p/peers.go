@@ -152,6 +152,16 @@ func (s *cidSet) has(c cid.Cid) bool {
 	return ok
 }
 
+func (s *cidSet) list() []cid.Cid {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]cid.Cid, 0, len(s.m))
+	for c := range s.m {
+		out = append(out, c)
+	}
+	return out
+}
+
 func (s *cidSet) len() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
