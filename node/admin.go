@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/flocon/flocon/node/p2p"
+	"github.com/flocon/flocon/node/routing"
 )
 
 // Identity is this node's peer ID and the addresses peers reach it on.
@@ -29,6 +30,17 @@ type PeerInfo struct {
 	BlobsServed int64         `json:"blobsServed"`
 	Successes   int64         `json:"successes"`
 	Failures    int64         `json:"failures"`
+	// Site is "lan" (found by mDNS, or --single-site) or "remote".
+	Site string `json:"site"`
+	// Bandwidth is what downloads from the peer measured (bytes/s,
+	// moving average; 0: not measured yet).
+	Bandwidth float64 `json:"bandwidth"`
+	// Score ranks the peer among the others of its kind: lower goes first
+	// (latency inflated by failures; see node/sourcechoice.go).
+	Score float64 `json:"score"`
+	// DemotedUntil: the peer was slow, stalled or failed and is tried
+	// after the other sources until then (zero: not demoted).
+	DemotedUntil time.Time `json:"demotedUntil,omitzero"`
 }
 
 // ID returns this node's identity (ErrP2PDisabled when p2p is not running).
@@ -51,14 +63,25 @@ func (n *Node) Peers() ([]PeerInfo, error) {
 	if pn == nil {
 		return nil, ErrP2PDisabled
 	}
+	sites := make(map[peer.ID]routing.Locality)
+	for _, pi := range pn.router.Peers() {
+		sites[pi.ID] = pi.Site
+	}
+	now := time.Now()
 	out := make([]PeerInfo, 0)
 	for _, ps := range pn.host.Connected() {
 		h := n.ranks.get(ps.ID)
-		out = append(out, PeerInfo{
+		health := n.health.get(peerKey(ps.ID))
+		pi := PeerInfo{
 			PeerID: ps.ID.String(), Addrs: ps.Addrs, Latency: ps.Latency,
 			BytesSent: ps.BytesSent, BytesRecv: ps.BytesRecv, BlobsServed: ps.BlobsServed,
 			Successes: h.Successes, Failures: h.Failures,
-		})
+			Site: sites[ps.ID].String(), Bandwidth: health.Bandwidth, Score: n.ranks.score(ps.ID, ps.Latency, now),
+		}
+		if health.demoted(now) {
+			pi.DemotedUntil = health.DemotedUntil
+		}
+		out = append(out, pi)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Latency < out[j].Latency })
 	return out, nil
@@ -146,6 +169,7 @@ func (n *Node) LogPeers() {
 	for _, p := range peers {
 		n.log.Info("peer", "peer", p.PeerID, "addrs", p.Addrs, "latency", p.Latency,
 			"bytesSent", p.BytesSent, "bytesRecv", p.BytesRecv, "blobsServed", p.BlobsServed,
-			"successes", p.Successes, "failures", p.Failures)
+			"successes", p.Successes, "failures", p.Failures,
+			"site", p.Site, "bandwidth", int64(p.Bandwidth), "score", p.Score, "demotedUntil", p.DemotedUntil)
 	}
 }

@@ -77,10 +77,12 @@ func traitsOf(s source) sourceTraits {
 // blob it serves), a mirror by its base URL.
 func sourceKey(s source) string {
 	if p := s.Peer(); p != "" {
-		return "peer " + p.String()
+		return peerKey(p)
 	}
 	return s.String()
 }
+
+func peerKey(p peer.ID) string { return "peer " + p.String() }
 
 // order returns the sources of one download best first (see the policy
 // above): peers as rank left them, mirrors in their configured order.

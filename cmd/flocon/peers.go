@@ -123,15 +123,32 @@ func newPeersCmd(env clientEnv) *cobra.Command {
 			return err
 		}
 		return c.print(cmd.OutOrStdout(), peers, func(w io.Writer) {
-			fmt.Fprintln(w, "PEER\tLATENCY\tSENT\tRECEIVED\tSERVED\tOK/FAIL\tADDRESS")
+			fmt.Fprintln(w, "PEER\tSITE\tLATENCY\tBANDWIDTH\tSCORE\tSENT\tRECEIVED\tSERVED\tOK/FAIL\tADDRESS")
 			for _, p := range peers {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d/%d\t%s\n", p.PeerID, p.Latency.Round(10*time.Microsecond),
-					humanBytes(p.BytesSent), humanBytes(p.BytesRecv), p.BlobsServed, p.Successes, p.Failures,
-					strings.Join(p.Addrs, ","))
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d/%d\t%s\n", p.PeerID, p.Site, p.Latency.Round(10*time.Microsecond),
+					peerBandwidth(p), peerScore(p), humanBytes(p.BytesSent), humanBytes(p.BytesRecv), p.BlobsServed,
+					p.Successes, p.Failures, strings.Join(p.Addrs, ","))
 			}
 		})
 	}
 	return cmd
+}
+
+// peerBandwidth is the measured download bandwidth, or "-" before any.
+func peerBandwidth(p node.PeerInfo) string {
+	if p.Bandwidth <= 0 {
+		return "-"
+	}
+	return humanBytes(int64(p.Bandwidth)) + "/s"
+}
+
+// peerScore is the rank score in milliseconds, marked when demoted.
+func peerScore(p node.PeerInfo) string {
+	s := fmt.Sprintf("%.1f", p.Score/float64(time.Millisecond))
+	if !p.DemotedUntil.IsZero() {
+		s += " (demoted)"
+	}
+	return s
 }
 
 func newBanCmd(env clientEnv) *cobra.Command {
