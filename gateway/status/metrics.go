@@ -35,6 +35,8 @@ var (
 		"Bytes exchanged with each connected peer, by direction (sent, received).", []string{"peer", "direction"}, nil)
 	descPeerLatency = prometheus.NewDesc("flocon_peer_latency_seconds",
 		"Round-trip latency (EWMA) of each connected peer.", []string{"peer"}, nil)
+	descPeerScore = prometheus.NewDesc("flocon_peer_score_seconds",
+		"Ranking score of each connected peer as a source (latency inflated by failed transfers; lower is tried first).", []string{"peer"}, nil)
 	descBans = prometheus.NewDesc("flocon_bans",
 		"Banned peers.", nil, nil)
 	descStoreBytes = prometheus.NewDesc("flocon_store_bytes",
@@ -69,7 +71,7 @@ type collector struct{ p *Page }
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descStartTime, descDownloadBytes, descDownloads,
 		descInflight, descInflightBytes, descServedBytes, descSavedBytes, descPeers, descPeerBytes,
-		descPeerLatency, descBans, descStoreBytes, descStoreBlobs, descStoreQuota, descMirrorRequests,
+		descPeerLatency, descPeerScore, descBans, descStoreBytes, descStoreBlobs, descStoreQuota, descMirrorRequests,
 		descMirrorErrors, descMirrorUp, descMirrorsReachable, descMirrorLatency, descVerify, descKeys,
 		descKeyringUpdated, descRefusals} {
 		ch <- d
@@ -126,6 +128,9 @@ func (c *collector) collectPeers(m *metricSink, s *Snapshot) {
 		m.counter(descPeerBytes, p.RecvBytes, p.ID, "received")
 		if p.Latency > 0 {
 			m.gauge(descPeerLatency, p.Latency.Seconds(), p.ID)
+		}
+		if p.Score > 0 {
+			m.gauge(descPeerScore, p.Score.Seconds(), p.ID)
 		}
 	}
 	m.gauge(descBans, float64(len(s.Bans)))

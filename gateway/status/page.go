@@ -21,6 +21,7 @@ var page = template.Must(template.New("status").Funcs(template.FuncMap{
 	"reachable": MirrorsReachable,
 	"seconds":   func(d time.Duration) int64 { return int64(d.Seconds()) },
 	"add":       func(a, b int64) int64 { return a + b },
+	"rate":      func(bps float64) string { return humanBytes(int64(bps)) + "/s" },
 }).Parse(pageHTML))
 
 func renderPage(w io.Writer, s *Snapshot) error { return page.Execute(w, s) }

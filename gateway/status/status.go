@@ -91,6 +91,10 @@ type Peer struct {
 	RecvBytes int64         `json:"recvBytes"` // from the peer
 	Successes int64         `json:"successes"` // transfers from it that completed
 	Failures  int64         `json:"failures"`  // transfers from it that failed or stalled
+	// Score ranks the peer as a source, lower first: its latency inflated
+	// by failed transfers.
+	Score     time.Duration `json:"scoreNs"`
+	Bandwidth float64       `json:"bandwidthBytesPerSec"` // measured as a source; 0: not yet
 }
 
 // Ban is one banned peer.
