@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -116,13 +117,25 @@ func (s *Store) writeRows(batch []*commitReq) error {
 	}
 	s.blobRows.invalidate(cids...)
 	defer s.blobRows.invalidate(cids...)
-	return s.update(func(txn *badger.Txn) error {
+	return s.withDB(func(db *badger.DB) error {
+		txn := db.NewTransaction(true)
+		defer func() { txn.Discard() }()
 		for _, r := range batch {
-			if err := setBlobRows(txn, r.p.cid, r.info, r.sig); err != nil {
+			err := setBlobRows(txn, r.p.cid, r.info, r.sig)
+			if errors.Is(err, badger.ErrTxnTooBig) {
+				// The index's memtable is small: write what fits, then
+				// go on in a new transaction (each blob's rows stay in one).
+				if err := txn.Commit(); err != nil {
+					return err
+				}
+				txn = db.NewTransaction(true)
+				err = setBlobRows(txn, r.p.cid, r.info, r.sig)
+			}
+			if err != nil {
 				return err
 			}
 		}
-		return nil
+		return txn.Commit()
 	})
 }
 

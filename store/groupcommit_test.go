@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -87,5 +88,46 @@ func TestGroupCommit(t *testing.T) {
 	}
 	if info, err := s.BlobByFilename("p3-1-1-any.pkg.tar.zst"); err != nil || !info.CID.Equals(good[0].CID()) {
 		t.Errorf("file row of a batched commit: %+v, %v", info, err)
+	}
+}
+
+// TestGroupCommitLargerThanATransaction: a batch whose rows do not fit in
+// one index transaction (128 blobs with 1000-byte signatures, kept in the
+// LSM tree) is written in several, and every commit succeeds.
+func TestGroupCommitLargerThanATransaction(t *testing.T) {
+	t.Parallel()
+	s := openTemp(t)
+	release := make(chan struct{})
+	s.HoldSync(release)
+	const n = 129
+	sig := bytes.Repeat([]byte{0xa5}, 1000)
+	ps := make([]*store.Pending, n)
+	errs := make([]chan error, n)
+	for i := range n {
+		data := storetest.RandomBytes(uint64(100+i), 1024)
+		p, _, err := s.Begin(storetest.CIDOf(t, data), int64(len(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		ps[i], errs[i] = p, make(chan error, 1)
+		go func() { errs[i] <- p.Commit(store.BlobInfo{}, sig) }()
+		if i == 0 {
+			<-p.Verified() // the first batch, held in its fsync
+		}
+	}
+	for s.QueuedCommits() < n-1 {
+		runtime.Gosched()
+	}
+	close(release)
+	for i, p := range ps {
+		if err := <-errs[i]; err != nil {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+		if got, err := s.Sig(p.CID()); err != nil || !bytes.Equal(got, sig) {
+			t.Fatalf("sig of commit %d: %d bytes, %v", i, len(got), err)
+		}
 	}
 }

@@ -24,7 +24,7 @@ const (
 	pruneQuiet     = 2 * time.Second
 	pruneMaxDelay  = 30 * time.Second
 	accessInterval = time.Minute
-	accessChunk    = 256 // rows per transaction when flushing last accesses
+	accessChunk    = 128 // rows per transaction when flushing last accesses (fits a 1 MiB memtable)
 
 	// versionGrace spares a blob used this recently from version retention:
 	// an old version someone just downloaded (a downgrade) is still being
