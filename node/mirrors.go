@@ -158,17 +158,42 @@ func skip(r io.Reader, off int64, w io.Writer) error {
 	return err
 }
 
-// contentRangeStart reads the first byte position of "bytes START-END/SIZE".
+// contentRangeStart reads the first byte position of "bytes FIRST-LAST/SIZE"
+// (SIZE may be "*"), refusing anything else: signs, spaces, a range that
+// ends before it starts or past the size.
 func contentRangeStart(h string) (int64, error) {
 	spec, ok := strings.CutPrefix(h, "bytes ")
 	if !ok {
 		return 0, errBadRange
 	}
-	first, _, ok := strings.Cut(spec, "-")
+	rng, size, ok := strings.Cut(spec, "/")
 	if !ok {
 		return 0, errBadRange
 	}
-	return strconv.ParseInt(first, 10, 64)
+	first, last, ok := strings.Cut(rng, "-")
+	if !ok {
+		return 0, errBadRange
+	}
+	start, err1 := parseDigits(first)
+	end, err2 := parseDigits(last)
+	if err1 != nil || err2 != nil || end < start {
+		return 0, errBadRange
+	}
+	if size != "*" {
+		n, err := parseDigits(size)
+		if err != nil || end >= n {
+			return 0, errBadRange
+		}
+	}
+	return start, nil
+}
+
+// parseDigits reads a non-negative decimal number written with digits only.
+func parseDigits(s string) (int64, error) {
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, errBadRange
+	}
+	return strconv.ParseInt(s, 10, 64)
 }
 
 // errBadRange: a 206 that is not the part that was asked for.
