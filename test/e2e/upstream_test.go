@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -18,12 +19,14 @@ type FaultKind int
 
 // Faults an Upstream can inject (see Fault).
 const (
-	FaultNone    FaultKind = iota
-	Fault500               // answer 500
-	Fault404               // answer 404 (the file exists nowhere)
-	FaultCut               // send Fault.Bytes bytes of the body, then drop the connection
-	FaultSlow              // send the body in Fault.Chunk pieces, Fault.Delay apart
-	FaultCorrupt           // invert one byte in the middle of the file (headers unchanged)
+	FaultNone        FaultKind = iota
+	Fault500                   // answer 500
+	Fault404                   // answer 404 (the file exists nowhere)
+	FaultCut                   // send Fault.Bytes bytes of the body, then drop the connection
+	FaultSlow                  // send the body in Fault.Chunk pieces, Fault.Delay apart
+	FaultCorrupt               // invert one byte in the middle of the file (headers unchanged)
+	FaultIgnoreRange           // answer every request with 200 and the whole file, Range or not
+	FaultLonger                // serve the file with Fault.Bytes junk bytes appended (Content-Length too)
 )
 
 func (k FaultKind) String() string {
@@ -38,6 +41,10 @@ func (k FaultKind) String() string {
 		return "slow"
 	case FaultCorrupt:
 		return "corrupt"
+	case FaultIgnoreRange:
+		return "ignore-range"
+	case FaultLonger:
+		return "longer"
 	}
 	return "none"
 }
@@ -49,7 +56,7 @@ type Fault struct {
 	// File limits the fault to requests whose base name is File ("" = every
 	// request, databases included).
 	File  string
-	Bytes int64         // FaultCut: body bytes sent before the cut
+	Bytes int64         // FaultCut: body bytes sent before the cut; FaultLonger: bytes added
 	Delay time.Duration // FaultSlow: pause before each chunk
 	Chunk int           // FaultSlow: chunk size (default 16 KiB)
 }
@@ -186,8 +193,25 @@ func (u *Upstream) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			rec.chunk = 16 << 10
 		}
 		rec.ctxDone = r.Context().Done()
+	case FaultIgnoreRange:
+		r.Header.Del("Range")
+	case FaultLonger:
+		u.serveLonger(rec, r, fault.Bytes)
+		return
 	}
 	u.serveFile(rec, r, fault.Kind == FaultCorrupt)
+}
+
+// serveLonger serves a file below root with extra junk bytes after it, as
+// one file of that length.
+func (u *Upstream) serveLonger(w http.ResponseWriter, r *http.Request, extra int64) {
+	b, err := os.ReadFile(filepath.Join(u.root, filepath.FromSlash(path.Clean("/"+r.URL.Path))))
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	b = append(b, bytes.Repeat([]byte{0x5a}, int(extra))...)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(b))
 }
 
 // serveFile serves a regular file below root; anything else is 404.
