@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/flocon/flocon/store"
 	"github.com/flocon/flocon/verify"
 )
@@ -392,27 +390,4 @@ func (n *Node) logDownload(ctx context.Context, d *download, size int64, err err
 		}
 	}
 	n.log.Log(ctx, level, "download", args...)
-}
-
-// PeerRank is how this node ranks a peer as a source of blobs.
-type PeerRank struct {
-	// Score orders peers, lower first: the peer's latency inflated by its
-	// share of failed transfers and by a recent failure (sourcechoice.go).
-	Score     time.Duration
-	Bandwidth float64 // measured as a source, bytes/s; 0: not measured yet
-	Strikes   int     // failures, stalls and defeats since its last success
-}
-
-// PeerRank returns the rank of peer id given its latency; the zero
-// PeerRank for an ID that does not parse.
-func (n *Node) PeerRank(id string, latency time.Duration) PeerRank {
-	p, err := peer.Decode(id)
-	if err != nil || n.ranks == nil || n.health == nil {
-		return PeerRank{}
-	}
-	h := n.health.get("peer " + p.String()) // sourceKey of a peer source
-	return PeerRank{
-		Score:     time.Duration(n.ranks.score(p, latency, time.Now())),
-		Bandwidth: h.Bandwidth, Strikes: h.Strikes,
-	}
 }

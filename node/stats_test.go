@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -12,10 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/flocon/flocon/verify"
@@ -198,29 +195,4 @@ func waitIdle(n *Node) <-chan struct{} {
 		close(done)
 	}()
 	return done
-}
-
-func TestPeerRank(t *testing.T) {
-	t.Parallel()
-	n, _ := newTestNode(t, nil)
-	_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := peer.IDFromPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := p.String()
-	// No history: the score is the latency itself.
-	if r := n.PeerRank(id, 3*time.Millisecond); r.Score != 3*time.Millisecond || r.Bandwidth != 0 {
-		t.Errorf("rank of a new peer = %+v, want score 3ms", r)
-	}
-	n.ranks.failure(p, time.Now())
-	if r := n.PeerRank(id, 3*time.Millisecond); r.Score <= 3*time.Millisecond {
-		t.Errorf("rank after a failure = %+v, want a worse score than 3ms", r)
-	}
-	if r := n.PeerRank("not a peer", time.Millisecond); r != (PeerRank{}) {
-		t.Errorf("rank of a bad ID = %+v, want zero", r)
-	}
 }

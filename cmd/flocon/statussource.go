@@ -85,10 +85,9 @@ func (s *statusSource) p2pSections(snap *status.Snapshot) error {
 		return err
 	}
 	for _, p := range peers {
-		rank := s.n.PeerRank(p.PeerID, p.Latency)
 		snap.Peers = append(snap.Peers, status.Peer{ID: p.PeerID, Addrs: p.Addrs, Latency: p.Latency,
 			SentBytes: p.BytesSent, RecvBytes: p.BytesRecv, Successes: p.Successes, Failures: p.Failures,
-			Score: rank.Score, Bandwidth: rank.Bandwidth})
+			Site: p.Site, Score: time.Duration(p.Score), Bandwidth: p.Bandwidth, DemotedUntil: p.DemotedUntil})
 	}
 	bans, err := s.n.Bans()
 	if err != nil && !errors.Is(err, node.ErrP2PDisabled) {

@@ -95,6 +95,10 @@ type Peer struct {
 	// by failed transfers.
 	Score     time.Duration `json:"scoreNs"`
 	Bandwidth float64       `json:"bandwidthBytesPerSec"` // measured as a source; 0: not yet
+	Site      string        `json:"site"`                 // "lan" or "remote"
+	// DemotedUntil: slow, stalled or failed, the peer is tried after the
+	// other sources until then (zero: not demoted).
+	DemotedUntil time.Time `json:"demotedUntil,omitzero"`
 }
 
 // Ban is one banned peer.

@@ -34,7 +34,7 @@ func sample() Snapshot {
 			Source: "12D3KooWPeerAPeerAPeerA", SourceKind: "peer", Started: t0.Add(-3 * time.Second)}},
 		Peers: []Peer{{ID: "12D3KooWPeerAPeerAPeerA", Addrs: []string{"/ip4/10.0.0.2/tcp/19432"},
 			Latency: 300 * time.Microsecond, SentBytes: 10, RecvBytes: 3000, Successes: 2,
-			Score: 100 * time.Microsecond, Bandwidth: 2 << 20}},
+			Score: 100 * time.Microsecond, Bandwidth: 2 << 20, Site: "lan", DemotedUntil: t0.Add(time.Minute)}},
 		Bans: []Ban{{Peer: "12D3KooWLiarLiarLiarLiar", Reason: "sent bad bytes <script>alert(1)</script>",
 			Time: t0, CID: "bafkreiabc", WantSHA256: "aa", GotSHA256: "bb"}},
 		Mirrors: []Mirror{
@@ -80,8 +80,8 @@ func TestPageShowsTheSnapshot(t *testing.T) {
 		`data-served-bytes="10000"`, `data-cache-bytes="6000"`, `data-peer-bytes="3000"`, `data-mirror-bytes="1000"`,
 		`data-saved-bytes="9000"`, `data-inflight="big-1-1-x86_64.pkg.tar.zst" data-have="250" data-size="1000"`,
 		`data-source-kind="peer"`, `<progress max="1000" value="250">`,
-		`data-peer="12D3KooWPeerAPeerAPeerA" data-sent="10" data-recv="3000"`,
-		`data-score="100000"`, `2.0 MiB/s`, `data-ban="12D3KooWLiarLiarLiarLiar"`, `data-mirror="https://down.example" data-reachable="false"`,
+		`data-peer="12D3KooWPeerAPeerAPeerA" data-site="lan" data-sent="10" data-recv="3000"`,
+		`data-score="100000"`, `2.0 MiB/s`, `data-site="lan"`, `>demoted<`, `data-ban="12D3KooWLiarLiarLiarLiar"`, `data-mirror="https://down.example" data-reachable="false"`,
 		`data-mirrors-reachable="1"`, `data-store-quota="10485760"`, `data-keys-expiring="2"`,
 		`data-warning="unknown-key"`, `data-refusal="unknown-key"`, `data-version>1.2.3<`, `data-uptime="5400"`,
 	} {

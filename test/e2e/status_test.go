@@ -253,8 +253,8 @@ func assertPage(t *testing.T, dom string, want pageWant) {
 	}
 	peers := elements(dom, "data-peer")
 	if len(peers) != 1 || peers[0]["data-peer"] != want.peer || num(peers[0], "data-recv") < want.minRecv ||
-		num(peers[0], "data-score") <= 0 {
-		t.Errorf("peers on the page = %v, want %s having sent at least %d bytes, with a score", peers, want.peer, want.minRecv)
+		num(peers[0], "data-score") <= 0 || peers[0]["data-site"] != "remote" {
+		t.Errorf("peers on the page = %v, want %s (remote) having sent at least %d bytes, with a score", peers, want.peer, want.minRecv)
 	}
 	bans := elements(dom, "data-ban")
 	if len(bans) != 1 || bans[0]["data-ban"] != want.banned || bans[0]["data-reason"] != want.reason {
