@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -115,7 +116,13 @@ func (n *Node) listenLate(ctx context.Context, cancel context.CancelFunc, pn *pe
 		case <-ctx.Done():
 		}
 	}
-	n.log.Info("lookup ran past its deadline", "cid", c.String(), "deadline", n.cfg.HaveTimeout,
+	// Info when the deadline alone would have missed a peer; a lookup that
+	// only waited on silent routers (a DHT walk finding nobody) is debug.
+	level := slog.LevelDebug
+	if len(missed) > 0 {
+		level = slog.LevelInfo
+	}
+	n.log.Log(ctx, level, "lookup ran past its deadline", "cid", c.String(), "deadline", n.cfg.HaveTimeout,
 		"took", time.Since(start).Round(time.Millisecond), "late", strings.Join(missed, ", "))
 }
 

@@ -29,10 +29,11 @@ import (
 //  3. the mirrors, in their configured order;
 //  4. the other remote peers;
 //
-// and every demoted source moved, in its order, behind the healthy ones
-// (a stalled mirror or a peer that trickled is tried last until its
-// demotion ends). A download re-decides as it runs: a lookup answer that
-// comes late joins it (hedge.go, offer), and the transfer starts the next
+// with every demoted source moved, in its order, behind the healthy ones
+// of its group, and a peer demoted repeatedly (repeatStrikes) behind
+// everything (a stalled mirror, a peer that trickles, are tried after the
+// others until their demotion ends). A download re-decides as it runs: a
+// lookup answer that comes late joins it (hedge.go, offer), and the transfer starts the next
 // source in this order when the current one turns slow.
 
 // sourceKind is what a source is.
@@ -97,9 +98,25 @@ func (n *Node) order(peers, mirrors []source, now time.Time) []source {
 		}
 		out = append(out, s)
 	}
-	out = append(append(out, mirrors...), slowRemote...)
-	return n.health.demotedLast(out, now)
+	// Demoted sources go behind the healthy ones of their group; a peer
+	// demoted again and again (a trickler, a staller) behind the mirrors
+	// too. One strike alone can be bad luck in a herd (a relay that lost
+	// its own source): it must not send the download to the Internet.
+	var repeat []source
+	peersFirst := out[:0:0]
+	for _, s := range n.health.demotedLast(out, now) {
+		if h := n.health.get(sourceKey(s)); h.demoted(now) && h.Strikes >= repeatStrikes {
+			repeat = append(repeat, s)
+			continue
+		}
+		peersFirst = append(peersFirst, s)
+	}
+	out = append(append(peersFirst, n.health.demotedLast(mirrors, now)...), n.health.demotedLast(slowRemote, now)...)
+	return append(out, repeat...)
 }
+
+// repeatStrikes is how many strikes in a row send a peer behind the mirrors.
+const repeatStrikes = 2
 
 // bestMirrorBandwidth is the best bandwidth measured among mirrors (0:
 // none measured).

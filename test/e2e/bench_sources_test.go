@@ -48,6 +48,7 @@ func TestBenchSources(t *testing.T) {
 	var rows []benchRow
 	alone := runLAN(t, fx, "one machine alone", 1, 0, false)
 	rows = append(rows, alone)
+	only := os.Getenv("FLOCON_BENCH_ONLY") // a scenario name prefix, to rerun one
 	for _, sc := range []struct {
 		name    string
 		stagger time.Duration
@@ -57,9 +58,13 @@ func TestBenchSources(t *testing.T) {
 		{"5 machines, starts 1 s apart", time.Second, false},
 		{"5 machines, kill -9 of the first", time.Second, true},
 	} {
-		rows = append(rows, runLAN(t, fx, sc.name, 5, sc.stagger, sc.kill))
+		if strings.HasPrefix(sc.name, only) {
+			rows = append(rows, runLAN(t, fx, sc.name, 5, sc.stagger, sc.kill))
+		}
 	}
-	rows = append(rows, runTwoSites(t, fx))
+	if strings.HasPrefix("2 sites", only) {
+		rows = append(rows, runTwoSites(t, fx))
+	}
 	fmt.Printf("BENCH %-36s %12s %14s %14s\n", "scenario", "bytes ratio", "slowest/alone", "longest stall")
 	for _, r := range rows {
 		base := alone.slowest
@@ -280,7 +285,7 @@ func runLAN(t *testing.T, fx *benchFixtures, name string, n int, stagger time.Du
 		row.slowest = max(row.slowest, m.took)
 		row.stall = max(row.stall, m.proxy.longest())
 	}
-	t.Logf("%s: upstream %d bytes for a set of %d", name, benchUpstreamBytes(up), fx.size)
+	t.Logf("%s: upstream %d bytes for a set of %d; daemon logs: %s", name, benchUpstreamBytes(up), fx.size, logSummary(site.machines))
 	return row
 }
 
@@ -326,6 +331,32 @@ func runTwoSites(t *testing.T, fx *benchFixtures) benchRow {
 	}
 	t.Logf("two sites: into B %d mirror + %d WAN bytes (with headers) for a set of %d; A slowest %s", mirror, wan, fx.size, slowA)
 	return row
+}
+
+// logSummary counts the source-choice events in the daemons' logs: why a
+// download went where it went.
+func logSummary(ms []*benchMachine) string {
+	events := []string{"source failed", "source overtaken", "source slow, hedging", "late lookup answer",
+		"lookup ran past its deadline", "peer banned"}
+	counts := make([]int, len(events))
+	mirrorOnly := 0
+	for _, m := range ms {
+		for _, line := range strings.Split(m.d.Logs(), "\n") {
+			for i, e := range events {
+				if strings.Contains(line, `msg="`+e) {
+					counts[i]++
+				}
+			}
+			if strings.Contains(line, "msg=download ") && strings.Contains(line, "fromPeers=0 ") {
+				mirrorOnly++
+			}
+		}
+	}
+	parts := make([]string, 0, len(events)+1)
+	for i, e := range events {
+		parts = append(parts, fmt.Sprintf("%s %d", e, counts[i]))
+	}
+	return strings.Join(append(parts, fmt.Sprintf("downloads with no LAN bytes %d", mirrorOnly)), ", ")
 }
 
 // stallProxy sits between a pacman and its daemon and records the longest
