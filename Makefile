@@ -2,7 +2,7 @@
 GO ?= go
 BIN ?= bin/flocon
 
-.PHONY: build test test-e2e lint check bench bench-gateway bench-verify bench-p2p bench-go clean
+.PHONY: build test test-e2e lint check fuzz bench bench-gateway bench-verify bench-p2p bench-go clean
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/flocon
@@ -20,6 +20,12 @@ test-e2e:
 check:
 	./scripts/test-selfcheck.sh
 	./scripts/test.sh
+
+# fuzz: every fuzz target of the module for FUZZTIME each (targets are
+# discovered with go test -list; `make test` runs their seed corpora).
+FUZZTIME ?= 20s
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 # bench: every benchmark table in one run (gateway beside nginx as ratios,
 # the verify rows and the peer path; bench-go: the Go micro-benchmarks).

@@ -170,7 +170,7 @@ func FuzzParseSignature(f *testing.F) {
 }
 
 // tarOf is an uncompressed tar with one member.
-func tarOf(t *testing.T, name, body string) []byte {
+func tarOf(t testing.TB, name, body string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
