@@ -196,10 +196,13 @@ func (g *Gateway) refuseTaintedResume(w http.ResponseWriter, r *http.Request, t 
 	if discarded == 0 {
 		return false
 	}
-	g.log.Warn("resume refused: bytes handed out for this file were thrown away",
+	why := refusal{"resume-refused", "part of this file was handed out from a source proven wrong; download it again from the start"}
+	g.log.Warn("request refused", "status", http.StatusRequestedRangeNotSatisfiable, "reason", why.reason,
 		"repo", t.repo.Name, "arch", t.arch, "file", t.file, "discardedUpTo", discarded)
-	unsatisfiable(w, size, "resume refused: part of this file was handed out from a source proven wrong; "+
-		"download it again from the start")
+	g.served.refused(why, http.StatusRequestedRangeNotSatisfiable, t.repo.Name+"/os/"+t.arch+"/"+t.file)
+	w.Header().Set(RefusalHeader, why.reason)
+	unsatisfiable(w, size, fmt.Sprintf("%d %s: %s (%s)", http.StatusRequestedRangeNotSatisfiable,
+		http.StatusText(http.StatusRequestedRangeNotSatisfiable), why.message, why.reason))
 	return true
 }
 

@@ -4,9 +4,12 @@
 // (If-Modified-Since, shared by concurrent clients, stale copy when every
 // mirror is unreachable); packages and their .sig come from the store, or
 // from one shared, verified download (Fetcher) that every waiting client
-// streams from as it grows, Range included. Nothing unverified is ever
-// served complete: a download that fails after the response started cuts
-// the connection.
+// streams from as it grows. Stored or in flight, a package is answered by
+// http.ServeContent (Range, If-Range, HEAD, conditional requests). Nothing
+// unverified is ever served complete: a download that fails after the
+// response started cuts the connection, and a resume that would complete a
+// partial copy holding thrown-away bytes gets a 416. Each write to a client
+// has its own deadline (Config.WriteStall).
 //
 //	g, err := gateway.New(gateway.Config{Store: s, Fetcher: n, Repos: repos})
 //	http.ListenAndServe("127.0.0.1:19433", g)

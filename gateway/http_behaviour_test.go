@@ -234,3 +234,25 @@ func waitFetches(t testing.TB, e *env, n int) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestHeadDoesNotDownload: a HEAD of a package nobody has downloaded yet is
+// answered from its database entry (size, ETag, date), and starts nothing.
+func TestHeadDoesNotDownload(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	cold := newTestPkg(t, "cold", "1.0-1", 300_000, nil)
+	e.publish(t, dbTime, cold)
+	e.sync(t)
+	for _, hdr := range []map[string]string{nil, {"Range": "bytes=100-"}} {
+		resp, body := e.get(t, http.MethodHead, "/core/os/x86_64/"+cold.filename, hdr)
+		want := referenceAnswer(t, http.MethodHead, hdr, cold.data, time.Unix(cold.buildDate, 0).UTC(), `"`+cold.sha256()+`"`)
+		if got := answerOf(t, resp.StatusCode, resp.Header, body); got != want {
+			t.Errorf("HEAD %v:\n got %v\nwant %v", hdr, got, want)
+		}
+	}
+	e.f.mu.Lock()
+	defer e.f.mu.Unlock()
+	if e.f.fetches != 0 {
+		t.Fatalf("a HEAD started %d downloads", e.f.fetches)
+	}
+}

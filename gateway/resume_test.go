@@ -61,6 +61,9 @@ func TestResumeAfterLyingSource(t *testing.T) {
 	if cr := got.Header.Get("Content-Range"); cr != fmt.Sprintf("bytes */%d", size) {
 		t.Fatalf("Content-Range %q", cr)
 	}
+	if why := got.Header.Get(RefusalHeader); why != "resume-refused" {
+		t.Fatalf("%s: %q, want resume-refused", RefusalHeader, why)
+	}
 	for _, r := range []string{"bytes=1-", "bytes=-5", "bytes=0-0,100-"} {
 		if got, _ := e.get(t, http.MethodGet, path, map[string]string{"Range": r}); got.StatusCode != http.StatusRequestedRangeNotSatisfiable {
 			t.Errorf("Range %s completes a partial file: status %d, want 416", r, got.StatusCode)
