@@ -31,6 +31,20 @@ type Ban = p2p.Ban
 // Evidence is why a peer was banned.
 type Evidence = p2p.Evidence
 
+// Refused counts inbound connections refused since start, by reason.
+type Refused = p2p.Refused
+
+// Refused returns how many outsiders were refused since start: failed
+// secure handshakes (no or wrong swarm key), peers not on the allow-list,
+// banned peers (ErrP2PDisabled when p2p is not running).
+func (n *Node) Refused() (Refused, error) {
+	pn := n.side()
+	if pn == nil {
+		return Refused{}, ErrP2PDisabled
+	}
+	return pn.host.Refused(), nil
+}
+
 // blobTransfer moves the bytes of one blob from one peer.
 type blobTransfer interface {
 	// FetchBlob writes c's bytes from offset off, as p sends them, to w and

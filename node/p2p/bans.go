@@ -35,6 +35,8 @@ type banList struct {
 	st    localStore
 	m     map[peer.ID]Ban
 	allow map[peer.ID]bool // nil: every peer not banned is allowed
+	// outsiders counts refused inbound connections (nil: not counted).
+	outsiders *outsiders
 }
 
 // loadBans reads the persisted bans; a row that does not parse is reported,
@@ -137,11 +139,24 @@ func (b *banList) InterceptPeerDial(p peer.ID) bool { return !b.banned(p) }
 func (b *banList) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool { return !b.banned(p) }
 
 // InterceptAccept lets every connection start: bans are by peer ID, known
-// only once the handshake is done (InterceptSecured).
-func (b *banList) InterceptAccept(network.ConnMultiaddrs) bool { return true }
+// only once the handshake is done (InterceptSecured). It notes the
+// connection so that one whose handshake fails counts as an outsider.
+func (b *banList) InterceptAccept(addrs network.ConnMultiaddrs) bool {
+	if b.outsiders != nil {
+		b.outsiders.accepted(addrs, time.Now())
+	}
+	return true
+}
 
 // InterceptSecured drops a banned peer once its identity is proven.
-func (b *banList) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+func (b *banList) InterceptSecured(dir network.Direction, p peer.ID, addrs network.ConnMultiaddrs) bool {
+	if dir == network.DirInbound && b.outsiders != nil {
+		b.mu.RLock()
+		_, banned := b.m[p]
+		notAllowed := b.allow != nil && !b.allow[p]
+		b.mu.RUnlock()
+		b.outsiders.secured(p, addrs, banned, notAllowed, time.Now())
+	}
 	return !b.banned(p)
 }
 

@@ -213,6 +213,9 @@ func TestAllowList(t *testing.T) {
 	}
 	waitConnected(t, a.s.h, friend.id())
 	assertCannotConnect(t, a, stranger)
+	if got := a.s.Refused(); got.NotAllowed == 0 {
+		t.Fatalf("Refused() = %+v, want the stranger counted as not allowed", got)
+	}
 }
 
 // TestIdentityPersisted: the key is created 0600 and reused, so the peer

@@ -46,6 +46,7 @@ func newHost(cfg Config, st localStore) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	bans.outsiders = newOutsiders(cfg.Logger, cfg.PSKFile != "")
 	boot, err := parseBootstrap(cfg.Bootstrap)
 	if err != nil {
 		return nil, err
@@ -126,7 +127,6 @@ func newLibp2p(cfg Config, gate *banList) (h host.Host, loopback bool, err error
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionGater(gate),
 		libp2p.AddrsFactory(dropLoopback),
-		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
 		libp2p.UserAgent("flocon"),
 	}
@@ -139,6 +139,7 @@ func newLibp2p(cfg Config, gate *banList) (h host.Host, loopback bool, err error
 	} else {
 		opts = append(opts, libp2p.Transport(quic.NewTransport))
 	}
+	opts = append(opts, natOptions(cfg)...)
 	h, err = libp2p.New(opts...)
 	if err != nil {
 		_ = rm.Close()

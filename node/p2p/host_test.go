@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,6 +55,17 @@ func TestPrivateNetwork(t *testing.T) {
 			}
 		})
 	}
+	// After the parallel outsiders: their connections were accepted and
+	// never secured; a sweep past the grace counts them.
+	t.Cleanup(func() {
+		a.s.bans.outsiders.sweep(time.Now().Add(handshakeGrace))
+		if got := a.s.Refused(); got.Handshake < 2 || got.NotAllowed != 0 || got.Banned != 0 {
+			t.Errorf("Refused() = %+v, want the 2 outsiders as failed handshakes", got)
+		}
+		if got := b.s.Refused(); got != (Refused{}) {
+			t.Errorf("B refused %+v, want nothing (it only dialed a keyed peer)", got)
+		}
+	})
 	if _, _, err := listenAddrs([]string{"/ip4/127.0.0.1/udp/0/quic-v1"}, true); err == nil {
 		t.Fatal("quic-only listen addresses accepted with a private network key")
 	}
@@ -105,5 +117,37 @@ func TestAddressFilters(t *testing.T) {
 	}
 	if _, err := parseBootstrap([]string{"/ip4/10.0.0.1/tcp/19432"}); err == nil {
 		t.Error("bootstrap address without /p2p/ID accepted")
+	}
+}
+
+// TestConnectedAddrsOnce: a peer reachable over TCP and QUIC is listed with
+// each distinct address once, both transports included, however many
+// connections there are.
+func TestConnectedAddrsOnce(t *testing.T) {
+	t.Parallel()
+	both := func(c *Config) {
+		c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	}
+	a := startNode(t, newMemStore(t), both)
+	b := startNode(t, newMemStore(t), both, withBootstrap(a))
+	waitConnected(t, b.s.h, a.id())
+	var got []string
+	for _, ps := range b.s.Connected() {
+		if ps.ID == a.id() {
+			got = ps.Addrs
+		}
+	}
+	seen := map[string]bool{}
+	var tcp, quic bool
+	for _, s := range got {
+		if seen[s] {
+			t.Fatalf("address %s listed twice in %v", s, got)
+		}
+		seen[s] = true
+		tcp = tcp || strings.Contains(s, "/tcp/")
+		quic = quic || strings.Contains(s, "/quic-v1")
+	}
+	if !tcp || !quic {
+		t.Fatalf("Connected addrs of A = %v, want its TCP and its QUIC address", got)
 	}
 }

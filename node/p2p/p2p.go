@@ -147,6 +147,7 @@ func (s *Host) Run(ctx context.Context) error {
 	g.Go(func() error { s.runBootstrap(ctx); return nil })
 	g.Go(func() error { s.runPeerExchange(ctx); return nil })
 	g.Go(func() error { s.runPing(ctx); return nil })
+	g.Go(func() error { s.runOutsiderSweep(ctx); return nil })
 	g.Go(func() error { return s.runShare(ctx) })
 	if s.dht != nil {
 		g.Go(func() error { s.dht.run(ctx); return nil })

@@ -239,7 +239,7 @@ func (r *recentPeers) list(now time.Time) []peer.ID {
 // PeerStat is one connected peer as `flocon peers` shows it.
 type PeerStat struct {
 	ID          peer.ID
-	Addrs       []string // of the open connections, each once
+	Addrs       []string // those of the open connections first, then the others known; each once
 	Latency     time.Duration
 	BytesSent   int64
 	BytesRecv   int64
@@ -256,10 +256,29 @@ func (s *Host) Connected() []PeerStat {
 			ID: p, Latency: s.h.Peerstore().LatencyEWMA(p),
 			BytesSent: st.BytesSent, BytesRecv: st.BytesRecv, BlobsServed: st.BlobsServed,
 		}
-		for _, c := range s.h.Network().ConnsToPeer(p) {
-			ps.Addrs = append(ps.Addrs, c.RemoteMultiaddr().String())
-		}
+		ps.Addrs = s.peerAddrs(p)
 		out = append(out, ps)
+	}
+	return out
+}
+
+// peerAddrs lists p's addresses once each: those of the open connections
+// (two connections over one QUIC address are one address), then the other
+// addresses p told (its TCP one when the connections are QUIC).
+func (s *Host) peerAddrs(p peer.ID) []string {
+	seen := make(map[string]bool)
+	var out []string
+	add := func(a string) {
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	for _, c := range s.h.Network().ConnsToPeer(p) {
+		add(c.RemoteMultiaddr().String())
+	}
+	for _, a := range s.usableAddrs(s.h.Peerstore().Addrs(p)) {
+		add(a.String())
 	}
 	return out
 }
