@@ -70,6 +70,14 @@ func (p *pace) add(k int64, now time.Time) {
 	p.bytes.Add(k)
 }
 
+// lastByte is when the latest byte came (the start before any).
+func (p *pace) lastByte() time.Time {
+	if at := p.lastAt.Load(); at != 0 {
+		return time.Unix(0, at)
+	}
+	return p.start
+}
+
 // firstByte is how long the first byte took (0: none yet).
 func (p *pace) firstByte() time.Duration {
 	at := p.firstAt.Load()

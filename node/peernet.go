@@ -55,6 +55,8 @@ type blobTransfer interface {
 	// FetchSig returns the detached signature p says it verified c with;
 	// the caller verifies it.
 	FetchSig(ctx context.Context, p peer.ID, c cid.Cid) ([]byte, error)
+	// Alive returns nil when p answers a ping before ctx ends.
+	Alive(ctx context.Context, p peer.ID) error
 }
 
 // banner bans peers that sent bad data.
@@ -241,6 +243,10 @@ func (ps *peerSource) traits() sourceTraits {
 }
 
 func (ps *peerSource) Peer() peer.ID { return ps.p }
+
+// alive asks whether the peer's process still answers (hedge.go probes a
+// silent peer with it).
+func (ps *peerSource) alive(ctx context.Context) error { return ps.blobs.Alive(ctx, ps.p) }
 
 // busyRetry is how long a download waits before asking a busy peer again:
 // a busy peer is serving others and will have a slot soon; the hedge starts
