@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -527,6 +528,24 @@ func TestHostilePaths(t *testing.T) {
 		"/core/os/x86_64/%2fetc%2fpasswd",
 		"/core/os/x86_64/blobs",
 		"/core/os/x86_64/tmp",
+		"/core/os/x86_64/%252e%252e/%252e%252e/etc/passwd",
+		"/core/os/x86_64/%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd",
+		"/core/os/x86_64/..;/..;/etc/passwd",
+		"/core/os/x86_64/....//....//etc/passwd",
+		"/core/os/x86_64/..\\..\\..\\etc\\passwd",
+		"/core/os/x86_64/%5c..%5c..%5cetc%5cpasswd",
+		"//etc/passwd",
+		"/core/os/x86_64//etc/passwd",
+		"/core/os/x86_64/.hidden.pkg.tar.zst",
+		"/core/os/x86_64/core.db/../../../../etc/passwd",
+		"/core/os/%2e%2e/%2e%2e/etc/passwd",
+		"/core/os/x86_64/index",
+		"/core/os/x86_64/identity.key",
+		"/core/os/x86_64/admin.sock",
+		"/core/os/x86_64/hello-2.0-2-x86_64.pkg.tar.zst/..",
+		"/core/os/x86_64/" + strings.Repeat("a", 4096) + ".pkg.tar.zst",
+		"/etc/os/x86_64/passwd",
+		"/core/os/../../../../proc/self/environ",
 	}
 	for _, p := range paths {
 		t.Run(p, func(t *testing.T) {
@@ -548,8 +567,8 @@ func TestHostilePaths(t *testing.T) {
 			default:
 				t.Errorf("status %d, want 400 or 404 (after redirects)", resp.StatusCode)
 			}
-			if bytes.Contains(body, []byte("root:")) {
-				t.Errorf("answer holds /etc/passwd:\n%s", body)
+			if bytes.Contains(body, []byte("root:")) || bytes.Contains(body, []byte("PATH=")) {
+				t.Errorf("answer holds a file of the host:\n%s", body)
 			}
 		})
 	}
