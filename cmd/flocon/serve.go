@@ -60,6 +60,7 @@ func newServeCmdWith(configFile string, lookupEnv func(string) (string, bool)) (
 func serve(ctx context.Context, o *options) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	applyGCPolicy()
 	log := o.logger(os.Stderr)
 	repos, err := o.gatewayRepos()
 	if err != nil {
