@@ -31,8 +31,10 @@ echo "== e2e tests"
 # shared /tmp); the terminal gets the summary lines. The status is go test's
 # own, taken before anything else runs.
 e2e_log=$(mktemp -t flocon-e2e.XXXXXX.log)
+# What tests keep for people (the status page screenshot, t.ArtifactDir).
+e2e_artifacts=${FLOCON_E2E_ARTIFACTS:-$(mktemp -d -t flocon-e2e-artifacts.XXXXXX)}
 e2e_status=0
-go test -timeout 20m -v -count=1 ./test/e2e/... >"$e2e_log" 2>&1 || e2e_status=$?
+go test -timeout 20m -v -count=1 -artifacts -outputdir "$e2e_artifacts" ./test/e2e/... >"$e2e_log" 2>&1 || e2e_status=$?
 grep -E '^(=== RUN|\s*--- |PASS|FAIL|ok|SKIP|panic)|skip' "$e2e_log" || true
 if [ "$e2e_status" -ne 0 ]; then
 	echo "== e2e tests FAILED (exit $e2e_status); last 80 lines of $e2e_log:" >&2
@@ -40,3 +42,4 @@ if [ "$e2e_status" -ne 0 ]; then
 	exit "$e2e_status"
 fi
 echo "== e2e log: $e2e_log"
+echo "== e2e artifacts: $e2e_artifacts/_artifacts"

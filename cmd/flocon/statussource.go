@@ -37,6 +37,7 @@ type statusSource struct {
 	storeAt    time.Time
 	storeStats store.Stats
 	keysAt     time.Time
+	keysOf     *verify.Keyring // the keyring s.keys counted
 	keys       status.Keyring
 }
 
@@ -112,10 +113,12 @@ func (s *statusSource) storeSection(now time.Time) status.Store {
 func (s *statusSource) keyringSection(now time.Time) status.Keyring {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	loadedAt := s.loadedAt()
-	if now.Sub(s.keysAt) >= keyringTTL || !loadedAt.Equal(s.keys.LoadedAt) {
-		s.keys, s.keysAt = keyringState(s.keyring(), s.keyringDir, now), now
-		s.keys.LoadedAt = loadedAt
+	// A reload swaps the keyring: a new one is counted at once, and
+	// loadedAt (which counts every key) is only asked then.
+	kr := s.keyring()
+	if kr != s.keysOf || now.Sub(s.keysAt) >= keyringTTL {
+		s.keys, s.keysAt, s.keysOf = keyringState(kr, s.keyringDir, now), now, kr
+		s.keys.LoadedAt = s.loadedAt()
 	}
 	return s.keys
 }

@@ -68,3 +68,33 @@ func TestStatusSourceSnapshot(t *testing.T) {
 		t.Errorf("store %+v, keyring %+v, started %v", s.Store, s.Keyring, s.Started)
 	}
 }
+
+func TestStatusSourceRecountsAReloadedKeyring(t *testing.T) {
+	t.Parallel()
+	st, err := store.Open(store.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	kr := verify.EmptyKeyring()
+	n, err := node.New(node.Config{Store: st, Keyring: kr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, loads := time.Now().Add(-time.Hour), 0
+	loadedAt := first
+	src := &statusSource{n: n, st: st, keyring: func() *verify.Keyring { return kr },
+		loadedAt: func() time.Time { loads++; return loadedAt }}
+	for range 3 {
+		if s, _ := src.Snapshot(t.Context()); !s.Keyring.LoadedAt.Equal(first) {
+			t.Fatalf("loaded at %v, want %v", s.Keyring.LoadedAt, first)
+		}
+	}
+	kr, loadedAt = verify.EmptyKeyring(), time.Now() // a reload
+	if s, _ := src.Snapshot(t.Context()); !s.Keyring.LoadedAt.Equal(loadedAt) {
+		t.Errorf("after a reload: loaded at %v, want %v", s.Keyring.LoadedAt, loadedAt)
+	}
+	if loads != 2 {
+		t.Errorf("loadedAt asked %d times for 4 snapshots and one reload, want 2", loads)
+	}
+}
