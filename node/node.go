@@ -146,10 +146,7 @@ func New(cfg Config) (*Node, error) {
 	if len(cfg.Mirrors.Default) == 0 {
 		cfg.Mirrors.Default = append([]string(nil), BuiltinMirrors...)
 	}
-	if err := cfg.Mirrors.validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
-	}
-	if err := cfg.checkP2P(); err != nil {
+	if err := cfg.Check(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadConfig, err)
 	}
 	if cfg.Logger == nil {
@@ -190,9 +187,14 @@ func New(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// checkP2P reads every peer-to-peer setting the host will use, so that a
-// bad one fails New (before the daemon says it is serving), not Run.
-func (cfg Config) checkP2P() error {
+// Check validates the settings that need neither store nor keyring: the
+// mirrors and every peer-to-peer setting the host will use, so that a bad
+// one fails New (before the daemon says it is serving), not Run. New calls
+// it; a caller may call it first to fail before slower work.
+func (cfg Config) Check() error {
+	if err := cfg.Mirrors.validate(); err != nil {
+		return err
+	}
 	if !cfg.P2P {
 		return nil
 	}

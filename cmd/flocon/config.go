@@ -65,8 +65,9 @@ type options struct {
 	dbMaxAge     time.Duration
 	repos        []repoConfig // [[repo]] tables: the file is their only source
 
-	mirrorlistSet bool   // mirrorlist named explicitly: it must exist
-	mirrorSource  string // where upstream() found the mirrors, for the log and status
+	mirrorlistSet bool      // mirrorlist named explicitly: it must exist
+	mirrorSource  string    // where upstream() found the mirrors, for the log and status
+	logOut        io.Writer // the daemon's log (stderr)
 }
 
 // repoConfig is a [[repo]] table: a custom repository, or settings for an
@@ -98,7 +99,7 @@ type fileConfig struct {
 	BlobStreams  *int         `toml:"blob_streams_per_peer"`
 	PeerRate     *int64       `toml:"peer_rate"`
 	WANRate      *int64       `toml:"wan_upload_rate"`
-	SingleSite   *bool        `toml:"single_site"`
+	SingleSite   any          `toml:"single_site"` // bool or a yes/no word
 	HaveTimeout  *string      `toml:"have_timeout"`
 	KeepVersions *int         `toml:"keep_versions"`
 	MaxSize      *int64       `toml:"max_size"`
@@ -128,7 +129,7 @@ func (o *options) addFlags(fs *pflag.FlagSet, configFile string) {
 	fs.IntVar(&o.blobStreams, "blob-streams-per-peer", 8, "blob streams served to one peer at once")
 	fs.Int64Var(&o.peerRate, "peer-rate", 0, "upload cap per peer in bytes/s (0: unlimited)")
 	fs.Int64Var(&o.wanRate, "wan-upload-rate", 0, "upload cap to all remote peers together in bytes/s (0: unlimited)")
-	fs.BoolVar(&o.singleSite, "single-site", false, "every peer is on this LAN, found by mDNS or not (multicast blocked)")
+	fs.VarPF(boolValue{&o.singleSite}, "single-site", "", "every peer is on this LAN, found by mDNS or not (multicast blocked)").NoOptDefVal = "true"
 	fs.DurationVar(&o.haveTimeout, "have-timeout", 150*time.Millisecond, "how long a download waits for peer answers before starting on the mirrors (later answers still join)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -308,9 +309,6 @@ func (fc fileConfig) values() (map[string][]string, error) {
 	if fc.WANRate != nil {
 		v["wan-upload-rate"] = []string{strconv.FormatInt(*fc.WANRate, 10)}
 	}
-	if fc.SingleSite != nil {
-		v["single-site"] = []string{strconv.FormatBool(*fc.SingleSite)}
-	}
 	str("db-max-age", fc.DBMaxAge)
 	str("log-level", fc.LogLevel)
 	str("log-format", fc.LogFormat)
@@ -318,12 +316,14 @@ func (fc fileConfig) values() (map[string][]string, error) {
 	for _, b := range []struct {
 		flag, key string
 		v         any
-	}{{"no-p2p", "p2p", fc.P2P}, {"no-mdns", "mdns", fc.MDNS}, {"no-dht", "dht", fc.DHT}} {
+		invert    bool // the flag says the opposite: p2p = false is --no-p2p
+	}{{"no-p2p", "p2p", fc.P2P, true}, {"no-mdns", "mdns", fc.MDNS, true}, {"no-dht", "dht", fc.DHT, true},
+		{"single-site", "single_site", fc.SingleSite, false}} {
 		on, err := fileBool(b.key, b.v)
 		if err != nil {
 			errs = append(errs, err)
 		} else if on != nil {
-			v[b.flag] = []string{strconv.FormatBool(!*on)}
+			v[b.flag] = []string{strconv.FormatBool(*on != b.invert)}
 		}
 	}
 	if fc.KeepVersions != nil {
@@ -376,6 +376,9 @@ func parseLevel(s string) (slog.Level, error) {
 
 // logger builds the daemon's structured logger on w.
 func (o *options) logger(w io.Writer) *slog.Logger {
+	if w == nil {
+		w = os.Stderr
+	}
 	level, _ := parseLevel(o.logLevel) // validated
 	hopts := &slog.HandlerOptions{Level: level}
 	if o.logFormat == "json" {

@@ -239,30 +239,6 @@ func TestBooleanWords(t *testing.T) {
 	}
 }
 
-func TestExampleConfig(t *testing.T) {
-	t.Parallel()
-	o, err := parseServe(t, []string{"--config", "flocon.example.toml"}, nil, "")
-	if err != nil {
-		t.Fatalf("example config: %v", err)
-	}
-	repos, err := o.gatewayRepos()
-	if err != nil {
-		t.Fatal(err)
-	}
-	last := repos[len(repos)-1]
-	if last.Name != "myrepo" || last.SigPolicy != verify.SigOptional || !reflect.DeepEqual(last.Arches, []string{"x86_64"}) {
-		t.Fatalf("custom repo = %+v", last)
-	}
-	m, err := o.upstream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(m.PerRepo["myrepo"], []string{"https://repo.example.org/$repo/$arch"}) ||
-		!reflect.DeepEqual(m.Default, []string{"https://geo.mirror.pkgbuild.com/$repo/os/$arch"}) {
-		t.Fatalf("mirrors = %+v", m)
-	}
-}
-
 func TestUpstreamMirrors(t *testing.T) {
 	t.Parallel()
 	list := writeFile(t, "mirrorlist", `## Worldwide

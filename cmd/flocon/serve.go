@@ -48,6 +48,7 @@ func newServeCmdWith(configFile string, lookupEnv func(string) (string, bool)) (
 			if err := o.resolve(cmd.Flags(), lookupEnv); err != nil {
 				return err
 			}
+			o.logOut = cmd.ErrOrStderr()
 			return serve(cmd.Context(), o)
 		},
 	}
@@ -61,7 +62,7 @@ func serve(ctx context.Context, o *options) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	applyGCPolicy()
-	log := o.logger(os.Stderr)
+	log := o.logger(o.logOut)
 	repos, err := o.gatewayRepos()
 	if err != nil {
 		return err
@@ -69,6 +70,17 @@ func serve(ctx context.Context, o *options) error {
 	warnListen(log, o.listen)
 	mirrors, err := o.upstream()
 	if err != nil {
+		return err
+	}
+	ncfg := node.Config{
+		Mirrors: mirrors, Logger: log.With("component", "node"),
+		P2P: !o.noP2P, DataDir: o.dataDir, ListenAddrs: o.p2pListen, Bootstrap: o.bootstrap,
+		MDNS: !o.noMDNS, ShareDirs: o.share,
+		PSKFile: o.pskFile, AllowPeers: o.allowPeers, BlobStreamsPerPeer: o.blobStreams,
+		PeerBytesPerSec: o.peerRate, HaveTimeout: o.haveTimeout,
+		WANBytesPerSec: o.wanRate, SingleSite: o.singleSite, DisableDHT: o.noDHT,
+	}
+	if err := ncfg.Check(); err != nil { // before the slow keyring and store
 		return err
 	}
 	unlock, err := lockDataDir(o.dataDir)
@@ -97,15 +109,8 @@ func serve(ctx context.Context, o *options) error {
 			log.Error("store close failed", "err", err)
 		}
 	}()
-	n, err := node.New(node.Config{
-		Store: st, Keyrings: krs, Mirrors: mirrors,
-		Logger: log.With("component", "node"),
-		P2P:    !o.noP2P, DataDir: o.dataDir, ListenAddrs: o.p2pListen, Bootstrap: o.bootstrap,
-		MDNS: !o.noMDNS, ShareDirs: o.share,
-		PSKFile: o.pskFile, AllowPeers: o.allowPeers, BlobStreamsPerPeer: o.blobStreams,
-		PeerBytesPerSec: o.peerRate, HaveTimeout: o.haveTimeout,
-		WANBytesPerSec: o.wanRate, SingleSite: o.singleSite, DisableDHT: o.noDHT,
-	})
+	ncfg.Store, ncfg.Keyrings = st, krs
+	n, err := node.New(ncfg)
 	if err != nil {
 		return err
 	}
