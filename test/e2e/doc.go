@@ -14,7 +14,7 @@
 // TestMain builds ./cmd/flocon once per run; Binary returns its path.
 //
 // LoadFixtures returns the signed test repo made by testdata/make-repo.sh
-// (cached in $TMPDIR/flocon-e2e-fixtures-<hash>, built once under a lock):
+// (cached in ~/.cache/flocon-e2e/fixtures-<hash> or $FLOCON_E2E_CACHE, built once under a lock):
 // Mirror (core with %PGPSIG% in its db, extra without, so the .sig files are
 // needed), Keyring (pactest.gpg, -trusted, -revoked) and Files, the rows of
 // MANIFEST.tsv with each file's expected verdict (ok, bad-signature,

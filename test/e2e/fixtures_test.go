@@ -128,8 +128,8 @@ var fixturesOnce struct {
 
 // LoadFixtures returns the fixture repo, generating it on first use. The
 // result is cached across runs and processes in
-// $TMPDIR/flocon-e2e-fixtures-<hash of the script, keys and BIG_MB>, built
-// under a lock file, so the whole suite builds it once. Skips the test when
+// ~/.cache/flocon-e2e/fixtures-<hash of the script, keys and BIG_MB> (see
+// fixtureCacheDir), built under a lock file, so the whole suite builds it once. Skips the test when
 // the tools are missing.
 func LoadFixtures(t testing.TB) *Fixtures {
 	t.Helper()
@@ -161,7 +161,11 @@ func loadFixtures() (*Fixtures, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(os.TempDir(), "flocon-e2e-fixtures-"+key)
+	cache, err := fixtureCacheDir()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(cache, "fixtures-"+key)
 	if err := buildFixturesLocked(testdata, dir, bigMB); err != nil {
 		return nil, err
 	}
@@ -177,6 +181,29 @@ func loadFixtures() (*Fixtures, error) {
 		BigMB:   bigMB,
 		Files:   files,
 	}, nil
+}
+
+// envFixtureCache overrides where generated fixtures are cached.
+const envFixtureCache = "FLOCON_E2E_CACHE"
+
+// fixtureCacheDir is where generated fixtures (and their lock files) are
+// kept between runs: $FLOCON_E2E_CACHE, else the user's own cache dir
+// (~/.cache/flocon-e2e, /root/.cache/flocon-e2e for root). Never a fixed
+// name in the shared /tmp, where one user's 0600 lock file made every test
+// of another user fail with "permission denied".
+func fixtureCacheDir() (string, error) {
+	dir := os.Getenv(envFixtureCache)
+	if dir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("fixture cache: %w (set %s or HOME)", err, envFixtureCache)
+		}
+		dir = filepath.Join(base, "flocon-e2e")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("fixture cache: %w", err)
+	}
+	return dir, nil
 }
 
 // fixtureKey hashes everything the generated tree depends on.
