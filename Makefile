@@ -1,11 +1,46 @@
 # flocon: build, test, bench. `make check` is the whole suite (CI runs it).
 GO ?= go
 BIN ?= bin/flocon
+# make install: DESTDIR (staging root) and PREFIX as usual.
+PREFIX ?= /usr/local
+DESTDIR ?=
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS ?= -X github.com/flocon/flocon/node.Version=$(VERSION)
 
-.PHONY: build test test-e2e lint check fuzz bench bench-gateway bench-verify bench-p2p bench-go clean
+.PHONY: build install install-files uninstall package-check test test-e2e lint check fuzz bench bench-gateway bench-verify bench-p2p bench-go clean
 
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/flocon
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/flocon
+
+# install: the binary, the systemd unit (ExecStart pointed at PREFIX), the
+# example config and shell completions. It does not write /etc: copy the
+# example to /etc/flocon/flocon.toml to change a setting.
+install: build install-files
+
+install-files:
+	install -Dm755 $(BIN) $(DESTDIR)$(PREFIX)/bin/flocon
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's|/usr/bin/flocon|$(PREFIX)/bin/flocon|' cmd/flocon/flocon.service >$(DESTDIR)$(UNITDIR)/flocon.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/flocon.service
+	install -Dm644 cmd/flocon/flocon.example.toml $(DESTDIR)$(PREFIX)/share/doc/flocon/flocon.example.toml
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	$(BIN) completion bash >$(DESTDIR)$(PREFIX)/share/bash-completion/completions/flocon
+	$(BIN) completion zsh >$(DESTDIR)$(PREFIX)/share/zsh/site-functions/_flocon
+	$(BIN) completion fish >$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/flocon.fish
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/flocon $(DESTDIR)$(UNITDIR)/flocon.service \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/flocon \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions/_flocon \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/flocon.fish
+	rm -rf $(DESTDIR)$(PREFIX)/share/doc/flocon
+
+# package-check: makepkg builds cmd/flocon/dist/PKGBUILD (as on Arch; Debian
+# has makepkg too) and the package holds what it should.
+package-check:
+	./scripts/makepkg-check.sh
 
 lint:
 	@test -z "$$(gofmt -l . | tee /dev/stderr)"
