@@ -240,7 +240,9 @@ func buildFixturesLocked(testdata, dir string, bigMB int) error {
 	tmp := fmt.Sprintf("%s.tmp-%d", dir, os.Getpid())
 	_ = os.RemoveAll(tmp)
 	_ = os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// Built once per cache dir; a loaded machine (shared CI runners) can
+	// take several minutes for the signing and compression.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(testdata, "make-repo.sh"), tmp)
 	cmd.Env = append(os.Environ(), "KEYS_DIR="+filepath.Join(testdata, "keys"),
