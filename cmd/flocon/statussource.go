@@ -90,6 +90,9 @@ func (s *statusSource) p2pSections(snap *status.Snapshot) error {
 			SentBytes: p.BytesSent, RecvBytes: p.BytesRecv, Successes: p.Successes, Failures: p.Failures,
 			Site: p.Site, Score: time.Duration(p.Score), Bandwidth: p.Bandwidth, DemotedUntil: p.DemotedUntil})
 	}
+	if r, err := s.n.Refused(); err == nil {
+		snap.RefusedConnections = map[string]int64{"handshake": r.Handshake, "not-allowed": r.NotAllowed, "banned": r.Banned}
+	}
 	bans, err := s.n.Bans()
 	if err != nil && !errors.Is(err, node.ErrP2PDisabled) {
 		return err

@@ -40,7 +40,7 @@ func TestDashboardNamesRealMetrics(t *testing.T) {
 	descs := make(chan *prometheus.Desc, 64)
 	(&collector{}).Describe(descs)
 	close(descs)
-	fqName := regexp.MustCompile(`fqName: "([a-z_]+)"`)
+	fqName := regexp.MustCompile(`fqName: "([a-z0-9_]+)"`)
 	for d := range descs {
 		name := fqName.FindStringSubmatch(d.String())[1]
 		known[name] = true
@@ -48,7 +48,7 @@ func TestDashboardNamesRealMetrics(t *testing.T) {
 			known[name+suffix] = true
 		}
 	}
-	series := regexp.MustCompile(`flocon_[a-z_]+`)
+	series := regexp.MustCompile(`flocon_[a-z0-9_]+`)
 	queried := 0
 	for _, p := range dash.Panels {
 		for _, tg := range p.Targets {

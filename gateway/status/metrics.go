@@ -39,6 +39,8 @@ var (
 		"Ranking score of each connected peer as a source (latency inflated by failed transfers; lower is tried first).", []string{"peer"}, nil)
 	descBans = prometheus.NewDesc("flocon_bans",
 		"Banned peers.", nil, nil)
+	descRefusedConns = prometheus.NewDesc("flocon_p2p_refused_connections_total",
+		"Inbound peer connections refused, by reason (handshake, not-allowed, banned).", []string{"reason"}, nil)
 	descStoreBytes = prometheus.NewDesc("flocon_store_bytes",
 		"Bytes of verified package blobs in the store.", nil, nil)
 	descStoreBlobs = prometheus.NewDesc("flocon_store_blobs",
@@ -71,7 +73,7 @@ type collector struct{ p *Page }
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuildInfo, descStartTime, descDownloadBytes, descDownloads,
 		descInflight, descInflightBytes, descServedBytes, descSavedBytes, descPeers, descPeerBytes,
-		descPeerLatency, descPeerScore, descBans, descStoreBytes, descStoreBlobs, descStoreQuota, descMirrorRequests,
+		descPeerLatency, descPeerScore, descBans, descRefusedConns, descStoreBytes, descStoreBlobs, descStoreQuota, descMirrorRequests,
 		descMirrorErrors, descMirrorUp, descMirrorsReachable, descMirrorLatency, descVerify, descKeys,
 		descKeyringUpdated, descRefusals} {
 		ch <- d
@@ -134,6 +136,9 @@ func (c *collector) collectPeers(m *metricSink, s *Snapshot) {
 		}
 	}
 	m.gauge(descBans, float64(len(s.Bans)))
+	for reason, n := range s.RefusedConnections {
+		m.counter(descRefusedConns, n, reason)
+	}
 }
 
 func (c *collector) collectMirrors(m *metricSink, s *Snapshot) {

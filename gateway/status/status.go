@@ -35,9 +35,13 @@ type Snapshot struct {
 	Inflight   []Inflight       `json:"inflight"`
 	Peers      []Peer           `json:"peers"`
 	Bans       []Ban            `json:"bans"`
-	Mirrors    []Mirror         `json:"mirrors"`
-	Store      Store            `json:"store"`
-	Keyring    Keyring          `json:"keyring"`
+	// RefusedConnections counts inbound peer connections refused since
+	// start, by reason: handshake (no or wrong swarm key, not a flocon
+	// peer), not-allowed (not on the allow-list), banned.
+	RefusedConnections map[string]int64 `json:"refusedConnections"`
+	Mirrors            []Mirror         `json:"mirrors"`
+	Store              Store            `json:"store"`
+	Keyring            Keyring          `json:"keyring"`
 
 	Verify        Histogram `json:"verifySeconds"`        // final signature check per download
 	MirrorLatency Histogram `json:"mirrorLatencySeconds"` // request → response headers

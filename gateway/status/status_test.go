@@ -37,6 +37,7 @@ func sample() Snapshot {
 			Score: 100 * time.Microsecond, Bandwidth: 2 << 20, Site: "lan", DemotedUntil: t0.Add(time.Minute)}},
 		Bans: []Ban{{Peer: "12D3KooWLiarLiarLiarLiar", Reason: "sent bad bytes <script>alert(1)</script>",
 			Time: t0, CID: "bafkreiabc", WantSHA256: "aa", GotSHA256: "bb"}},
+		RefusedConnections: map[string]int64{"handshake": 4, "not-allowed": 0, "banned": 1},
 		Mirrors: []Mirror{
 			{URL: "https://down.example", Requests: 3, Errors: 3, LastError: t0, LastErr: "connection refused"},
 			{URL: "https://up.example", Reachable: true, Requests: 5, LastOK: t0, Latency: 20 * time.Millisecond},
@@ -81,7 +82,7 @@ func TestPageShowsTheSnapshot(t *testing.T) {
 		`data-saved-bytes="9000"`, `data-inflight="big-1-1-x86_64.pkg.tar.zst" data-have="250" data-size="1000"`,
 		`data-source-kind="peer"`, `<progress max="1000" value="250">`,
 		`data-peer="12D3KooWPeerAPeerAPeerA" data-site="lan" data-sent="10" data-recv="3000"`,
-		`data-score="100000"`, `2.0 MiB/s`, `data-site="lan"`, `>demoted<`, `data-ban="12D3KooWLiarLiarLiarLiar"`, `data-mirror="https://down.example" data-reachable="false"`,
+		`data-refused-connections="handshake" data-value="4"`, `data-score="100000"`, `2.0 MiB/s`, `data-site="lan"`, `>demoted<`, `data-ban="12D3KooWLiarLiarLiarLiar"`, `data-mirror="https://down.example" data-reachable="false"`,
 		`data-mirrors-reachable="1"`, `data-store-quota="10485760"`, `data-keys-expiring="2"`,
 		`data-warning="unknown-key"`, `data-refusal="unknown-key"`, `data-version>1.2.3<`, `data-uptime="5400"`,
 	} {
@@ -165,6 +166,7 @@ func TestMetricsSayWhatThePageSays(t *testing.T) {
 		`flocon_saved_bytes_total`:                                  9000,
 		`flocon_downloads_inflight_bytes`:                           250,
 		`flocon_peers`:                                              1,
+		`flocon_p2p_refused_connections_total{reason="handshake"}`:  4,
 		`flocon_peer_score_seconds{peer="12D3KooWPeerAPeerAPeerA"}`: 0.0001,
 		`flocon_bans`:                             1,
 		`flocon_store_quota_bytes`:                10 << 20,
