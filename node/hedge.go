@@ -69,16 +69,17 @@ type transfer struct {
 
 // lane is one source running inside a transfer.
 type lane struct {
-	t        *transfer
-	i        int // index in t.srcs
-	src      source
-	inFlight bool
-	pace     *pace
-	cancel   context.CancelCauseFunc
-	pos      int64     // offset of the lane's next byte (under t.mu)
-	lost     bool      // overtaken (under t.mu)
-	wasSlow  bool      // judged slow at the last tick: losing costs it a strike
-	probed   time.Time // when the last liveness probe started (run loop only)
+	t         *transfer
+	i         int // index in t.srcs
+	src       source
+	inFlight  bool
+	pace      *pace
+	cancel    context.CancelCauseFunc
+	pos       int64     // offset of the lane's next byte (under t.mu)
+	lost      bool      // overtaken (under t.mu)
+	preempted bool      // stepped aside for a late peer: no strike (under t.mu)
+	wasSlow   bool      // judged slow at the last tick: losing costs it a strike
+	probed    time.Time // when the last liveness probe started (run loop only)
 }
 
 type laneEnd struct {
@@ -129,6 +130,10 @@ func (t *transfer) startNext(ctx context.Context) bool {
 	if t.next >= len(t.srcs) {
 		return false
 	}
+	// The list is re-made on each switch: a source not tried yet that was
+	// demoted again meanwhile (by other downloads) goes last. Untried
+	// sources have contributed nothing, so got needs no reordering.
+	copy(t.srcs[t.next:], t.n.health.repeatOffendersLast(t.srcs[t.next:], time.Now()))
 	i := t.next
 	t.next++
 	lctx, cancel := context.WithCancelCause(ctx)
@@ -186,12 +191,12 @@ func (t *transfer) ended(ctx context.Context, e laneEnd) (res verify.Result, err
 	now := time.Now()
 	key := sourceKey(e.l.src)
 	t.mu.Lock()
-	lost, complete := e.l.lost, t.w.size >= 0 && t.w.n >= t.w.size
+	lost, preempted, complete := e.l.lost, e.l.preempted, t.w.size >= 0 && t.w.n >= t.w.size
 	t.mu.Unlock()
 	var se *sinkError
 	switch {
 	case lost:
-		if e.l.wasSlow {
+		if e.l.wasSlow && !preempted {
 			t.n.health.strike(key, now)
 		}
 		t.n.log.Info("source overtaken", "cid", t.c.String(), "file", t.file, "source", e.l.src.String(), "bytes", e.k)
@@ -229,37 +234,55 @@ func (t *transfer) ended(ctx context.Context, e laneEnd) (res verify.Result, err
 
 // offer takes a source found after the transfer started (a lookup answer
 // that came after the soft deadline): it goes before the mirrors not tried
-// yet, and starts at once, racing the running sources, when none of them
-// is a peer and it can bring bytes the download does not have (a complete
-// copy, or a download in flight that is ahead of this one).
+// yet. When only mirrors are running and it is a LAN peer (or a remote one
+// faster than the mirrors), the download switches to it at once: the
+// mirrors step aside (without a strike) and queue up right after it. A
+// download in flight elsewhere is followed even when it is behind: the
+// router only offers one that started first (the LAN-wide single flight),
+// and a peer that then stays silent is hedged like any other.
 func (t *transfer) offer(ctx context.Context, s source) {
-	at := t.next
-	for at < len(t.srcs) && traitsOf(t.srcs[at]).kind != sourceMirror {
-		at++
-	}
+	switchTo := true
 	if traitsOf(s).kind == sourceRemotePeer && !t.n.beats(s, t.n.bestMirrorBandwidth(t.srcs)) {
-		at = len(t.srcs) // the WAN only when it is the faster way in
+		switchTo = false // the WAN only when it is the faster way in
 	}
+	for l := range t.lanes {
+		switchTo = switchTo && traitsOf(l.src).kind == sourceMirror
+	}
+	at := t.next
+	switch {
+	case switchTo:
+	case traitsOf(s).kind == sourceRemotePeer:
+		at = len(t.srcs)
+	default:
+		for at < len(t.srcs) && traitsOf(t.srcs[at]).kind != sourceMirror {
+			at++
+		}
+	}
+	t.insert(at, s)
+	t.n.log.Info("late lookup answer", "cid", t.c.String(), "file", t.file, "source", s.String(), "switch", switchTo)
+	if !switchTo {
+		return
+	}
+	for l := range t.lanes {
+		t.mu.Lock()
+		l.lost, l.preempted = true, true
+		t.mu.Unlock()
+		l.cancel(errOvertaken)
+		t.insert(t.next+1, l.src) // right after the peer, from wherever it is
+	}
+	t.startNext(ctx)
+}
+
+// insert puts s at position at of the sources.
+func (t *transfer) insert(at int, s source) {
 	t.srcs = slices.Insert(t.srcs, at, s)
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.got = slices.Insert(t.got, at, 0)
-	off := t.w.n
-	peerRunning := false
 	for l := range t.lanes {
 		if l.i >= at {
 			l.i++ // lanes index srcs and got
 		}
-		peerRunning = peerRunning || traitsOf(l.src).kind != sourceMirror
-	}
-	t.mu.Unlock()
-	if peerRunning {
-		return
-	}
-	tr := traitsOf(s)
-	ahead := !tr.inFlight || tr.have > off
-	t.n.log.Info("late lookup answer", "cid", t.c.String(), "file", t.file, "source", s.String(), "switch", ahead)
-	if ahead && at == t.next && len(t.lanes) < maxLanes {
-		t.startNext(ctx)
 	}
 }
 

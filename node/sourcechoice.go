@@ -102,16 +102,22 @@ func (n *Node) order(peers, mirrors []source, now time.Time) []source {
 	// demoted again and again (a trickler, a staller) behind the mirrors
 	// too. One strike alone can be bad luck in a herd (a relay that lost
 	// its own source): it must not send the download to the Internet.
+	out = append(append(n.health.demotedLast(out, now), n.health.demotedLast(mirrors, now)...), n.health.demotedLast(slowRemote, now)...)
+	return n.health.repeatOffendersLast(out, now)
+}
+
+// repeatOffendersLast moves the sources demoted repeatedly (repeatStrikes
+// in a row) behind all others, keeping the order of both.
+func (b *healthBook) repeatOffendersLast(srcs []source, now time.Time) []source {
+	out := make([]source, 0, len(srcs))
 	var repeat []source
-	peersFirst := out[:0:0]
-	for _, s := range n.health.demotedLast(out, now) {
-		if h := n.health.get(sourceKey(s)); h.demoted(now) && h.Strikes >= repeatStrikes {
+	for _, s := range srcs {
+		if h := b.get(sourceKey(s)); h.demoted(now) && h.Strikes >= repeatStrikes {
 			repeat = append(repeat, s)
 			continue
 		}
-		peersFirst = append(peersFirst, s)
+		out = append(out, s)
 	}
-	out = append(append(peersFirst, n.health.demotedLast(mirrors, now)...), n.health.demotedLast(slowRemote, now)...)
 	return append(out, repeat...)
 }
 
