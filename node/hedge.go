@@ -99,7 +99,20 @@ func (t *transfer) run(ctx context.Context) (verify.Result, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer func() {
 		cancel(errFinished)
-		t.wg.Wait()
+		// Lanes still running end now; take their ends (sources found
+		// late can outnumber the events buffer) until every one is out.
+		out := make(chan struct{})
+		go func() {
+			t.wg.Wait()
+			close(out)
+		}()
+		for {
+			select {
+			case <-t.events:
+			case <-out:
+				return
+			}
+		}
 	}()
 	if !t.startNext(ctx) {
 		return verify.Result{}, t.tally.err("fetch " + t.file)
