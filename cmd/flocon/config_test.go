@@ -297,6 +297,24 @@ func TestKeyringMissing(t *testing.T) {
 	}
 }
 
+// TestKeyringGarbageNamesFile: a keyring file that does not parse is an
+// error naming that file, not just the keyring's name.
+func TestKeyringGarbageNamesFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	gpg := filepath.Join(dir, "foo.gpg")
+	if err := os.WriteFile(gpg, []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "foo-trusted"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := &options{keyring: dir}
+	if _, err := o.loadKeyrings(slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), gpg) {
+		t.Fatalf("err = %v, want it to name %s", err, gpg)
+	}
+}
+
 func TestDefaultKeyringMissingStillRuns(t *testing.T) {
 	t.Parallel()
 	if _, err := verify.LoadKeyring(verify.DefaultKeyringDir()); err == nil {
