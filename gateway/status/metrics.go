@@ -27,8 +27,10 @@ var (
 		"Bytes received so far by the downloads running now.", nil, nil)
 	descServedBytes = prometheus.NewDesc("flocon_served_bytes_total",
 		"Package bytes the gateway sent to clients, by where they came from (cache, download).", []string{"source"}, nil)
-	descSavedBytes = prometheus.NewDesc("flocon_saved_bytes_total",
-		"Package bytes served that did not come from a mirror (served minus mirror bytes).", nil, nil)
+	// A gauge: served minus mirror bytes can step back (a mirror download
+	// is counted before the request that serves it ends).
+	descSavedBytes = prometheus.NewDesc("flocon_saved_bytes",
+		"Package bytes served since start that did not come from a mirror (served minus mirror bytes).", nil, nil)
 	descPeers = prometheus.NewDesc("flocon_peers",
 		"Connected peers.", nil, nil)
 	descPeerBytes = prometheus.NewDesc("flocon_peer_bytes_total",
@@ -104,7 +106,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	m.gauge(descInflightBytes, float64(have))
 	m.counter(descServedBytes, s.Served.CacheBytes, "cache")
 	m.counter(descServedBytes, s.Served.DownloadBytes, "download")
-	m.counter(descSavedBytes, s.SavedBytes)
+	m.gauge(descSavedBytes, float64(s.SavedBytes))
 	c.collectPeers(&m, &s)
 	m.gauge(descStoreBytes, float64(s.Store.Bytes))
 	m.gauge(descStoreBlobs, float64(s.Store.Blobs))

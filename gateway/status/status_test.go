@@ -163,7 +163,7 @@ func TestMetricsSayWhatThePageSays(t *testing.T) {
 		`flocon_mirrors_reachable`:                                  1,
 		`flocon_mirror_up{mirror="https://down.example"}`:           0,
 		`flocon_refusals_total{reason="digest-mismatch"}`:           2,
-		`flocon_saved_bytes_total`:                                  9000,
+		`flocon_saved_bytes`:                                        9000,
 		`flocon_downloads_inflight_bytes`:                           250,
 		`flocon_peers`:                                              1,
 		`flocon_p2p_refused_connections_total{reason="handshake"}`:  4,

@@ -112,7 +112,7 @@ func TestStatusPage(t *testing.T) {
 		`flocon_download_bytes_total{source="mirror"}`: 0,
 		`flocon_downloads_total{verdict="verified"}`:   float64(len(pkgs)),
 		`flocon_served_bytes_total{source="download"}`: float64(total),
-		`flocon_saved_bytes_total`:                     float64(total),
+		`flocon_saved_bytes`:                           float64(total),
 		`flocon_downloads_inflight`:                    1,
 		`flocon_bans`:                                  1,
 		`flocon_peers`:                                 1,
