@@ -248,14 +248,19 @@ func (t *transfer) ended(ctx context.Context, e laneEnd) (res verify.Result, err
 // offer takes a source found after the transfer started (a lookup answer
 // that came after the soft deadline): it goes before the mirrors not tried
 // yet. When only mirrors are running and it is a LAN peer (or a remote one
-// faster than the mirrors), the download switches to it at once: the
-// mirrors step aside (without a strike) and queue up right after it. A
-// download in flight elsewhere is followed even when it is behind: the
-// router only offers one that started first (the LAN-wide single flight),
-// and a peer that then stays silent is hedged like any other.
+// faster than the mirrors) with a complete copy or an in-flight one ahead
+// of this download, the download switches to it at once: the mirrors step
+// aside (without a strike) and queue up right after it.
 func (t *transfer) offer(ctx context.Context, s source) {
-	switchTo := true
-	if traitsOf(s).kind == sourceRemotePeer && !t.n.beats(s, t.n.bestMirrorBandwidth(t.srcs)) {
+	tr := traitsOf(s)
+	t.mu.Lock()
+	off := t.w.n
+	t.mu.Unlock()
+	// A relay behind this download would only make it wait (and, measured
+	// in a herd, the mirrors restarted after it): switch to a complete
+	// copy, or to a relay that is ahead.
+	switchTo := !tr.inFlight || tr.have > off
+	if tr.kind == sourceRemotePeer && !t.n.beats(s, t.n.bestMirrorBandwidth(t.srcs)) {
 		switchTo = false // the WAN only when it is the faster way in
 	}
 	for l := range t.lanes {
@@ -264,7 +269,7 @@ func (t *transfer) offer(ctx context.Context, s source) {
 	at := t.next
 	switch {
 	case switchTo:
-	case traitsOf(s).kind == sourceRemotePeer:
+	case tr.kind == sourceRemotePeer:
 		at = len(t.srcs)
 	default:
 		for at < len(t.srcs) && traitsOf(t.srcs[at]).kind != sourceMirror {
