@@ -26,6 +26,7 @@ const (
 	exchangeSlow   = 30 * time.Second
 	exchangeWarmup = time.Minute // fast rounds after start
 	maxSwarmPeers  = 64          // peer exchange stops connecting past this
+	dhtBucketSize  = 20          // kad-dht's k: a routing table this full knows enough
 )
 
 // bootstrapPeer is one --bootstrap entry: a peer with its addresses
@@ -183,6 +184,9 @@ func (s *Host) runPeerExchange(ctx context.Context) {
 		case <-time.After(wait):
 		case <-ctx.Done():
 			return
+		}
+		if wait == exchangeFast && s.dht.d.RoutingTable().Size() < dhtBucketSize {
+			s.refreshDHT() // still learning the swarm: ask again
 		}
 		for _, p := range s.dht.d.RoutingTable().ListPeers() {
 			if len(s.h.Network().Peers()) >= maxSwarmPeers {

@@ -140,6 +140,7 @@ func newLibp2p(cfg Config, gate *banList) (h host.Host, loopback bool, err error
 		opts = append(opts, libp2p.Transport(quic.NewTransport))
 	}
 	opts = append(opts, natOptions(cfg)...)
+	opts = append(opts, cfg.libp2pOpts...)
 	h, err = libp2p.New(opts...)
 	if err != nil {
 		_ = rm.Close()

@@ -11,7 +11,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// go-flow-metrics runs one package-wide sweeper once a bandwidth
+	// counter exists (the scale bench); it is not ours to stop.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/libp2p/go-flow-metrics.(*sweeper).runActive"))
 }
 
 // testKeys is nodetest's keyring: a packager certified by three trusted

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -77,6 +78,8 @@ type Config struct {
 	HaveTimeout time.Duration // bound of a have lookup on peers; default 150ms
 	// DisableDHT leaves the node LAN-only: no kad-dht provider records.
 	DisableDHT bool
+
+	libp2pOpts []libp2p.Option // more host options (tests, benches)
 }
 
 // Host is a running peer-to-peer side: the libp2p host and everything that
