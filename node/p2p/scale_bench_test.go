@@ -133,7 +133,9 @@ func runScale(b *testing.B, n, blobs int) {
 	}
 	perProvide := float64(provideBytes) / float64(n*blobs)
 	perLookup := float64(lookupBytes) / float64(lookups)
-	statePerNode := mib(heapProvided-heapHosts) / float64(n) // records, peerstore entries, buffers
+	// Records, peerstore entries, buffers; signed: at small B it is within
+	// the GC's noise and may come out negative.
+	statePerNode := (float64(heapProvided) - float64(heapHosts)) / (1 << 20) / float64(n)
 	scale := 20000 / float64(blobs)
 	fmt.Printf("\nrouting scale: %d nodes on loopback (one process), %d blobs each on the DHT\n", n, blobs)
 	fmt.Printf("| measure | value |\n|---|---|\n")
@@ -141,7 +143,7 @@ func runScale(b *testing.B, n, blobs int) {
 	fmt.Printf("| lookup, first live provider: p50 / p99 | %s / %s (%d lookups, %d not found) |\n",
 		pct(0.50).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), lookups, misses)
 	fmt.Printf("| heap per node: hosts up / after provides | %.1f / %.1f MiB |\n",
-		mib(heapHosts-heap0)/float64(n), mib(heapProvided-heap0)/float64(n))
+		(float64(heapHosts)-float64(heap0))/(1<<20)/float64(n), (float64(heapProvided)-float64(heap0))/(1<<20)/float64(n))
 	fmt.Printf("| routing state per node (heap after provides - before) | %.3f MiB |\n", statePerNode)
 	fmt.Printf("| traffic per provide / per lookup (all nodes, in+out) | %.1f KiB / %.1f KiB |\n", perProvide/1024, perLookup/1024)
 	fmt.Printf("| scaled to 20k blobs per node: routing state per node | %.1f MiB |\n", statePerNode*scale)
@@ -165,8 +167,6 @@ func heapNow() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
-
-func mib(v uint64) float64 { return float64(v) / (1 << 20) }
 
 func waitUntil(b *testing.B, what string, limit time.Duration, cond func() bool) {
 	b.Helper()
