@@ -114,7 +114,8 @@ func (t *transfer) run(ctx context.Context) (verify.Result, error) {
 			}
 		}
 	}()
-	if !t.startNext(ctx) {
+	// With no source yet, a lookup still out may bring one (late).
+	if !t.startNext(ctx) && t.late == nil {
 		return verify.Result{}, t.tally.err("fetch " + t.file)
 	}
 	tick := time.NewTicker(hedgeTick)
@@ -131,6 +132,9 @@ func (t *transfer) run(ctx context.Context) (verify.Result, error) {
 		case s, ok := <-t.late:
 			if !ok {
 				t.late = nil
+				if len(t.lanes) == 0 && !t.startNext(ctx) {
+					return verify.Result{}, t.tally.err("fetch " + t.file)
+				}
 				continue
 			}
 			t.offer(ctx, s)
@@ -240,6 +244,11 @@ func (t *transfer) ended(ctx context.Context, e laneEnd) (res verify.Result, err
 		}
 	}
 	if len(t.lanes) == 0 && !t.startNext(ctx) {
+		if t.late != nil {
+			// Every source tried failed, but the lookup is still out: a
+			// peer answering late (a loaded machine) is better than a 404.
+			return verify.Result{}, nil, false
+		}
 		return verify.Result{}, t.tally.err("fetch " + t.file), true
 	}
 	return verify.Result{}, nil, false
@@ -278,6 +287,10 @@ func (t *transfer) offer(ctx context.Context, s source) {
 	}
 	t.insert(at, s)
 	t.n.log.Info("late lookup answer", "cid", t.c.String(), "file", t.file, "source", s.String(), "switch", switchTo)
+	if len(t.lanes) == 0 {
+		t.startNext(ctx) // every source so far failed: this one is all there is
+		return
+	}
 	if !switchTo {
 		return
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"sync"
@@ -315,6 +316,79 @@ func TestHedgeDeadPeerDetected(t *testing.T) {
 		}
 		if limit := probeAfter + probeTimeout + 2*hedgeTick; out.longest > limit {
 			t.Errorf("client went %v without a byte, want under %v", out.longest, limit)
+		}
+	})
+}
+
+// refusingSource fails at once, like a mirror whose port is closed.
+type refusingSource struct{ name string }
+
+func (s *refusingSource) String() string { return s.name }
+func (s *refusingSource) Peer() peer.ID  { return "" }
+func (s *refusingSource) Fetch(context.Context, cid.Cid, int64, io.Writer) (int64, error) {
+	return 0, errors.New("connect: connection refused")
+}
+
+// When every source known so far fails while the lookup is still out (a
+// loaded machine answers after the soft deadline), the download waits for
+// the late answers instead of failing, and one that comes completes it.
+func TestHedgeWaitsForLateAnswerWhenAllFail(t *testing.T) {
+	t.Parallel()
+	const size = 1 << 20
+	pkg := newTestPkg(t, "waitlate-1.0-1-x86_64.pkg.tar.zst", size, testKeyring(t).packager)
+	cases := []struct {
+		name string
+		srcs func() []source
+	}{
+		{"the mirror refuses", func() []source { return []source{&refusingSource{name: "dead mirror"}} }},
+		{"no source at all", func() []source { return nil }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				n := hedgeNode()
+				lanPeer := &pacedSource{name: "peer", id: "peerL", data: pkg.data, chunk: 256 << 10, interval: time.Millisecond}
+				v, err := verify.NewVerifier(testKeyring(t).keyring, pkg.expect(verify.SigNever, false))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer v.Close()
+				late := make(chan source)
+				go func() {
+					time.Sleep(2 * time.Second)
+					late <- lanPeer
+					close(late)
+				}()
+				out := &gapWriter{last: time.Now()}
+				tr := newTransfer(n, pkg.cid, pkg.name, v, &sink{p: out, v: v, size: size}, tc.srcs())
+				tr.late = late
+				if _, err := tr.run(t.Context()); err != nil {
+					t.Fatalf("transfer: %v", err)
+				}
+				if !bytes.Equal(out.buf.Bytes(), pkg.data) {
+					t.Fatal("the download is not the signed bytes")
+				}
+			})
+		})
+	}
+	// And when the lookup ends with nobody, the download fails (no hang).
+	synctest.Test(t, func(t *testing.T) {
+		n := hedgeNode()
+		v, err := verify.NewVerifier(testKeyring(t).keyring, pkg.expect(verify.SigNever, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		late := make(chan source)
+		go func() {
+			time.Sleep(2 * time.Second)
+			close(late)
+		}()
+		tr := newTransfer(n, pkg.cid, pkg.name, v, &sink{p: &gapWriter{last: time.Now()}, v: v, size: size}, []source{&refusingSource{name: "dead mirror"}})
+		tr.late = late
+		if _, err := tr.run(t.Context()); err == nil {
+			t.Fatal("a transfer with no working source succeeded")
 		}
 	})
 }
