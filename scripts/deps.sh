@@ -21,6 +21,7 @@ have ip         || need+=(iproute2)
 have nginx      || need+=(nginx)
 have curl       || need+=(curl)
 have chromium   || need+=(chromium)
+have systemd-analyze || need+=(systemd)
 
 if ((${#need[@]} == 0)); then
 	exit 0

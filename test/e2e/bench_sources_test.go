@@ -98,7 +98,11 @@ func loadBenchFixtures(t *testing.T) *benchFixtures {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("flocon-bench-sources-%d-%d-%d", benchBigMB, benchSmall, benchSmallKB))
+	cache, err := fixtureCacheDir() // per user, never a fixed name in the shared /tmp
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(cache, fmt.Sprintf("bench-sources-%d-%d-%d", benchBigMB, benchSmall, benchSmallKB))
 	if _, err := os.Stat(filepath.Join(dir, "MANIFEST.tsv")); err != nil {
 		tmp := dir + ".tmp-" + strconv.Itoa(os.Getpid())
 		cmd := exec.Command(filepath.Join(testdata, "make-repo.sh"), tmp)
