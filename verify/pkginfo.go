@@ -44,6 +44,14 @@ var zstdDecoders = sync.Pool{New: func() any {
 // maxPKGINFO bounds the size of the .PKGINFO member that is read in memory.
 const maxPKGINFO = 1 << 20
 
+// maxBeforePKGINFO bounds the decompressed bytes read until .PKGINFO ends.
+// makepkg puts the metadata members (.BUILDINFO, .MTREE, .PKGINFO) first, a
+// few KiB. The bound matters for xz: its decoder reserves the dictionary the
+// stream declares (up to 4 GiB, no cap in ulikunitz/xz), and only the part
+// written to becomes resident, so bounding the output bounds the memory a
+// hostile stream can take while it is still unverified.
+const maxBeforePKGINFO = 64 << 20
+
 // PKGINFO is the identity part of a package's .PKGINFO.
 type PKGINFO struct {
 	Name    string // pkgname
@@ -65,7 +73,7 @@ func ReadPKGINFO(r io.Reader) (PKGINFO, error) {
 		return PKGINFO{}, fmt.Errorf("read .PKGINFO: %w: %w", ErrNoPKGINFO, err)
 	}
 	defer closeFn()
-	tr := tar.NewReader(dr)
+	tr := tar.NewReader(io.LimitReader(dr, maxBeforePKGINFO))
 	for {
 		h, err := tr.Next()
 		if err != nil {

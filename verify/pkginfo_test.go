@@ -185,3 +185,46 @@ func tarOf(t testing.TB, name, body string) []byte {
 	}
 	return buf.Bytes()
 }
+
+// A .PKGINFO buried behind more than maxBeforePKGINFO decompressed bytes is
+// not searched for: that bound is what keeps a hostile xz stream (whose
+// dictionary the decoder reserves at the size the stream declares) from
+// making resident more than it, before the bytes are proven.
+func TestReadPKGINFOStopsAfterBound(t *testing.T) {
+	t.Parallel()
+	const pkginfo = "pkgname = hello\npkgver = 1.0-1\narch = x86_64\n"
+	withFiller := func(size int64) []byte {
+		var raw bytes.Buffer
+		tw := tar.NewWriter(&raw)
+		if err := tw.WriteHeader(&tar.Header{Name: "filler", Mode: 0o644, Size: size}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(tw, io.LimitReader(zeros{}, size)); err != nil {
+			t.Fatal(err)
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: ".PKGINFO", Mode: 0o644, Size: int64(len(pkginfo))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(tw, pkginfo); err != nil {
+			t.Fatal(err)
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return raw.Bytes()
+	}
+	if _, err := ReadPKGINFO(bytes.NewReader(withFiller(maxBeforePKGINFO))); !errors.Is(err, ErrNoPKGINFO) {
+		t.Fatalf("a .PKGINFO after %d bytes was read (err %v)", maxBeforePKGINFO, err)
+	}
+	// The same layout with a small filler is read: the bound refuses, not the layout.
+	if got, err := ReadPKGINFO(bytes.NewReader(withFiller(4096))); err != nil || got.Name != "hello" {
+		t.Fatalf("small filler: %+v, %v", got, err)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
