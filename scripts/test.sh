@@ -23,6 +23,9 @@ fi
 echo "== go vet"
 go vet ./...
 
+echo "== make install (staging root)"
+./scripts/install-check.sh
+
 echo "== unit tests (-race)"
 go test -race -timeout 15m $(go list ./... | grep -v /test/e2e)
 
