@@ -130,11 +130,7 @@ func TestHedgeSlowSources(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				n := hedgeNode()
 				slow, good := tt.first(pkg.data), honest(pkg.data)
-				v, err := verify.NewVerifier(testKeyring(t).keyring, pkg.expect(verify.SigNever, false)) // the fake clock starts in 2000, before the test keys
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer v.Close()
+				v := digestVerifier(t, pkg)
 				out := &gapWriter{last: time.Now()}
 				w := &sink{p: out, v: v, size: size}
 				tr := newTransfer(n, pkg.cid, pkg.name, v, w, []source{slow, good})
@@ -173,11 +169,7 @@ func TestHedgeResumesAtOffset(t *testing.T) {
 		n := hedgeNode()
 		first := &pacedSource{name: "first", data: pkg.data, chunk: 32 << 10, interval: time.Millisecond, stallAt: stall}
 		second := &recordingSource{pacedSource: pacedSource{name: "second", data: pkg.data, chunk: 32 << 10, interval: time.Millisecond}}
-		v, err := verify.NewVerifier(testKeyring(t).keyring, pkg.expect(verify.SigNever, false)) // the fake clock starts in 2000, before the test keys
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Close()
+		v := digestVerifier(t, pkg)
 		out := &gapWriter{last: time.Now()}
 		tr := newTransfer(n, pkg.cid, pkg.name, v, &sink{p: out, v: v, size: size}, []source{first, second})
 		if _, err := tr.run(t.Context()); err != nil {
@@ -205,11 +197,7 @@ func TestHedgeLeavesHealthySourceAlone(t *testing.T) {
 		// 128 KiB/s: slow, but above the hedge speed, for 32 s.
 		steady := &pacedSource{name: "steady", data: pkg.data, chunk: 16 << 10, interval: 125 * time.Millisecond}
 		spare := &recordingSource{pacedSource: pacedSource{name: "spare", data: pkg.data, chunk: 64 << 10}}
-		v, err := verify.NewVerifier(testKeyring(t).keyring, pkg.expect(verify.SigNever, false)) // the fake clock starts in 2000, before the test keys
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Close()
+		v := digestVerifier(t, pkg)
 		out := &gapWriter{last: time.Now()}
 		tr := newTransfer(n, pkg.cid, pkg.name, v, &sink{p: out, v: v, size: size}, []source{steady, spare})
 		if _, err := tr.run(t.Context()); err != nil {
@@ -246,11 +234,7 @@ func TestHedgeLatePeerTakesOver(t *testing.T) {
 		// 256 KiB/s: healthy, so only the late answer can make it switch.
 		mirror := &pacedSource{name: "mirror", data: pkg.data, chunk: 32 << 10, interval: 125 * time.Millisecond}
 		lanPeer := &recordingSource{pacedSource: pacedSource{name: "peer", id: "peerL", data: pkg.data, chunk: 256 << 10, interval: time.Millisecond}}
-		v, err := verify.NewVerifier(testKeyring(t).keyring, pkg.expect(verify.SigNever, false))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Close()
+		v := digestVerifier(t, pkg)
 		late := make(chan source)
 		go func() {
 			time.Sleep(time.Second)
@@ -298,11 +282,7 @@ func TestHedgeDeadPeerDetected(t *testing.T) {
 		n.cfg.HedgeAfter = time.Hour // only the probe can notice
 		dead := &deadPeer{pacedSource{name: "dead", id: "peerD", data: pkg.data, chunk: 64 << 10, interval: 10 * time.Millisecond, stallAt: died}}
 		next := &recordingSource{pacedSource: pacedSource{name: "next", data: pkg.data, chunk: 64 << 10, interval: 10 * time.Millisecond}}
-		v, err := verify.NewVerifier(testKeyring(t).keyring, pkg.expect(verify.SigNever, false))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Close()
+		v := digestVerifier(t, pkg)
 		out := &gapWriter{last: time.Now()}
 		tr := newTransfer(n, pkg.cid, pkg.name, v, &sink{p: out, v: v, size: size}, []source{dead, next})
 		if _, err := tr.run(t.Context()); err != nil {
@@ -349,11 +329,7 @@ func TestHedgeWaitsForLateAnswerWhenAllFail(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				n := hedgeNode()
 				lanPeer := &pacedSource{name: "peer", id: "peerL", data: pkg.data, chunk: 256 << 10, interval: time.Millisecond}
-				v, err := verify.NewVerifier(testKeyring(t).keyring, pkg.expect(verify.SigNever, false))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer v.Close()
+				v := digestVerifier(t, pkg)
 				late := make(chan source)
 				go func() {
 					time.Sleep(2 * time.Second)
@@ -375,11 +351,7 @@ func TestHedgeWaitsForLateAnswerWhenAllFail(t *testing.T) {
 	// And when the lookup ends with nobody, the download fails (no hang).
 	synctest.Test(t, func(t *testing.T) {
 		n := hedgeNode()
-		v, err := verify.NewVerifier(testKeyring(t).keyring, pkg.expect(verify.SigNever, false))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer v.Close()
+		v := digestVerifier(t, pkg)
 		late := make(chan source)
 		go func() {
 			time.Sleep(2 * time.Second)
@@ -391,4 +363,16 @@ func TestHedgeWaitsForLateAnswerWhenAllFail(t *testing.T) {
 			t.Fatal("a transfer with no working source succeeded")
 		}
 	})
+}
+
+// digestVerifier checks pkg's digest and identity, not its signature: the
+// fake clock of a synctest bubble starts in 2000, before the test keys.
+func digestVerifier(t *testing.T, pkg testPkg) *verify.Verifier {
+	t.Helper()
+	v, err := verify.NewVerifier(testKeyring(t).keyring, pkg.expect(verify.SigNever, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return v
 }
