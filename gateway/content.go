@@ -37,7 +37,7 @@ type downloadContent struct {
 	mu     sync.Mutex // ServeContent reads multi-range parts from its own goroutine
 	pos    int64
 	follow *followReader
-	rd     io.Reader
+	rd     *identityGate
 	err    error
 }
 
@@ -71,18 +71,44 @@ func (d *downloadContent) Read(b []byte) (int, error) {
 	if d.pos >= d.size {
 		return 0, io.EOF
 	}
-	if d.rd == nil {
-		d.follow = d.g.followDownload(d.ctx, d.p, d.pos)
-		d.rd = &identityGate{rd: d.follow, left: d.size - d.pos, check: func() error {
-			return d.g.committedIdentity(d.ctx, d.p, d.pkg)
-		}}
-	}
+	d.openLocked()
 	n, err := readSome(d.rd, b[:min(int64(len(b)), d.size-d.pos)])
 	d.pos += int64(n)
 	if err != nil && !errors.Is(err, io.EOF) && d.err == nil {
 		d.err = err
 	}
 	return n, err
+}
+
+// sendTo sends up to n bytes from the position to the client as they
+// arrive, from the download's file (sendfile, see store.Sender), with the
+// guarantees of Read. Errors of the client are not read errors.
+func (d *downloadContent) sendTo(h *heldHeader, n int64) (int64, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n = min(n, d.size-d.pos)
+	if n <= 0 {
+		return 0, io.EOF
+	}
+	d.openLocked()
+	cw := &clientWriter{h: h}
+	k, err := d.rd.sendTo(cw, n)
+	d.pos += k
+	if err != nil && !errors.Is(err, io.EOF) && cw.err == nil && d.err == nil {
+		d.err = err
+	}
+	return k, err
+}
+
+// openLocked opens the reader at the position, if none is open.
+func (d *downloadContent) openLocked() {
+	if d.rd != nil {
+		return
+	}
+	d.follow = d.g.followDownload(d.ctx, d.p, d.pos)
+	d.rd = &identityGate{rd: d.follow, left: d.size - d.pos, check: func() error {
+		return d.g.committedIdentity(d.ctx, d.p, d.pkg)
+	}}
 }
 
 // readErr is the first error a read met (nil: every read succeeded).
@@ -147,8 +173,71 @@ func (h *heldHeader) release() {
 	}
 }
 
+// ReadFrom is where http.ServeContent's copy of a download in flight
+// lands (as an io.LimitedReader over the downloadContent): it is sent with
+// sendTo, from the file. Anything else is copied.
+func (h *heldHeader) ReadFrom(src io.Reader) (int64, error) {
+	if lr, ok := src.(*io.LimitedReader); ok {
+		if d, ok := lr.R.(*downloadContent); ok {
+			n, err := d.sendTo(h, lr.N)
+			lr.N -= n
+			return n, err
+		}
+	}
+	return io.Copy(struct{ io.Writer }{h}, src)
+}
+
 // Unwrap lets http.ResponseController reach Flush and the deadlines.
 func (h *heldHeader) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
+// clientWriter is what a download in flight is sent to: the held header
+// goes out with the first byte, a span of the file goes on through the
+// progressWriter's ReadFrom (sendfile), and a failure to write to the
+// client is kept apart from the download's own errors.
+type clientWriter struct {
+	h   *heldHeader
+	err error // the first write error
+}
+
+func (c *clientWriter) Write(b []byte) (int, error) {
+	n, err := c.h.Write(b)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+func (c *clientWriter) ReadFrom(src io.Reader) (int64, error) {
+	c.h.release()
+	var n int64
+	var err error
+	if rf, ok := c.h.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{c.h}, src)
+	}
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// failed reports whether writing to the client failed.
+func (c *clientWriter) failed() bool { return c.err != nil }
+
+// sendFrom sends up to n bytes of rd to w: a store reader sends from its
+// file as the download grows; another reader (the committed blob, an
+// *os.File) through w's ReadFrom. An early end is io.EOF.
+func sendFrom(rd io.Reader, w *clientWriter, n int64) (int64, error) {
+	if s, ok := rd.(store.Sender); ok {
+		return s.SendTo(w, n)
+	}
+	k, err := io.Copy(w, io.LimitReader(rd, n))
+	if err == nil && k < n {
+		err = io.EOF
+	}
+	return k, err
+}
 
 // serveInflight answers r from the download p of a package of known size
 // exactly as http.ServeContent answers from the stored blob.

@@ -99,8 +99,12 @@ func (p *progressWriter) ReadFrom(src io.Reader) (int64, error) {
 			return total, err
 		}
 		if n < chunk {
-			return total, nil // the source ended
+			break // the source ended
 		}
+	}
+	if p.flush {
+		// net/http keeps a response's first 512 bytes buffered
+		return total, p.rc.Flush()
 	}
 	return total, nil
 }

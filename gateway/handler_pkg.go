@@ -231,6 +231,27 @@ func (f *followReader) Read(b []byte) (int, error) {
 	return f.Read(b)
 }
 
+// sendTo is Read for a send: the same fall back to the committed blob when
+// the download's reader fails (not when the client does).
+func (f *followReader) sendTo(w *clientWriter, n int64) (int64, error) {
+	k, err := sendFrom(f.rd, w, n)
+	f.off += k
+	switch {
+	case errors.Is(err, store.ErrTruncated):
+		return k, err // see Read
+	case err == nil, errors.Is(err, io.EOF), f.fromBlob, w.failed():
+		return k, err
+	}
+	blob, ok := f.reopen(f.off)
+	if !ok {
+		return k, err
+	}
+	f.rd.Close()
+	f.rd, f.fromBlob = blob, true
+	more, err := f.sendTo(w, n-k)
+	return k + more, err
+}
+
 func (f *followReader) Close() error { return f.rd.Close() }
 
 // committedBlob waits (bounded) for p to finish and opens its blob at off;

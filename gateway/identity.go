@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"io"
 
 	"github.com/flocon/flocon/store"
 	"github.com/flocon/flocon/store/repodb"
@@ -49,7 +48,7 @@ func (g *Gateway) committedIdentity(ctx context.Context, p *store.Pending, pkg s
 // check proves the finished blob may carry the requested name; otherwise the
 // reader fails and the client never holds the complete file.
 type identityGate struct {
-	rd    io.Reader
+	rd    *followReader
 	left  int64 // bytes to the end of the file
 	check func() error
 	err   error
@@ -82,6 +81,35 @@ func (g *identityGate) Read(b []byte) (int, error) {
 	n, err := g.rd.Read(b)
 	g.left -= int64(n)
 	return n, err
+}
+
+// sendTo is Read for a send: every byte but the last goes as the download
+// gives it; the last one only through Read, after the check.
+func (g *identityGate) sendTo(w *clientWriter, n int64) (int64, error) {
+	if g.err != nil {
+		return 0, g.err
+	}
+	var sent int64
+	if body := min(n, g.left-1); body > 0 {
+		k, err := g.rd.sendTo(w, body)
+		g.left -= k
+		sent = k
+		if err != nil {
+			return sent, err
+		}
+	}
+	if sent == n || g.left != 1 {
+		return sent, nil
+	}
+	var last [1]byte
+	k, err := readSome(g, last[:])
+	if k == 1 {
+		if _, werr := w.Write(last[:]); werr != nil {
+			return sent, werr
+		}
+		sent++
+	}
+	return sent, err
 }
 
 // expectedSize is the entry's %CSIZE%, or -1 (unknown) when the db has none.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 )
 
@@ -23,7 +24,8 @@ func (p *Pending) readableLocked() int64 {
 // NewReader reads from offset off, blocking while bytes are still to come.
 // It returns io.EOF only at the end of a verified download and the abort
 // error after Abort; ctx ends a blocked read. Peers serve partial blobs
-// through it: a reader only ever gets what is already written.
+// through it: a reader only ever gets what is already written. The reader
+// is also a Sender.
 func (p *Pending) NewReader(ctx context.Context, off int64) io.ReadCloser {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -53,11 +55,66 @@ func (r *pendingReader) truncatedLocked(pos int64) error {
 }
 
 func (r *pendingReader) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		if r.closed {
+			return 0, os.ErrClosed
+		}
+		return 0, nil
+	}
+	span, err := r.wait(int64(len(b)), false)
+	if err != nil {
+		return 0, err
+	}
+	return r.readAt(b[:span])
+}
+
+// Sender is what the readers of NewReader also are: a way to hand the
+// bytes to a writer without copying them through a buffer.
+type Sender interface {
+	// SendTo copies up to n bytes from the reader's position to w as they
+	// become readable (n < 0: to the end), with the guarantees of Read. It
+	// returns io.EOF only at the end of a verified download, and otherwise
+	// the error of the reader or of w.
+	SendTo(w io.Writer, n int64) (int64, error)
+}
+
+// SendTo hands each readable span to w as an io.LimitedReader over the
+// reader's own descriptor, so a w whose ReadFrom reaches a socket sends it
+// with sendfile: no copy through user space and one system call per span
+// instead of a read and a write per buffer. A byte sent cannot be taken
+// back, so the span counts as handed out before it goes; a Truncate that
+// replaced bytes during the send fails the reader with ErrTruncated after
+// it (the caller cuts the response; the discarded prefix covers the span).
+func (r *pendingReader) SendTo(w io.Writer, n int64) (int64, error) {
+	var total int64
+	for n != 0 {
+		want := n
+		if want < 0 {
+			want = math.MaxInt64
+		}
+		span, err := r.wait(want, true)
+		if err != nil {
+			return total, err
+		}
+		k, err := r.send(w, span)
+		total += k
+		if n > 0 {
+			n -= k
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// wait blocks until bytes past the reader's position may be read and
+// returns how many (at most want), with the reader's descriptor open.
+// expose counts them as handed out at once (SendTo), under the same lock
+// that found them readable, so a Truncate after it always sees them.
+func (r *pendingReader) wait(want int64, expose bool) (int64, error) {
 	if r.closed {
 		return 0, os.ErrClosed
-	}
-	if len(b) == 0 {
-		return 0, nil
 	}
 	for {
 		p := r.p
@@ -73,12 +130,13 @@ func (r *pendingReader) Read(b []byte) (int, error) {
 		}
 		limit, verified, changed := p.readableLocked(), p.verified, p.changed
 		if r.pos < limit {
+			span := min(want, limit-r.pos)
 			err := r.openLocked()
-			p.mu.Unlock()
-			if err != nil {
-				return 0, err
+			if err == nil && expose {
+				p.exposeLocked(r.pos + span)
 			}
-			return r.readAt(b[:min(int64(len(b)), limit-r.pos)])
+			p.mu.Unlock()
+			return span, err
 		}
 		p.mu.Unlock()
 		if verified {
@@ -90,6 +148,28 @@ func (r *pendingReader) Read(b []byte) (int, error) {
 			return 0, fmt.Errorf("read %s at %d: %w", p.cid, r.pos, r.ctx.Err())
 		}
 	}
+}
+
+// send copies span bytes at the reader's position to w from its
+// descriptor (positioned there: sendfile reads from the file offset).
+func (r *pendingReader) send(w io.Writer, span int64) (int64, error) {
+	if _, err := r.f.Seek(r.pos, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("read %s at %d: %w", r.p.cid, r.pos, err)
+	}
+	k, err := io.Copy(w, &io.LimitedReader{R: r.f, N: span})
+	r.p.mu.Lock()
+	truncErr := r.truncatedLocked(r.pos + k)
+	r.p.mu.Unlock()
+	r.pos += k
+	switch {
+	case truncErr != nil:
+		return k, truncErr
+	case err != nil:
+		return k, err
+	case k < span:
+		return k, fmt.Errorf("read %s at %d: %w", r.p.cid, r.pos, io.ErrUnexpectedEOF)
+	}
+	return k, nil
 }
 
 // openLocked opens the reader's descriptor on first use, under p.mu so the

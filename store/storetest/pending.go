@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,6 +28,8 @@ func PendingConformance(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"SingleLeader", testSingleLeader},
 		{"Truncate", testTruncate},
 		{"ReadersAcrossCommit", testReadersAcrossCommit},
+		{"SendTo", testSendTo},
+		{"SendToTruncated", testSendToTruncated},
 	}
 	for _, tt := range tests {
 		t.Run("Pending/"+tt.name, func(t *testing.T) {
@@ -350,4 +353,128 @@ func testReadersAcrossCommit(t *testing.T, s *store.Store) {
 	if err != nil || !bytes.Equal(got, data[2999:]) {
 		t.Errorf("reader opened after Commit: %v", err)
 	}
+}
+
+// fileSink is a writer with a ReadFrom, like a socket's: it records whether
+// every span it was handed is a part of a file (what sendfile needs).
+type fileSink struct {
+	bytes.Buffer
+	notFile int // spans that were not an *io.LimitedReader over an *os.File
+}
+
+func (f *fileSink) ReadFrom(src io.Reader) (int64, error) {
+	if lr, ok := src.(*io.LimitedReader); !ok {
+		f.notFile++
+	} else if _, ok := lr.R.(*os.File); !ok {
+		f.notFile++
+	}
+	return f.Buffer.ReadFrom(src)
+}
+
+// sender is the reader of p at off as a store.Sender.
+func sender(t *testing.T, p *store.Pending, ctx context.Context, off int64) (store.Sender, io.Closer) {
+	t.Helper()
+	r := p.NewReader(ctx, off)
+	s, ok := r.(store.Sender)
+	if !ok {
+		t.Fatalf("the reader of NewReader (%T) is not a store.Sender", r)
+	}
+	return s, r
+}
+
+// testSendTo: SendTo gives what Read gives (the committed bytes from any
+// offset, bounded by n, never the last byte before Commit), and hands the
+// writer spans of a file as the download grows.
+func testSendTo(t *testing.T, s *store.Store) {
+	data := RandomBytes(13, 300<<10+5)
+	c := CIDOf(t, data)
+	p, _, err := s.Begin(c, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var committed atomic.Bool
+	type want struct{ off, n int64 }
+	cases := []want{{0, -1}, {1, -1}, {4096, 70000}, {int64(len(data)) - 1, -1}, {int64(len(data)) - 10, 10}}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(cases))
+	for _, tc := range cases {
+		snd, closer := sender(t, p, t.Context(), tc.off)
+		wg.Go(func() {
+			defer closer.Close()
+			var sink fileSink
+			n, err := snd.SendTo(&sink, tc.n)
+			end := int64(len(data))
+			if tc.n >= 0 {
+				end = tc.off + tc.n
+			}
+			switch {
+			case tc.n < 0 && !errors.Is(err, io.EOF), tc.n >= 0 && err != nil:
+				errs <- fmt.Errorf("SendTo at %d of %d: %d bytes, %w", tc.off, tc.n, n, err)
+			case end == int64(len(data)) && !committed.Load():
+				errs <- fmt.Errorf("SendTo at %d sent the last byte before Commit", tc.off)
+			case n != int64(sink.Len()) || !bytes.Equal(sink.Bytes(), data[tc.off:end]):
+				errs <- fmt.Errorf("SendTo at %d of %d: %d bytes (said %d), want the %d at [%d, %d)", tc.off, tc.n,
+					sink.Len(), n, end-tc.off, tc.off, end)
+			case sink.notFile > 0:
+				errs <- fmt.Errorf("SendTo at %d: %d spans were not parts of a file", tc.off, sink.notFile)
+			}
+		})
+	}
+	for i := 0; i < len(data); i += 40000 {
+		if _, err := p.Write(data[i:min(i+40000, len(data))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A cancelled send gets everything but the last byte, then the error.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	snd, closer := sender(t, p, ctx, 0)
+	var early fileSink
+	if n, err := snd.SendTo(&early, -1); !errors.Is(err, context.Canceled) || n != int64(len(data))-1 ||
+		!bytes.Equal(early.Bytes(), data[:len(data)-1]) {
+		t.Errorf("before Commit: SendTo = %d bytes, %v; want %d, context.Canceled", n, err, len(data)-1)
+	}
+	_ = closer.Close()
+	committed.Store(true)
+	if err := p.Commit(store.BlobInfo{CID: c}, nil); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// testSendToTruncated: bytes a send handed out and that a Truncate then
+// threw away fail the sender with ErrTruncated and count as discarded.
+func testSendToTruncated(t *testing.T, s *store.Store) {
+	data := RandomBytes(14, 1000)
+	c := CIDOf(t, data)
+	p, _, err := s.Begin(c, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Write(append(append([]byte(nil), data[:800]...), RandomBytes(15, 100)...)); err != nil {
+		t.Fatal(err)
+	}
+	snd, closer := sender(t, p, t.Context(), 0)
+	defer closer.Close()
+	var sink fileSink
+	if n, err := snd.SendTo(&sink, 850); err != nil || n != 850 {
+		t.Fatalf("SendTo = %d, %v", n, err)
+	}
+	if err := p.Truncate(800); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Discarded(c); got < 850 {
+		t.Errorf("Discarded = %d after a sender got 850 bytes and 800 were kept", got)
+	}
+	if _, err := p.Write(data[800:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := snd.SendTo(&sink, 10); !errors.Is(err, store.ErrTruncated) {
+		t.Errorf("SendTo past the restart = %v, want ErrTruncated", err)
+	}
+	p.Abort(nil)
 }
