@@ -14,9 +14,9 @@ import (
 
 // Bootstrap and swarm policy. A node needs one bootstrap address: it dials
 // it at once and, while not connected, again after a backoff that doubles
-// from redialMin to redialMax, with jitter: two nodes that dial each other
-// at the same moment over TCP with a PSK both fail the handshake, and the
-// jitter makes their next attempts differ. Once connected, the DHT routing
+// from redialMin to redialMax, with jitter so that machines restarted
+// together do not redial in step (a dial that crossed the other side's is
+// retried at once, see dialretry.go). Once connected, the DHT routing
 // table tells it the rest of the swarm, and peer exchange connects to it.
 const (
 	redialMin      = time.Second

@@ -64,17 +64,6 @@ func (s *Host) usableAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
 	return out
 }
 
-func (s *Host) connect(ctx context.Context, ai peer.AddrInfo) error {
-	ctx, cancel := context.WithTimeout(ctx, p2pDialTimeout)
-	defer cancel()
-	if err := s.h.Connect(ctx, ai); err != nil {
-		s.log.Debug("peer connect failed", "peer", ai.ID.String(), "err", err)
-		return err
-	}
-	s.log.Info("peer connected", "peer", ai.ID.String())
-	return nil
-}
-
 // runPing measures every connected peer's latency now and then; ping
 // records it in the peerstore's EWMA, which ranks sources.
 // Alive pings p once and returns nil when it answers before ctx ends: a

@@ -1,0 +1,142 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// netnsChildEnv marks the copy of the test binary that runs inside its own
+// network namespace.
+const netnsChildEnv = "FLOCON_P2P_NETNS_CHILD"
+
+// TestPSKSimultaneousDial: two machines with a swarm key (TCP only) that
+// dial each other at the same moment get one TCP connection by
+// simultaneous open, both run the client side of the security handshake
+// and both fail (tls: received unexpected handshake message). connect must
+// still leave them connected, promptly.
+//
+// The SYNs of two hosts on loopback cross only within microseconds, so the
+// test re-runs itself in a private network namespace whose loopback drops
+// the first SYNs: both connects wait for their retransmission (1 s), which
+// meets the other's socket in SYN-SENT, every time. Real libp2p hosts, real
+// sockets; ten pairs at once, three rounds.
+func TestPSKSimultaneousDial(t *testing.T) {
+	if os.Getenv(netnsChildEnv) == "" {
+		runInNetns(t, "TestPSKSimultaneousDial")
+		return
+	}
+	sh := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
+	}
+	sh("ip", "link", "set", "lo", "up")
+	psk := writePSK(t)
+	const pairs, rounds = 10, 3
+	for round := range rounds {
+		hosts := make([][2]*Host, pairs)
+		for i := range hosts {
+			for k := range 2 {
+				h, err := newHost(Config{
+					DataDir: t.TempDir(), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
+					PSKFile: psk, DisableDHT: true,
+				}, newMemStore(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = h.Close() })
+				hosts[i][k] = h
+			}
+		}
+		sh("iptables", "-I", "INPUT", "-p", "tcp", "--syn", "-j", "DROP")
+		errs := make([][2]error, pairs)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i, pair := range hosts {
+			for k := range 2 {
+				from, to := pair[k], pair[1-k]
+				wg.Go(func() {
+					<-start
+					ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+					defer cancel()
+					errs[i][k] = from.connect(ctx, to.h.Peerstore().PeerInfo(to.ID()))
+				})
+				from.h.Peerstore().AddAddrs(to.ID(), to.Addrs(), time.Hour)
+			}
+		}
+		close(start)
+		time.Sleep(300 * time.Millisecond) // every connect has sent its (dropped) SYN
+		sh("iptables", "-D", "INPUT", "-p", "tcp", "--syn", "-j", "DROP")
+		wg.Wait()
+		for i, pair := range hosts {
+			if !pair[0].IsConnected(pair[1].ID()) || errs[i][0] != nil || errs[i][1] != nil {
+				t.Errorf("round %d pair %d: not connected after simultaneous dials: %v | %v", round, i, errs[i][0], errs[i][1])
+			}
+		}
+		for _, pair := range hosts {
+			_ = pair[0].Close()
+			_ = pair[1].Close()
+		}
+	}
+}
+
+// runInNetns runs test (of this binary) again inside a new network
+// namespace, and fails t when it fails. It skips when namespaces cannot be
+// made here (not root, no unshare/ip/iptables), unless FLOCON_E2E_REQUIRE=1.
+func runInNetns(t *testing.T, test string) {
+	t.Helper()
+	skip := func(why string) {
+		t.Helper()
+		if os.Getenv("FLOCON_E2E_REQUIRE") == "1" {
+			t.Fatalf("FLOCON_E2E_REQUIRE=1: %s", why)
+		}
+		t.Skip(why)
+	}
+	if os.Geteuid() != 0 {
+		skip("needs root: it runs in its own network namespace")
+	}
+	for _, tool := range []string{"unshare", "ip", "iptables"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			skip(fmt.Sprintf("needs %s (Debian: util-linux iproute2 iptables)", tool))
+		}
+	}
+	if out, err := exec.Command("unshare", "-n", "true").CombinedOutput(); err != nil {
+		skip(fmt.Sprintf("cannot make a network namespace: %v: %s", err, out))
+	}
+	cmd := exec.Command("unshare", "-n", "--", os.Args[0], "-test.run=^"+test+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), netnsChildEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	t.Logf("in its own network namespace:\n%s", out)
+	if err != nil {
+		t.Fatalf("%s failed in its network namespace: %v", test, err)
+	}
+}
+
+// TestHandshakeRetryOrder: whatever the jitter, the lower peer ID of a pair
+// redials before the higher one, so their retries cannot cross again.
+func TestHandshakeRetryOrder(t *testing.T) {
+	lo, hi := peer.ID("a"), peer.ID("b")
+	for _, j := range []float64{0, 0.5, 0.999} {
+		for _, k := range []float64{0, 0.5, 0.999} {
+			first, second := handshakeRetryDelay(lo, hi, j), handshakeRetryDelay(hi, lo, k)
+			if second-first < handshakeRetrySecond-handshakeRetryFirst {
+				t.Errorf("jitter %v/%v: lower ID retries after %v, higher after %v", j, k, first, second)
+			}
+		}
+	}
+	if !isHandshakeFailure(fmt.Errorf("dial: %w", errors.New("failed to negotiate security protocol: tls: received unexpected handshake message"))) {
+		t.Error("a failed security handshake is not retried")
+	}
+	if isHandshakeFailure(errors.New("dial tcp 127.0.0.1:1: connect: connection refused")) {
+		t.Error("a refused connection is retried as a handshake failure")
+	}
+}
