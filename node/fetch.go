@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"strings"
 	"sync"
@@ -293,7 +294,7 @@ func (n *Node) afterBadBytes(d *download, srcs []source, got []int64, err error)
 // the verdict over everything written, the sources in their final order
 // (with those found late) and how many bytes each contributed.
 func (n *Node) attempt(ctx context.Context, d *download, v *verify.Verifier, srcs []source, late <-chan source) (verify.Result, []source, []int64, error) {
-	w := &sink{p: d.p, v: v, size: d.exp.Size}
+	w := newSink(d.p, v, d.exp.Size)
 	t := newTransfer(n, d.exp.CID, d.exp.Filename, v, w, srcs)
 	t.late = late
 	d.st.follow(t)
@@ -333,6 +334,40 @@ type sink struct {
 	v    *verify.Verifier
 	size int64 // -1: unknown
 	n    int64
+	// sum is p when it hashes what it keeps and the verifier takes that
+	// hash (newSink); nil when the verifier hashes the bytes itself
+	sum contentSummer
+}
+
+// contentSummer is a writer that hashes what it keeps (store.Pending).
+type contentSummer interface {
+	ContentSum() (hash.Hash, error)
+}
+
+// newSink is a sink into p for v. When p hashes what it keeps (the store
+// does, to refuse bytes that are not the CID), the verifier takes p's
+// sha256 instead of computing it again: one pass over every byte, made
+// over the bytes that were kept.
+func newSink(p io.Writer, v *verify.Verifier, size int64) *sink {
+	s := &sink{p: p, v: v, size: size}
+	if cs, ok := p.(contentSummer); ok {
+		v.SumByWriter()
+		s.sum = cs
+	}
+	return s
+}
+
+// verdict is the verifier's verdict over everything written.
+func (s *sink) verdict() (verify.Result, error) {
+	if s.sum == nil {
+		return s.v.Finish()
+	}
+	sum, err := s.sum.ContentSum()
+	if err != nil {
+		_ = s.v.Close()
+		return verify.Result{}, &sinkError{err: err}
+	}
+	return s.v.FinishWithSum(sum)
 }
 
 func (s *sink) Write(b []byte) (int, error) {
@@ -340,9 +375,11 @@ func (s *sink) Write(b []byte) (int, error) {
 	if over {
 		b = b[:s.size-s.n]
 	}
-	// The verifier hashes b while the store writes (and re-hashes) it: two
-	// cores, one pass. A failed store write aborts the download, so the
-	// verifier having seen more than was kept does not matter.
+	// The verifier (its .PKGINFO reader, a signature hash other than the
+	// sha256; the sha256 itself when p does not hash) takes b while the
+	// store writes and hashes it: two cores, one pass. A failed store write
+	// aborts the download, so the verifier having seen more than was kept
+	// does not matter.
 	var verified sync.WaitGroup
 	if len(b) >= parallelChunk {
 		verified.Go(func() { _, _ = s.v.Write(b) }) // never fails: the verdict comes from Finish

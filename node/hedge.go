@@ -337,7 +337,7 @@ func (t *transfer) finish() (verify.Result, error) {
 	t.mu.Unlock()
 	start := time.Now()
 	defer func() { t.n.stats.verified(time.Since(start)) }()
-	return t.v.Finish()
+	return t.w.verdict()
 }
 
 // judge hedges when every running source is slow, and cancels a hedge

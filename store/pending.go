@@ -144,9 +144,18 @@ func (p *Pending) Write(b []byte) (int, error) {
 		return 0, fmt.Errorf("write %s: %d bytes past the expected %d: %w",
 			p.cid, off+int64(len(b))-p.size, p.size, verify.ErrSizeMismatch)
 	}
+	// The hash runs beside the write to the page cache: two cores, and
+	// still the only pass over the bytes (the verifier takes this state,
+	// see ContentSum).
+	var hashed sync.WaitGroup
+	if len(b) >= parallelHash {
+		hashed.Go(func() { p.hash.Write(b) })
+	} else {
+		p.hash.Write(b)
+	}
 	n, err := p.f.WriteAt(b, off)
-	p.hash.Write(b[:n])
-	if err != nil {
+	hashed.Wait()
+	if err != nil { // the hash covers more than was written: the download ends here
 		err = fmt.Errorf("write %s at %d: %w", p.cid, off, err)
 		p.abort(err, false)
 		return n, err
@@ -156,6 +165,28 @@ func (p *Pending) Write(b []byte) (int, error) {
 	p.notifyLocked()
 	p.mu.Unlock()
 	return n, nil
+}
+
+// parallelHash is the write size from which Write hashes on another
+// goroutine while it writes; below it the hand-off costs more than it saves.
+const parallelHash = 32 << 10
+
+// ContentSum is the sha256 state of exactly the bytes written (a clone,
+// the caller may write to it): a verifier takes it (verify.SumByWriter)
+// instead of hashing the same bytes a second time. Leader only, once its
+// writes are done.
+func (p *Pending) ContentSum() (hash.Hash, error) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	h, ok := p.hash.(hash.Cloner)
+	if !ok {
+		return nil, fmt.Errorf("content sum of %s: %T cannot be cloned", p.cid, p.hash)
+	}
+	c, err := h.Clone()
+	if err != nil {
+		return nil, fmt.Errorf("content sum of %s: %w", p.cid, err)
+	}
+	return c, nil
 }
 
 // Truncate drops everything after off (leader only: a source restarts there).

@@ -72,6 +72,7 @@ type Verifier struct {
 	file    PkgFile
 
 	sum     hash.Hash   // sha256 of the file
+	sumBy   bool        // the writer hashes the file: see SumByWriter
 	sigs    []sigCheck  // every signature of the .sig, all must pass
 	extra   []hash.Hash // signature hashes that are not sum
 	written int64
@@ -85,6 +86,7 @@ type sigCheck struct {
 	sig    *packet.Signature
 	signer signingKey
 	hash   hash.Hash // == Verifier.sum for the first v4 SHA-256 signature
+	shared bool      // hash is Verifier.sum
 }
 
 // NewVerifier prepares a verifier. It fails early (before any byte is read)
@@ -159,12 +161,13 @@ func (v *Verifier) prepareSignature() error {
 		if err != nil {
 			return fmt.Errorf("%s: %w: %w", sigLabel(i, len(sigs)), ErrBadSignature, err)
 		}
+		sc := sigCheck{sig: sig, signer: sk, hash: h}
 		if sig.Hash == crypto.SHA256 && sig.Version == 4 && !shared {
-			v.sum, shared = h, true // one pass: the signed hash is the file's sha256 until the trailer
+			v.sum, shared, sc.shared = h, true, true // one pass: the signed hash is the file's sha256 until the trailer
 		} else {
 			v.extra = append(v.extra, h)
 		}
-		v.sigs = append(v.sigs, sigCheck{sig: sig, signer: sk, hash: h})
+		v.sigs = append(v.sigs, sc)
 	}
 	return nil
 }
@@ -196,7 +199,9 @@ func (v *Verifier) Write(p []byte) (int, error) {
 		// SHA-512 signature hash costs three times SHA-256 here.
 		wg.Go(func() { h.Write(p) })
 	}
-	v.sum.Write(p)
+	if !v.sumBy {
+		v.sum.Write(p)
+	}
 	if v.ident != nil {
 		v.ident.write(p)
 	}
@@ -207,6 +212,15 @@ func (v *Verifier) Write(p []byte) (int, error) {
 // parallelMin is the chunk size from which Write hashes the signature on
 // another goroutine; below it the hand-off costs more than it saves.
 const parallelMin = 32 << 10
+
+// SumByWriter hands the file's sha256 to the writer of the bytes: Write no
+// longer computes it, and the verdict comes from FinishWithSum with the
+// writer's own sha256 of exactly the bytes it kept. A store that must hash
+// what it writes anyway (to refuse a commit under the wrong CID) so hashes
+// every byte once instead of twice, and the digest and signature are checked
+// over the bytes that were kept, not over a copy of them. Signature hashes
+// other than SHA-256 are still computed by Write. Call it before any Write.
+func (v *Verifier) SumByWriter() { v.sumBy = true }
 
 // Written is the number of bytes hashed so far.
 func (v *Verifier) Written() int64 { return v.written }
@@ -223,6 +237,43 @@ func (v *Verifier) Close() error {
 // Finish returns the verdict over everything written. The error wraps
 // exactly one sentinel; a digest mismatch is a *DigestMismatchError.
 func (v *Verifier) Finish() (Result, error) {
+	if v.sumBy {
+		v.Close()
+		return Result{}, fmt.Errorf("verify %s: %w: the sha256 was left to the writer (SumByWriter)", v.exp.Filename, ErrDigestMismatch)
+	}
+	return v.finish()
+}
+
+// FinishWithSum is Finish after SumByWriter: sum is the writer's sha256
+// state over exactly the bytes written (it is not written to, but a clone
+// of it may be). It takes the place of the verifier's own hash for the CID
+// and for the signature that shares it.
+func (v *Verifier) FinishWithSum(sum hash.Hash) (Result, error) {
+	if !v.sumBy || sum == nil || sum.Size() != sha256.Size {
+		v.Close()
+		return Result{}, fmt.Errorf("verify %s: %w: FinishWithSum needs SumByWriter and a sha256", v.exp.Filename, ErrDigestMismatch)
+	}
+	for i := range v.sigs {
+		if !v.sigs[i].shared {
+			continue
+		}
+		c, ok := sum.(hash.Cloner)
+		if !ok {
+			v.Close()
+			return Result{}, fmt.Errorf("verify %s: %w: the writer's sha256 cannot be cloned", v.exp.Filename, ErrDigestMismatch)
+		}
+		clone, err := c.Clone()
+		if err != nil {
+			v.Close()
+			return Result{}, fmt.Errorf("verify %s: %w: %w", v.exp.Filename, ErrDigestMismatch, err)
+		}
+		v.sigs[i].hash = clone // the signature check appends its trailer to this state
+	}
+	v.sum = sum
+	return v.finish()
+}
+
+func (v *Verifier) finish() (Result, error) {
 	name := v.exp.Filename
 	var ident identityResult
 	if v.ident != nil {

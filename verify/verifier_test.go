@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -498,4 +499,107 @@ func TestVerifierParallelSigHash(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestVerifierSumByWriter: a verifier whose writer hashes the file gives,
+// with the writer's sha256, the verdict Finish gives; the writer's digest
+// is what is checked (one over other bytes fails the CID or the
+// signature), it is left as it was, and the two finishes are not mixed up.
+func TestVerifierSumByWriter(t *testing.T) {
+	t.Parallel()
+	kr := loadFixtureKeyring(t)
+	sumOf := func(b []byte) hash.Hash {
+		h := sha256.New()
+		h.Write(b)
+		return h
+	}
+	for _, tt := range verifyCases(t) {
+		if tt.wantEarly != nil {
+			continue
+		}
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			v, err := NewVerifier(kr, tt.exp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, wantErr := writeChunks(v, tt.data, rand.New(rand.NewPCG(3, 4)))
+
+			v, err = NewVerifier(kr, tt.exp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v.SumByWriter()
+			for off := 0; off < len(tt.data); off += 1000 {
+				if _, err := v.Write(tt.data[off:min(off+1000, len(tt.data))]); err != nil {
+					break
+				}
+			}
+			sum := sumOf(tt.data)
+			got, err := v.FinishWithSum(sum)
+			if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
+				t.Fatalf("FinishWithSum = %v, Finish = %v", err, wantErr)
+			}
+			if err == nil && (got.CID != want.CID || got.Size != want.Size || got.Signer == nil != (want.Signer == nil)) {
+				t.Fatalf("FinishWithSum = %+v, Finish = %+v", got, want)
+			}
+			if h := sha256.Sum256(tt.data); !bytes.Equal(sum.Sum(nil), h[:]) {
+				t.Error("FinishWithSum changed the writer's hash state")
+			}
+			if wantErr != nil || len(tt.data) == 0 {
+				return
+			}
+			// The same bytes through Write, another digest from the writer.
+			v, err = NewVerifier(kr, tt.exp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v.SumByWriter()
+			if _, err := v.Write(tt.data); err != nil {
+				t.Fatal(err)
+			}
+			other := append([]byte(nil), tt.data...)
+			other[len(other)-1] ^= 1
+			_, err = v.FinishWithSum(sumOf(other))
+			switch {
+			case tt.exp.CID.Defined():
+				checkSentinel(t, err, ErrDigestMismatch)
+			case sharesSHA256(t, tt.exp.Signature):
+				checkSentinel(t, err, ErrBadSignature)
+			case err != nil:
+				// a signature of another hash was made over what Write saw
+				t.Fatalf("FinishWithSum with another sha256 and no CID: %v", err)
+			}
+		})
+	}
+	t.Run("misuse", func(t *testing.T) {
+		t.Parallel()
+		exp := Expect{Size: -1, Filename: "x-1-1-any.pkg.tar.zst", Policy: SigNever}
+		v, err := NewVerifier(kr, exp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.SumByWriter()
+		_, err = v.Finish()
+		checkSentinel(t, err, ErrDigestMismatch)
+		if v, err = NewVerifier(kr, exp); err != nil {
+			t.Fatal(err)
+		}
+		_, err = v.FinishWithSum(sha256.New())
+		checkSentinel(t, err, ErrDigestMismatch)
+	})
+}
+
+// sharesSHA256 reports whether a .sig's first signature hashes with SHA-256
+// (the one the file's sha256 is shared with).
+func sharesSHA256(t *testing.T, sig []byte) bool {
+	t.Helper()
+	if len(sig) == 0 {
+		return false
+	}
+	sigs, err := ParseSignatures(sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sigs[0].Hash == crypto.SHA256 && sigs[0].Version == 4
 }
