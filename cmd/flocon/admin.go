@@ -73,6 +73,7 @@ type adminInfo struct {
 	maxBytes                int64
 	keepVersions            int
 	started                 time.Time
+	now                     func() time.Time // the clock uptime is read from; nil is time.Now
 	// The functions read live state; nil when unavailable.
 	storeStats func() store.Stats
 	keyring    func() node.KeyringStatus
@@ -97,11 +98,18 @@ func newAdminMux(info adminInfo) *http.ServeMux {
 	return mux
 }
 
+func (info adminInfo) clock() time.Time {
+	if info.now != nil {
+		return info.now()
+	}
+	return time.Now()
+}
+
 func (info adminInfo) status() statusReport {
 	rep := statusReport{
 		Version: node.Version, Listen: info.listen, DataDir: info.dataDir, AdminSocket: info.socket,
 		P2P: info.p2p, Mirrors: info.mirrors.Default, MirrorSource: info.mirrorSource, StartedAt: info.started,
-		Uptime: time.Since(info.started).Round(time.Second).Seconds(),
+		Uptime: info.clock().Sub(info.started).Round(time.Second).Seconds(),
 	}
 	for _, r := range info.repos {
 		rep.Repos = append(rep.Repos, repoStatus{

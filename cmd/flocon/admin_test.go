@@ -58,6 +58,9 @@ func serveStatusAdmin(t *testing.T, info adminInfo) string {
 }
 
 func testInfo() adminInfo {
+	// A fixed clock: under load, seconds pass between building the info and
+	// asking for the status, and the text asserts an exact uptime.
+	started := time.Now().Add(-90 * time.Second)
 	return adminInfo{
 		listen: "127.0.0.1:19433", dataDir: "/var/lib/flocon", socket: "/var/lib/flocon/admin.sock",
 		repos: append(append([]gateway.Repo(nil), gateway.DefaultRepos...),
@@ -67,7 +70,8 @@ func testInfo() adminInfo {
 			PerRepo: map[string][]string{"myrepo": {"https://repo.example/$repo/$arch"}},
 		},
 		mirrorSource: "mirrorlist /etc/pacman.d/mirrorlist",
-		started:      time.Now().Add(-90 * time.Second),
+		started:      started,
+		now:          func() time.Time { return started.Add(95 * time.Second) },
 		maxBytes:     10 << 30, keepVersions: 3,
 		storeStats: func() store.Stats {
 			return store.Stats{Blobs: 4, Bytes: 5250492, Inflight: 1, DBFiles: 2, DBBytes: 3 << 20, Entries: 1234}
@@ -220,7 +224,7 @@ func TestStatusCommand(t *testing.T) {
 			"\nstore\n", "packages:", "4 (5.0 MiB)", "quota:", "5.0 MiB of 10.0 GiB (0%)", "1234 packages listed",
 			"\nkeyring\n", "3 (2 valid, 1 expired)", "/usr/share/pacman/keyrings",
 			"\npeers\n", "off (mirror only)", "banned:", "1 (flocon bans)",
-			"\nmirrors\n", "from:", "mirrorlist /etc/pacman.d/mirrorlist", "https://one.example/$repo/os/$arch", "up 1m3"} {
+			"\nmirrors\n", "from:", "mirrorlist /etc/pacman.d/mirrorlist", "https://one.example/$repo/os/$arch", "up 1m35s"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("status output lacks %q:\n%s", want, out)
 			}
