@@ -9,10 +9,18 @@
 # Columns: bytes over the package set (upstream; for two sites: into site B
 # from the mirror plus over the WAN), slowest machine over one machine alone
 # (two sites: B's slowest over A's), longest wait for a byte seen by a pacman.
-# Takes a few minutes; prerequisites as for the e2e tests (scripts/deps.sh).
+# Each scenario runs FLOCON_BENCH_RUNS times (default 3; rounds of every
+# scenario, so a burst of load on a shared machine hits them all): the table
+# has every run, with the load and where the CPU went, then the worst run of
+# each. FLOCON_BENCH_ONLY=<scenario prefix> reruns one scenario;
+# FLOCON_BENCH_LOGS=<dir> keeps each run's daemon logs, pacman downloads
+# (start, first byte, end) and mirror requests.
+# Takes minutes; prerequisites as for the e2e tests (scripts/deps.sh). Run
+# it under the lock the machine's benches share, e.g.
+#   flock /work/wt/bench.lock scripts/bench-sources.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=$(FLOCON_BENCH_SOURCES=1 go test -count=1 -timeout 30m -run '^TestBenchSources$' -v ./test/e2e/ 2>&1) || {
+out=$(FLOCON_BENCH_SOURCES=1 go test -count=1 -timeout 60m -run '^TestBenchSources$' -v ./test/e2e/ 2>&1) || {
 	echo "$out" | grep -E -- '--- FAIL|_test.go:[0-9]+:' | head -40 >&2
 	echo "$out" | sed -n 's/^BENCH //p'
 	exit 1

@@ -109,6 +109,13 @@ func (p *Pacman) config(cfg pacmanConfig) string {
 // Run runs pacman with the environment's config and args; it returns the
 // combined output and the exit error (nil on success).
 func (p *Pacman) Run(args ...string) (string, error) {
+	out, _, err := p.runCPU(args...)
+	return out, err
+}
+
+// runCPU is Run that also returns the CPU time pacman and the children it
+// waited for used (user + system).
+func (p *Pacman) runCPU(args ...string) (string, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(p.t.Context(), 3*time.Minute)
 	defer cancel()
 	argv := append(append([]string(nil), p.prefix...), "pacman", "--config", p.Conf,
@@ -117,7 +124,11 @@ func (p *Pacman) Run(args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	out, err := cmd.CombinedOutput()
-	return string(out), err
+	var cpu time.Duration
+	if st := cmd.ProcessState; st != nil {
+		cpu = st.UserTime() + st.SystemTime()
+	}
+	return string(out), cpu, err
 }
 
 // MustRun is Run that fails the test when pacman fails.

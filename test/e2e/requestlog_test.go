@@ -24,6 +24,8 @@ type Request struct {
 	Status          int
 	Bytes           int64 // body bytes written
 	Fault           string
+	Remote          string    // the client's address
+	Done            time.Time // when the answer was complete (zero before)
 	seq             uint64
 }
 
@@ -44,7 +46,7 @@ func (l *RequestLog) begin(r *http.Request, fault string) uint64 {
 	l.log = append(l.log, Request{
 		seq: l.seq, Time: time.Now(), Method: r.Method, Path: r.URL.Path,
 		Range: r.Header.Get("Range"), IfModifiedSince: r.Header.Get("If-Modified-Since"),
-		UserAgent: r.UserAgent(), Fault: fault,
+		UserAgent: r.UserAgent(), Fault: fault, Remote: r.RemoteAddr,
 	})
 	return l.seq
 }
@@ -54,7 +56,7 @@ func (l *RequestLog) end(seq uint64, status int, bytes int64) {
 	defer l.mu.Unlock()
 	for i := len(l.log) - 1; i >= 0; i-- { // ResetLog may have run meanwhile
 		if l.log[i].seq == seq {
-			l.log[i].Status, l.log[i].Bytes = status, bytes
+			l.log[i].Status, l.log[i].Bytes, l.log[i].Done = status, bytes, time.Now()
 			return
 		}
 	}
