@@ -267,6 +267,7 @@ func redactURLError(err error) error {
 type downloadStats struct {
 	mu      sync.Mutex
 	started time.Time
+	sources time.Time // when the first attempt had its sources (signature and lookup done)
 	running *transfer // the attempt running now
 }
 
@@ -288,6 +289,9 @@ func (ds *downloadStats) begin() {
 func (ds *downloadStats) follow(t *transfer) {
 	ds.mu.Lock()
 	ds.running = t
+	if ds.sources.IsZero() {
+		ds.sources = time.Now()
+	}
 	ds.mu.Unlock()
 }
 
@@ -369,6 +373,10 @@ func (n *Node) logDownload(ctx context.Context, d *download, size int64, err err
 	n.stats.finished(verdict)
 	d.st.mu.Lock()
 	took := time.Since(d.st.started)
+	var waited time.Duration // signature and lookup, before any byte was asked for
+	if !d.st.sources.IsZero() {
+		waited = d.st.sources.Sub(d.st.started)
+	}
 	var fromPeers, fromMirrors int64
 	for _, sb := range d.sources {
 		if sb.Kind == SourceMirror {
@@ -380,7 +388,7 @@ func (n *Node) logDownload(ctx context.Context, d *download, size int64, err err
 	sources := sourcesAttr(d.sources)
 	d.st.mu.Unlock()
 	args := []any{"repo", d.repo, "arch", d.arch, "file", d.exp.Filename, "cid", d.exp.CID.String(),
-		"verdict", verdict, "bytes", size, "took", took.Round(time.Millisecond),
+		"verdict", verdict, "bytes", size, "took", took.Round(time.Millisecond), "waited", waited.Round(time.Millisecond),
 		"fromPeers", fromPeers, "fromMirrors", fromMirrors, "sources", sources}
 	level := slog.LevelInfo
 	if err != nil {
