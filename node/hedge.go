@@ -263,15 +263,13 @@ func (t *transfer) ended(ctx context.Context, e laneEnd) (res verify.Result, err
 func (t *transfer) offer(ctx context.Context, s source) {
 	tr := traitsOf(s)
 	t.mu.Lock()
-	off := t.w.n
+	off, owner := t.w.n, t.owner
 	t.mu.Unlock()
-	// A relay behind this download would only make it wait (and, measured
-	// in a herd, the mirrors restarted after it): switch to a complete
-	// copy, or to a relay that is ahead.
-	switchTo := !tr.inFlight || tr.have > off
-	if tr.kind == sourceRemotePeer && !t.n.beats(s, t.n.bestMirrorBandwidth(t.srcs)) {
-		switchTo = false // the WAN only when it is the faster way in
+	var rate float64 // of the source the download takes its bytes from now
+	if owner != nil {
+		rate = owner.pace.rate(time.Now())
 	}
+	switchTo := t.n.takesOver(s, off, rate, t.n.bestMirrorBandwidth(t.srcs))
 	for l := range t.lanes {
 		switchTo = switchTo && traitsOf(l.src).kind == sourceMirror
 	}

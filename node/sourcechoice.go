@@ -21,8 +21,9 @@ import (
 //
 // The order, best first:
 //  1. LAN peers: complete copies, then downloads in flight (a relay goes no
-//     faster than its own source), each by score (latency, inflated by
-//     failed transfers and a recent failure);
+//     faster than its own source), the relays furthest ahead first, then
+//     each by score (latency, inflated by failed transfers and a recent
+//     failure);
 //  2. remote peers that beat the mirrors for this node: measured bandwidth
 //     above the best measured mirror's (the WAN is used only when it is the
 //     faster way in);
@@ -143,6 +144,38 @@ func (n *Node) beats(s source, mirrorBandwidth float64) bool {
 	return mirrorBandwidth > 0 && bw > mirrorBandwidth
 }
 
+// takesOver reports whether a peer found late (a lookup answer after the
+// soft deadline) takes the download off the mirrors, the download being at
+// offset off and getting rate bytes/s from them.
+//
+// A complete copy does; a remote peer only when it beats the mirrors for
+// this node. A relay (a peer downloading the blob itself) does when it is
+// ahead, and also when it is behind by less than relayLag of this
+// download's progress: the router offers only a relay that started first,
+// it fetches over the same link, and its answer is old by the time it
+// arrives, so it reaches the offset long before the hedge would call it
+// silent. Staying on the mirror then would fetch the blob twice (measured
+// in the herd: a relay that had just started, have 0, and a download that
+// had its first bytes). A relay further behind would only make the
+// download wait (and, measured in a herd, the mirrors restarted after it).
+func (n *Node) takesOver(s source, off int64, rate, mirrorBandwidth float64) bool {
+	tr := traitsOf(s)
+	if tr.kind == sourceRemotePeer && !n.beats(s, mirrorBandwidth) {
+		return false // the WAN only when it is the faster way in
+	}
+	if !tr.inFlight {
+		return true
+	}
+	lag := int64(rate * relayLag(n.cfg.HedgeAfter).Seconds())
+	return tr.have+lag >= off
+}
+
+// relayLag is how far behind a late relay may be, in time at the
+// download's rate: half the hedge delay, so a relay that really is that far
+// behind still sends its first byte past the offset before the hedge would
+// start the mirror again.
+func relayLag(hedgeAfter time.Duration) time.Duration { return hedgeAfter / 2 }
+
 // demotedLast returns srcs with the demoted sources moved, in their order,
 // behind the healthy ones.
 func (b *healthBook) demotedLast(srcs []source, now time.Time) []source {
@@ -164,7 +197,16 @@ func (b *healthBook) demotedLast(srcs []source, now time.Time) []source {
 const unknownLatency = 50 * time.Millisecond
 
 // rank orders providers best first: LAN before remote, complete copies
-// before downloads in flight, then by score.
+// before downloads in flight, relays furthest ahead (then first started)
+// first, then by score.
+//
+// A relay sends no byte it has not received itself, so the one holding the
+// most is the one closest to the first downloader. Ranked by latency, the
+// herd of 5 machines formed chains (0 -> 4 -> 1 -> 3, bench-sources): each
+// follower of a follower waited on every delay upstream of it, and the
+// last machine got a 12 MB package 5 s after the machine that fetched it
+// from the mirror had it whole. Ranked by bytes held, followers follow the
+// first downloader, one hop from the mirror.
 func (n *Node) rank(found []routing.Provider, now time.Time) []routing.Provider {
 	score := make(map[peer.ID]float64, len(found))
 	for _, pr := range found {
@@ -178,6 +220,16 @@ func (n *Node) rank(found []routing.Provider, now time.Time) []routing.Provider 
 		ci, cj := !found[i].InFlight, !found[j].InFlight
 		if ci != cj {
 			return ci
+		}
+		if found[i].InFlight {
+			if found[i].Have != found[j].Have {
+				return found[i].Have > found[j].Have
+			}
+			// A herd starts together, every relay holding nothing yet:
+			// the first to start is the root of the tree.
+			if si, sj := found[i].Started, found[j].Started; !si.Equal(sj) && !si.IsZero() && !sj.IsZero() {
+				return si.Before(sj)
+			}
 		}
 		return score[found[i].ID] < score[found[j].ID]
 	})
