@@ -91,6 +91,9 @@ type Config struct {
 	// DisableDHT keeps lookups on the connected peers only: no kad-dht
 	// provider records (issue: multi-site).
 	DisableDHT bool
+	// Relay runs the circuit relay service: machines behind NAT reserve a
+	// slot on it and use it to coordinate hole punching (issue: NAT).
+	Relay bool
 
 	// MirrorTimeout bounds connecting and the first byte from one source.
 	MirrorTimeout time.Duration // default 10s
@@ -225,7 +228,7 @@ func (n *Node) runP2P(ctx context.Context) error {
 		MDNS: c.MDNS, ShareDirs: c.ShareDirs, PSKFile: c.PSKFile, AllowPeers: c.AllowPeers,
 		BlobStreamsPerPeer: c.BlobStreamsPerPeer, PeerBytesPerSec: c.PeerBytesPerSec,
 		WANBytesPerSec: c.WANBytesPerSec, SingleSite: c.SingleSite,
-		DisableDHT:  c.DisableDHT,
+		DisableDHT: c.DisableDHT, Relay: c.Relay,
 		HaveTimeout: lookupBound, // Config.HaveTimeout is the soft deadline (peernet.go)
 	})
 	if err != nil {

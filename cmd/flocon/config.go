@@ -57,6 +57,7 @@ type options struct {
 	peerRate     int64
 	wanRate      int64
 	singleSite   bool
+	relay        bool
 	haveTimeout  time.Duration
 	logLevel     string
 	logFormat    string
@@ -100,6 +101,7 @@ type fileConfig struct {
 	PeerRate     *int64       `toml:"peer_rate"`
 	WANRate      *int64       `toml:"wan_upload_rate"`
 	SingleSite   any          `toml:"single_site"` // bool or a yes/no word
+	Relay        any          `toml:"p2p_relay"`   // bool or a yes/no word
 	HaveTimeout  *string      `toml:"have_timeout"`
 	KeepVersions *int         `toml:"keep_versions"`
 	MaxSize      *int64       `toml:"max_size"`
@@ -130,6 +132,7 @@ func (o *options) addFlags(fs *pflag.FlagSet, configFile string) {
 	fs.Int64Var(&o.peerRate, "peer-rate", 0, "upload cap per peer in bytes/s (0: unlimited)")
 	fs.Int64Var(&o.wanRate, "wan-upload-rate", 0, "upload cap to all remote peers together in bytes/s (0: unlimited)")
 	fs.VarPF(boolValue{&o.singleSite}, "single-site", "", "every peer is on this LAN, found by mDNS or not (multicast blocked)").NoOptDefVal = "true"
+	fs.VarPF(boolValue{&o.relay}, "p2p-relay", "", "serve as a relay that lets machines behind NAT hole-punch to each other (a machine every site can reach; relayed connections are limited)").NoOptDefVal = "true"
 	fs.DurationVar(&o.haveTimeout, "have-timeout", 150*time.Millisecond, "how long a download waits for peer answers before starting on the mirrors (later answers still join)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -318,7 +321,7 @@ func (fc fileConfig) values() (map[string][]string, error) {
 		v         any
 		invert    bool // the flag says the opposite: p2p = false is --no-p2p
 	}{{"no-p2p", "p2p", fc.P2P, true}, {"no-mdns", "mdns", fc.MDNS, true}, {"no-dht", "dht", fc.DHT, true},
-		{"single-site", "single_site", fc.SingleSite, false}} {
+		{"single-site", "single_site", fc.SingleSite, false}, {"p2p-relay", "p2p_relay", fc.Relay, false}} {
 		on, err := fileBool(b.key, b.v)
 		if err != nil {
 			errs = append(errs, err)

@@ -79,6 +79,7 @@ func serve(ctx context.Context, o *options) error {
 		PSKFile: o.pskFile, AllowPeers: o.allowPeers, BlobStreamsPerPeer: o.blobStreams,
 		PeerBytesPerSec: o.peerRate, HaveTimeout: o.haveTimeout,
 		WANBytesPerSec: o.wanRate, SingleSite: o.singleSite, DisableDHT: o.noDHT,
+		Relay: o.relay,
 	}
 	if err := ncfg.Check(); err != nil { // before the slow keyring and store
 		return err

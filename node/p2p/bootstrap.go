@@ -147,6 +147,9 @@ func (s *Host) dialBootstrap(ctx context.Context, b bootstrapPeer) error {
 	}
 	var failed error
 	for _, ai := range infos {
+		if ai.ID != s.h.ID() {
+			s.boot.add(ai.ID)
+		}
 		if ai.ID == s.h.ID() || s.bans.banned(ai.ID) || s.h.Network().Connectedness(ai.ID) == network.Connected {
 			continue
 		}
@@ -167,11 +170,12 @@ func (s *Host) refreshDHT() {
 	}
 }
 
-// runPeerExchange connects to the peers the DHT routing table knows and
-// this node is not connected to (up to maxSwarmPeers connections): often
-// at start, then every exchangeSlow.
+// runPeerExchange asks the bootstrap peers for their peers (peerexchange.go)
+// and connects to the peers the DHT routing table knows, in both cases
+// those this node is not connected to (up to maxSwarmPeers connections):
+// often at start, then every exchangeSlow.
 func (s *Host) runPeerExchange(ctx context.Context) {
-	if s.dht == nil {
+	if s.dht == nil && len(s.bootstrap) == 0 {
 		return
 	}
 	start := time.Now()
@@ -184,6 +188,10 @@ func (s *Host) runPeerExchange(ctx context.Context) {
 		case <-time.After(wait):
 		case <-ctx.Done():
 			return
+		}
+		s.exchangeWithBootstrap(ctx)
+		if s.dht == nil {
+			continue
 		}
 		if wait == exchangeFast && s.dht.d.RoutingTable().Size() < dhtBucketSize {
 			s.refreshDHT() // still learning the swarm: ask again

@@ -70,6 +70,10 @@ func newHost(cfg Config, st localStore) (*Host, error) {
 		return nil, err
 	}
 	s.h, s.loopback = h, loopback
+	if err := s.startRelay(); err != nil {
+		_ = h.Close()
+		return nil, fmt.Errorf("relay service: %w", err)
+	}
 	if !cfg.DisableDHT {
 		if s.dht, err = newDHT(s); err != nil {
 			_ = h.Close()
@@ -83,6 +87,7 @@ func newHost(cfg Config, st localStore) (*Host, error) {
 	}})
 	h.SetStreamHandler(haveProto, s.handleHave)
 	h.SetStreamHandler(blobProto, s.handleBlob)
+	h.SetStreamHandler(peersProto, s.handlePeers)
 	return s, nil
 }
 

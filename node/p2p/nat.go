@@ -1,30 +1,87 @@
 package p2p
 
 import (
+	"context"
+	"sync"
+	"time"
+
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
-// NAT policy. Machines behind a NAT reach other sites directly: AutoNAT
-// tells each node whether it is reachable (and answers that question for
-// its peers), a node that is not reserves a slot on a relay (its bootstrap
-// peers, which run the relay service when they are publicly reachable),
+// NAT policy. Machines behind a NAT reach other sites directly: each one
+// reserves a slot on its bootstrap peers that run the relay service
+// (--p2p-relay, a machine every site can reach), peers learn of it from
+// those bootstrap peers (peerexchange.go) and dial it through the relay,
 // and DCUtR uses that relayed connection only to coordinate a hole punch.
-// Relayed connections stay "limited" (circuit v2: 2 minutes, 128 KiB):
-// libp2p opens no stream on them unless asked to, and flocon never asks,
-// so have queries, the DHT and blob bytes go over the direct connection or
-// not at all, and the mirror serves a peer that cannot be reached directly.
+// Relayed connections stay "limited" (circuit v2: relayLimit): libp2p opens
+// no stream on them unless asked to, and flocon never asks, so have
+// queries, the DHT and blob bytes go over the direct connection or not at
+// all, and the mirror serves a peer that cannot be reached directly.
+//
+// The slot is reserved as soon as the bootstrap peer is connected, not
+// when AutoNAT has found the node unreachable (15 s after start at the
+// earliest): until then nobody at another site could reach it. A node
+// with a public address holds a slot it does not need, which costs the
+// relay a few bytes of state.
+const (
+	reserveCheck   = time.Second     // how often bootstrap relays are checked for a slot
+	reserveRenew   = 5 * time.Minute // renew a slot this long before it expires
+	reserveRetry   = 5 * time.Second // after a failed reservation
+	reserveTimeout = 10 * time.Second
+)
+
+// relayLimit bounds every relayed connection: enough for identify, the
+// DCUtR exchange and a few pings, far too little to carry a package.
+var relayLimit = relayv2.RelayLimit{Duration: 2 * time.Minute, Data: 128 << 10}
+
+// relayResources are the relay service's limits. A site's machines share
+// one public address behind their NAT, so the per-address cap is well
+// above libp2p's default of 8.
+func relayResources() relayv2.Resources {
+	rc := relayv2.DefaultResources()
+	rc.Limit = &relayLimit
+	rc.MaxReservations = 1024
+	rc.MaxCircuits = 16 // per peer at once
+	rc.MaxReservationsPerIP = 128
+	rc.MaxReservationsPerASN = 256
+	return rc
+}
+
+// natOptions: AutoNAT (this node answers its peers' reachability probes),
+// hole punching (DCUtR), the circuit relay transport and, once AutoNAT
+// finds the node unreachable, libp2p's own relay finder on the bootstrap
+// peers (it then advertises the relay addresses).
 func natOptions(cfg Config) []libp2p.Option {
 	opts := []libp2p.Option{
 		libp2p.EnableNATService(),
 		libp2p.EnableHolePunching(),
 		libp2p.EnableRelay(),
-		libp2p.EnableRelayService(), // runs only while this node is publicly reachable
 	}
 	if relays := staticRelays(cfg.Bootstrap); len(relays) > 0 {
 		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(relays))
 	}
 	return opts
+}
+
+// startRelay runs the relay service when Config.Relay, whatever AutoNAT
+// says: the operator knows the machine is reachable from every site.
+func (s *Host) startRelay() error {
+	if !s.cfg.Relay {
+		return nil
+	}
+	r, err := relayv2.New(s.h, relayv2.WithResources(relayResources()))
+	if err != nil {
+		return err
+	}
+	s.relay = r
+	s.log.Info("relay service on", "limitDuration", relayLimit.Duration, "limitBytes", relayLimit.Data)
+	return nil
 }
 
 // staticRelays are the bootstrap peers whose ID and addresses are known
@@ -41,4 +98,90 @@ func staticRelays(bootstrap []string) []peer.AddrInfo {
 		}
 	}
 	return out
+}
+
+// bootPeers are the peers the bootstrap entries led to (a /dnsaddr/ name
+// is known by ID only once resolved).
+type bootPeers struct {
+	mu  sync.Mutex
+	ids map[peer.ID]bool
+}
+
+func (b *bootPeers) add(p peer.ID) {
+	b.mu.Lock()
+	if b.ids == nil {
+		b.ids = make(map[peer.ID]bool)
+	}
+	b.ids[p] = true
+	b.mu.Unlock()
+}
+
+func (b *bootPeers) list() []peer.ID {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]peer.ID, 0, len(b.ids))
+	for p := range b.ids {
+		out = append(out, p)
+	}
+	return out
+}
+
+// isRelay reports whether p offers the relay service (as identify told).
+func (s *Host) isRelay(p peer.ID) bool {
+	protos, err := s.h.Peerstore().SupportsProtocols(p, proto.ProtoIDv2Hop)
+	return err == nil && len(protos) > 0
+}
+
+// circuitAddr is the address of any peer holding a slot on relay r, through
+// the connection this node has to r (nil when not connected).
+func (s *Host) circuitAddr(r peer.ID) ma.Multiaddr {
+	for _, c := range s.h.Network().ConnsToPeer(r) {
+		if c.Stat().Limited {
+			continue
+		}
+		a, err := ma.NewMultiaddr(c.RemoteMultiaddr().String() + "/p2p/" + r.String() + "/p2p-circuit")
+		if err == nil {
+			return a
+		}
+	}
+	return nil
+}
+
+// runRelayReservations keeps a slot on every connected bootstrap peer that
+// runs the relay service, renewed before it expires, until ctx ends.
+func (s *Host) runRelayReservations(ctx context.Context) {
+	if s.cfg.Relay || len(s.bootstrap) == 0 {
+		return
+	}
+	next := make(map[peer.ID]time.Time) // when to (re)reserve on each relay
+	held := make(map[peer.ID]bool)      // a slot was reserved once: renewals are not logged
+	t := time.NewTicker(reserveCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		now := time.Now()
+		for _, r := range s.boot.list() {
+			if now.Before(next[r]) || s.h.Network().Connectedness(r) != network.Connected || !s.isRelay(r) {
+				continue
+			}
+			rctx, cancel := context.WithTimeout(ctx, reserveTimeout)
+			res, err := client.Reserve(rctx, s.h, peer.AddrInfo{ID: r})
+			cancel()
+			if err != nil {
+				s.log.Info("relay reservation failed", "relay", r.String(), "err", err)
+				next[r] = now.Add(reserveRetry)
+				continue
+			}
+			if !held[r] {
+				held[r] = true
+				s.log.Info("relay slot reserved: peers behind NAT at other sites can reach this node through it",
+					"relay", r.String(), "expires", res.Expiration.Format(time.RFC3339))
+			}
+			next[r] = res.Expiration.Add(-reserveRenew)
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/sync/errgroup"
 
@@ -78,6 +79,8 @@ type Config struct {
 	HaveTimeout time.Duration // bound of a have lookup on peers; default 150ms
 	// DisableDHT leaves the node LAN-only: no kad-dht provider records.
 	DisableDHT bool
+	// Relay runs the circuit relay service for machines behind NAT (nat.go).
+	Relay bool
 
 	libp2pOpts []libp2p.Option // more host options (tests, benches)
 }
@@ -99,8 +102,10 @@ type Host struct {
 	recent    *recentPeers
 	slots     *peerSlots
 	limiter   *peerRates
-	wan       *peerRates // one budget shared by every remote peer
-	dht       *DHT       // nil when Config.DisableDHT
+	wan       *peerRates     // one budget shared by every remote peer
+	dht       *DHT           // nil when Config.DisableDHT
+	relay     *relayv2.Relay // nil unless Config.Relay
+	boot      bootPeers      // the peers the bootstrap entries led to
 
 	closing     chan struct{} // closed when the host stops
 	closeOnce   sync.Once
@@ -149,6 +154,7 @@ func (s *Host) Run(ctx context.Context) error {
 	g.Go(func() error { return s.runDiscovery(ctx) })
 	g.Go(func() error { s.runBootstrap(ctx); return nil })
 	g.Go(func() error { s.runPeerExchange(ctx); return nil })
+	g.Go(func() error { s.runRelayReservations(ctx); return nil })
 	g.Go(func() error { s.runPing(ctx); return nil })
 	g.Go(func() error { s.runOutsiderSweep(ctx); return nil })
 	g.Go(func() error { return s.runShare(ctx) })
@@ -166,6 +172,9 @@ func (s *Host) Close() error {
 		close(s.closing)
 		if s.dht != nil {
 			err = s.dht.close()
+		}
+		if s.relay != nil {
+			err = errors.Join(err, s.relay.Close())
 		}
 		err = errors.Join(err, s.h.Close())
 	})
