@@ -32,6 +32,9 @@ type PeerInfo struct {
 	Failures    int64         `json:"failures"`
 	// Site is "lan" (found by mDNS, or --single-site) or "remote".
 	Site string `json:"site"`
+	// Relayed: the only connections go through a relay (limited: no
+	// lookups or blobs over them, only hole-punch coordination).
+	Relayed bool `json:"relayed,omitempty"`
 	// Bandwidth is what downloads from the peer measured (bytes/s,
 	// moving average; 0: not measured yet).
 	Bandwidth float64 `json:"bandwidth"`
@@ -76,7 +79,7 @@ func (n *Node) Peers() ([]PeerInfo, error) {
 			PeerID: ps.ID.String(), Addrs: ps.Addrs, Latency: ps.Latency,
 			BytesSent: ps.BytesSent, BytesRecv: ps.BytesRecv, BlobsServed: ps.BlobsServed,
 			Successes: h.Successes, Failures: h.Failures,
-			Site: sites[ps.ID].String(), Bandwidth: health.Bandwidth, Score: n.ranks.score(ps.ID, ps.Latency, now),
+			Site: sites[ps.ID].String(), Relayed: ps.Relayed, Bandwidth: health.Bandwidth, Score: n.ranks.score(ps.ID, ps.Latency, now),
 		}
 		if health.demoted(now) {
 			pi.DemotedUntil = health.DemotedUntil

@@ -54,12 +54,17 @@ func (s *Host) connect(ctx context.Context, ai peer.AddrInfo) error {
 }
 
 // dialOnce is one bounded dial; a retry skips libp2p's dial backoff, which
-// the failed handshake has just set.
+// the failed handshake has just set. A peer reached only through a relay
+// is dialled directly: the relayed connection carries no flocon stream
+// (nat.go), and libp2p's Connect would return at once on it.
 func (s *Host) dialOnce(ctx context.Context, ai peer.AddrInfo, retry bool) error {
 	ctx, cancel := context.WithTimeout(ctx, p2pDialTimeout)
 	defer cancel()
-	if retry {
+	switch {
+	case retry:
 		ctx = network.WithForceDirectDial(ctx, "retry after a failed handshake")
+	case s.h.Network().Connectedness(ai.ID) == network.Limited:
+		ctx = network.WithForceDirectDial(ctx, "relayed connections only coordinate hole punching")
 	}
 	return s.h.Connect(ctx, ai)
 }

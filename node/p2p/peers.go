@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -244,6 +245,7 @@ type PeerStat struct {
 	BytesSent   int64
 	BytesRecv   int64
 	BlobsServed int64
+	Relayed     bool // every open connection goes through a relay (limited)
 }
 
 // Connected lists the connected peers with what this node has seen of them.
@@ -257,6 +259,7 @@ func (s *Host) Connected() []PeerStat {
 			BytesSent: st.BytesSent, BytesRecv: st.BytesRecv, BlobsServed: st.BlobsServed,
 		}
 		ps.Addrs = s.peerAddrs(p)
+		ps.Relayed = s.h.Network().Connectedness(p) == network.Limited
 		out = append(out, ps)
 	}
 	return out
