@@ -39,7 +39,9 @@ type download struct {
 type SourceBytes struct {
 	Source string // "peer <ID>" or a mirror's base URL
 	Kind   string // "lan", "remote" or "mirror"
-	Bytes  int64
+	// Via is the router that found a peer ("lan" or "dht"); "" for a mirror.
+	Via   string `json:",omitempty"`
+	Bytes int64
 }
 
 // recordSources adds what each source of an attempt delivered (a retry
@@ -59,15 +61,28 @@ next:
 				continue next
 			}
 		}
-		d.sources = append(d.sources, SourceBytes{Source: s.String(), Kind: traitsOf(s).kind.String(), Bytes: got[i]})
+		d.sources = append(d.sources, SourceBytes{Source: s.String(), Kind: traitsOf(s).kind.String(), Via: foundBy(s), Bytes: got[i]})
 	}
 }
 
-// sourcesAttr renders the sources for a log line: "SOURCE=BYTES, ...".
+// foundBy is the router that found s ("" for a mirror).
+func foundBy(s source) string {
+	if f, ok := s.(interface{ foundBy() string }); ok {
+		return f.foundBy()
+	}
+	return ""
+}
+
+// sourcesAttr renders the sources for a log line: "SOURCE (KIND[ via
+// ROUTER])=BYTES, ...".
 func sourcesAttr(srcs []SourceBytes) string {
 	parts := make([]string, len(srcs))
 	for i, s := range srcs {
-		parts[i] = fmt.Sprintf("%s (%s)=%d", s.Source, s.Kind, s.Bytes)
+		kind := s.Kind
+		if s.Via != "" {
+			kind += " via " + s.Via
+		}
+		parts[i] = fmt.Sprintf("%s (%s)=%d", s.Source, kind, s.Bytes)
 	}
 	return strings.Join(parts, ", ")
 }

@@ -244,6 +244,9 @@ func (ps *peerSource) traits() sourceTraits {
 
 func (ps *peerSource) Peer() peer.ID { return ps.p }
 
+// foundBy is the router that found the peer (the download log says it).
+func (ps *peerSource) foundBy() string { return ps.pr.Via }
+
 // alive asks whether the peer's process still answers (hedge.go probes a
 // silent peer with it).
 func (ps *peerSource) alive(ctx context.Context) error { return ps.blobs.Alive(ctx, ps.p) }

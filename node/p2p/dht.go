@@ -115,6 +115,7 @@ func (r *DHT) provide(ctx context.Context, c cid.Cid) {
 	r.mu.Lock()
 	r.provided[c] = time.Now()
 	r.mu.Unlock()
+	r.s.log.Debug("provider record published", "cid", c.String())
 }
 
 // offers reports whether this node can serve c now.
@@ -174,6 +175,9 @@ func (r *DHT) takePending() []cid.Cid {
 	return out
 }
 
+// dhtVia names the DHT router in routing.Provider.Via.
+const dhtVia = "dht"
+
 // FindProviders looks c up in the DHT (bounded by dhtLookupTimeout) and
 // asks each provider found whether it still has c; those that do are sent.
 func (r *DHT) FindProviders(ctx context.Context, c cid.Cid) <-chan routing.Provider {
@@ -212,7 +216,7 @@ func (r *DHT) ask(ctx, lctx context.Context, c cid.Cid, ai peer.AddrInfo, out ch
 		return
 	}
 	select {
-	case out <- s.provider(a):
+	case out <- s.provider(a, dhtVia):
 	case <-ctx.Done():
 	}
 }

@@ -3,6 +3,7 @@ package p2p
 import (
 	"bufio"
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,10 +15,13 @@ import (
 )
 
 // LAN is the router that asks, rather than publishes: a lookup opens a
-// /flocon/have stream to every connected peer (and to peers that dropped
-// moments ago) in parallel, bounded by the have timeout. The answer comes
-// from the peer's live store, so no record outlives a dead machine or a
-// dropped blob.
+// /flocon/have stream to every connected peer of this site (and to those
+// that dropped moments ago) in parallel, bounded by the have timeout. The
+// answer comes from the peer's live store, so no record outlives a dead
+// machine or a dropped blob. Peers at other sites are found through their
+// provider records (DHT): asking each of them on every miss does not scale
+// to many sites. With the DHT off the LAN router is the only one and asks
+// every connected peer.
 type LAN struct{ s *Host }
 
 var _ routing.Router = (*LAN)(nil)
@@ -32,7 +36,10 @@ type haveAnswer struct {
 	rtt    time.Duration
 }
 
-// FindProviders asks every connected peer whether it has c and sends those
+// lanVia names the LAN router in routing.Provider.Via.
+const lanVia = "lan"
+
+// FindProviders asks every connected peer of this site whether it has c and sends those
 // that do as they answer (an in-flight one only when this node may follow
 // it, see mayFollow). The channel closes once every peer has answered or
 // the have timeout has passed.
@@ -40,6 +47,9 @@ func (l *LAN) FindProviders(ctx context.Context, c cid.Cid) <-chan routing.Provi
 	s := l.s
 	out := make(chan routing.Provider)
 	peers := s.lookupPeers()
+	if s.dht != nil {
+		peers = slices.DeleteFunc(peers, func(p peer.ID) bool { return s.sites.site(p) != routing.SameLAN })
+	}
 	go func() {
 		defer close(out)
 		qctx, cancel := context.WithTimeout(ctx, s.haveTimeout)
@@ -56,7 +66,7 @@ func (l *LAN) FindProviders(ctx context.Context, c cid.Cid) <-chan routing.Provi
 					return
 				}
 				select { // the caller's ctx: a late reader still gets it
-				case out <- s.provider(a):
+				case out <- s.provider(a, lanVia):
 				case <-ctx.Done():
 				}
 			})
@@ -66,9 +76,9 @@ func (l *LAN) FindProviders(ctx context.Context, c cid.Cid) <-chan routing.Provi
 	return out
 }
 
-// provider turns a have answer into a routing.Provider.
-func (s *Host) provider(a haveAnswer) routing.Provider {
-	pr := routing.Provider{
+// provider turns a have answer into a routing.Provider found by router via.
+func (s *Host) provider(a haveAnswer, via string) routing.Provider {
+	pr := routing.Provider{Via: via,
 		ID: a.p, Site: s.sites.site(a.p), InFlight: a.header.code == haveInflight,
 		Size: max(a.header.size, 0), Have: a.header.available, Started: a.header.started,
 		Latency: s.h.Peerstore().LatencyEWMA(a.p),

@@ -297,6 +297,7 @@ func startNode(t testing.TB, st localStore, opts ...func(*Config)) *testNode {
 		DataDir:     t.TempDir(),
 		ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
 		HaveTimeout: 2 * time.Second, // generous: the race detector on 2 shared CPUs
+		SingleSite:  true,            // loopback hosts are one site (lan_test.go turns it off)
 	}
 	for _, o := range opts {
 		o(&cfg)

@@ -44,6 +44,9 @@ type Provider struct {
 	Started time.Time
 	// Latency is the round-trip EWMA to the provider; 0 when unknown.
 	Latency time.Duration
+	// Via names the router that found the provider ("lan": asked as a
+	// peer of this site, "dht": a provider record), for the download log.
+	Via string
 }
 
 // PeerInfo is one peer a router is in touch with.
