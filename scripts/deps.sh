@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh: install the Debian packages the test suite needs when they are
 # missing (the real pacman client, the Arch keyring, gpg, makepkg tooling,
-# nginx for the benchmark, iproute2 for the network-namespace tests, chromium
-# to render the status page).
+# nginx for the benchmark, iproute2 and nftables (NAT routers) for the
+# network-namespace tests, chromium to render the status page).
 set -euo pipefail
 
 need=()
@@ -18,6 +18,7 @@ have fakeroot   || need+=(fakeroot)
 have xz         || need+=(xz-utils)
 have bzip2      || need+=(bzip2)
 have ip         || need+=(iproute2)
+have nft        || need+=(nftables)
 have nginx      || need+=(nginx)
 have curl       || need+=(curl)
 have chromium   || need+=(chromium)

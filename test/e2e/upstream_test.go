@@ -65,9 +65,10 @@ type Fault struct {
 // Range/206, If-Modified-Since/304 and Last-Modified (http.ServeContent), a log
 // of every request and fault injection.
 type Upstream struct {
-	root string
-	addr string
-	t    testing.TB
+	root  string
+	addr  string
+	netns string // listen in this network namespace ("": the test's own)
+	t     testing.TB
 
 	RequestLog // every request, logged on arrival
 
@@ -82,6 +83,10 @@ type UpstreamOption func(*Upstream)
 
 // WithAddr makes the upstream listen on addr (default 127.0.0.1:0).
 func WithAddr(addr string) UpstreamOption { return func(u *Upstream) { u.addr = addr } }
+
+// WithNetns makes the upstream listen in network namespace ns (with
+// WithAddr: an address of that namespace).
+func WithNetns(ns string) UpstreamOption { return func(u *Upstream) { u.netns = ns } }
 
 // WithFaults starts the upstream with faults already set.
 func WithFaults(f ...Fault) UpstreamOption { return func(u *Upstream) { u.faults = f } }
@@ -109,7 +114,7 @@ func (u *Upstream) Start() {
 	var l net.Listener
 	var err error
 	for range 50 { // the port of a stopped upstream may linger briefly
-		if l, err = net.Listen("tcp", u.addr); err == nil {
+		if l, err = u.listen(); err == nil {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -124,6 +129,19 @@ func (u *Upstream) Start() {
 		defer close(done)
 		_ = srv.Serve(l) // returns http.ErrServerClosed on Stop
 	}(u.srv, u.served)
+}
+
+func (u *Upstream) listen() (net.Listener, error) {
+	if u.netns == "" {
+		return net.Listen("tcp", u.addr)
+	}
+	var l net.Listener
+	err := inNetns(u.netns, func() error {
+		var err error
+		l, err = net.Listen("tcp", u.addr)
+		return err
+	})
+	return l, err
 }
 
 // Stop closes the listener and every connection: the mirror is dead (its
