@@ -94,6 +94,12 @@ func (n *Node) fetch(ctx context.Context, repo, arch string, exp verify.Expect) 
 	if !exp.CID.Defined() {
 		return nil, fmt.Errorf("fetch %s: %w", exp.Filename, errNoCID)
 	}
+	// A client joining a download in flight needs nothing of its own (a
+	// joiner's first byte is on this path): that download's verifier
+	// decides for every client, as it did for a blob already stored.
+	if p := n.cfg.Store.Inflight(exp.CID); p != nil {
+		return p, nil
+	}
 	// A db entry can name another package's signed bytes (an unsigned db, a
 	// hostile mirror): the package's own .PKGINFO must agree with its name.
 	exp.CheckIdentity = true

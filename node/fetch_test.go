@@ -161,6 +161,39 @@ func TestFetchSingleFlight(t *testing.T) {
 	}
 }
 
+// TestFetchJoinerBuildsNoVerifier: a client joining a download in flight
+// gets it at once, without a verifier of its own — its first byte waits
+// for nothing — even with a signature that would not even parse: the
+// running download's verifier decides for every client, as for a stored
+// blob.
+func TestFetchJoinerBuildsNoVerifier(t *testing.T) {
+	t.Parallel()
+	pkg := newTestPkg(t, "qux-1.0-1-x86_64.pkg.tar.zst", 64<<10, testKeyring(t).packager)
+	m := newFakeMirror(t, mirrorMode{}, map[string][]byte{pkg.name: pkg.data})
+	m.gate = make(chan struct{})
+	n, st := newTestNode(t, []string{m.template()})
+	leader, err := n.Fetch(t.Context(), "core", "x86_64", pkg.expect(verify.SigRequired, true))
+	if err != nil || leader == nil {
+		close(m.gate)
+		t.Fatalf("leader Fetch = %v, %v", leader, err)
+	}
+	garbled := pkg.expect(verify.SigRequired, true)
+	garbled.Signature = []byte("not a signature")
+	if _, err := verify.NewVerifier(nil, garbled); err == nil {
+		t.Fatal("the garbled signature parses: the test proves nothing")
+	}
+	joiner, err := n.Fetch(t.Context(), "core", "x86_64", garbled)
+	close(m.gate)
+	if err != nil || joiner != leader {
+		t.Fatalf("joiner Fetch = %p, %v; want the running download %p", joiner, err, leader)
+	}
+	if b, err := readPending(t, joiner); err != nil || !bytes.Equal(b, pkg.data) {
+		t.Fatalf("joiner read %d bytes, %v", len(b), err)
+	}
+	<-leader.Done()
+	assertStored(t, st, pkg, pkg.sig)
+}
+
 func TestFetchDigestMismatch(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
