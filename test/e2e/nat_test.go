@@ -19,106 +19,121 @@ type natPeer struct {
 	Addrs   []string `json:"addrs"`
 }
 
-// TestNATSites: three sites of two machines, each site behind its own NAT
-// router (nftables masquerade, no port forward), and one public bootstrap
-// machine running the relay service. Every machine is given only the
-// bootstrap address and the swarm key, the first of each site otherwise
-// default flags (mDNS on, TCP and QUIC listen addresses: the key turns QUIC
-// off). The machines reach each other directly, through holes DCUtR
-// punched in the NATs over relayed connections; a package fetched at site
-// A is found at site C through its DHT provider record and at C's other
-// machine by asking its own LAN; machines with no key or another key never
-// connect and never get a byte; the mirror sends the package once.
+// natSwarm is a public bootstrap machine running the relay service and
+// three sites of two machines, each site behind its own NAT router
+// (nftables masquerade, no port forward), every machine given only the
+// bootstrap address; once built, the six are connected directly.
+type natSwarm struct {
+	inet   *natNet
+	fx     *Fixtures
+	up     *Upstream
+	boot   *Daemon
+	bootID string
+	// bootAddr is the bootstrap machine's address, over transport (e.g.
+	// "tcp/19432").
+	bootAddr string
+	sites    []*natSite
+	m        [3][2]natMachine
+}
+
+type natMachine struct {
+	d  *Daemon
+	ns string
+	id string
+}
+
+// newNATSwarm starts the bootstrap machine with bootArgs (plus
+// --p2p-relay), reached over bootTransport, then machine i of each site
+// with args(i, bootstrap address), and waits until every machine has a
+// direct connection to every other one and to the bootstrap machine.
+func newNATSwarm(t *testing.T, bootTransport string, bootArgs []string, args func(i int, boot string) []string) *natSwarm {
+	t.Helper()
+	inet := newNATNet(t)
+	fx := LoadFixtures(t)
+	w := &natSwarm{inet: inet, fx: fx, up: NewUpstream(t, fx.Mirror, WithNetns(inet.inet), WithAddr(inet.pub+".1:0"))}
+	bootNS, bootIP := inet.public("boot", 10)
+	w.boot = w.start(t, bootNS, bootIP, append(bootArgs, "--p2p-relay")...)
+	w.bootID = peerIDOf(t, w.boot)
+	w.bootAddr = "/ip4/" + bootIP + "/" + bootTransport + "/p2p/" + w.bootID
+	w.sites = []*natSite{inet.site(0, 20), inet.site(1, 21), inet.site(2, 22)}
+	for k, s := range w.sites {
+		for i := range 2 {
+			w.m[k][i].ns, _ = s.machine(i)
+		}
+	}
+	began := time.Now()
+	for k, s := range w.sites {
+		for i := range 2 {
+			w.m[k][i].d = w.start(t, w.m[k][i].ns, s.lan+fmt.Sprintf(".%d", 10+i), args(i, w.bootAddr)...)
+		}
+	}
+	started := time.Since(began)
+	all := []string{w.bootID}
+	for k := range w.m {
+		for i := range w.m[k] {
+			w.m[k][i].id = peerIDOf(t, w.m[k][i].d)
+			all = append(all, w.m[k][i].id)
+		}
+	}
+	for k := range w.m {
+		for i := range w.m[k] {
+			waitDirect(t, w.m[k][i].d, slices.DeleteFunc(slices.Clone(all), func(p string) bool { return p == w.m[k][i].id }))
+		}
+	}
+	t.Logf("the six machines behind NAT are connected directly to each other %s after the first started (starting them took %s)",
+		time.Since(began).Round(100*time.Millisecond), started.Round(100*time.Millisecond))
+	for k := range w.m {
+		for i := range w.m[k] {
+			for _, p := range natPeers(t, w.m[k][i].d) {
+				if want := map[bool]string{true: "lan", false: "remote"}[p.PeerID == w.m[k][1-i].id]; p.Site != want {
+					t.Errorf("site %d machine %d sees %s as %q, want %q", k, i, p.PeerID, p.Site, want)
+				}
+			}
+		}
+	}
+	return w
+}
+
+// start runs a daemon in namespace ns, its gateway on ip:19433.
+func (w *natSwarm) start(t *testing.T, ns, ip string, args ...string) *Daemon {
+	t.Helper()
+	return StartDaemon(t, DaemonConfig{
+		Mirrors: []string{w.up.Mirror()}, Keyring: w.fx.Keyring, P2P: true,
+		Listen: ip + ":19433", Prefix: []string{"ip", "netns", "exec", ns},
+		Ready: netnsReady(ns), Args: args,
+	})
+}
+
+// TestNATSites: a private swarm (one key) of three sites behind NAT and a
+// public relay (natSwarm), the first machine of each site on default flags
+// but the key and the bootstrap address (mDNS on, TCP and QUIC listen
+// addresses: the key turns QUIC off), so holes are punched for TCP. A
+// package fetched at site A is found at site C through its DHT provider
+// record and at C's other machine by asking its own LAN; machines with no
+// key or another key never connect and never get a byte; the mirror sends
+// the package once.
 //
 // The second machine of each site listens on another port: two machines
 // behind one NAT that both use 19432 cannot both keep their port when they
 // talk to the same peer, and a machine whose NAT changes its port cannot
 // be hole-punched (README: Several sites).
 func TestNATSites(t *testing.T) {
-	inet := newNATNet(t)
-	fx := LoadFixtures(t)
-	up := NewUpstream(t, fx.Mirror, WithNetns(inet.inet), WithAddr(inet.pub+".1:0"))
 	key := writeSwarmKey(t)
-	start := func(ns, ip string, args ...string) *Daemon {
-		return StartDaemon(t, DaemonConfig{
-			Mirrors: []string{up.Mirror()}, Keyring: fx.Keyring, P2P: true,
-			Listen: ip + ":19433", Prefix: []string{"ip", "netns", "exec", ns},
-			Ready: netnsReady(ns), Args: args,
-		})
-	}
-	client := func(ns string) *http.Client { return netnsClient(ns) }
-
-	bootNS, bootIP := inet.public("boot", 10)
-	boot := start(bootNS, bootIP, "--psk-file", key, "--p2p-relay")
-	bootID := peerIDOf(t, boot)
-	bootAddr := "/ip4/" + bootIP + "/tcp/19432/p2p/" + bootID
-
-	sites := []*natSite{inet.site(0, 20), inet.site(1, 21), inet.site(2, 22)}
-	type machine struct {
-		d  *Daemon
-		ns string
-		id string
-	}
-	var m [3][2]machine
-	for k, s := range sites {
-		for i := range 2 {
-			m[k][i].ns, _ = s.machine(i)
+	w := newNATSwarm(t, "tcp/19432", []string{"--psk-file", key}, func(i int, boot string) []string {
+		args := []string{"--psk-file", key, "--bootstrap", boot}
+		if i == 1 {
+			args = append(args, "--p2p-listen", "/ip4/0.0.0.0/tcp/19442", "--log-level", "debug")
 		}
-	}
-	began := time.Now()
-	for k, s := range sites {
-		for i := range 2 {
-			args := []string{"--psk-file", key, "--bootstrap", bootAddr}
-			if i == 1 {
-				args = append(args, "--p2p-listen", "/ip4/0.0.0.0/tcp/19442", "--log-level", "debug")
-			}
-			m[k][i].d = start(m[k][i].ns, s.lan+fmt.Sprintf(".%d", 10+i), args...)
-		}
-	}
-	started := time.Since(began)
-	all := []string{bootID}
-	for k := range m {
-		for i := range m[k] {
-			m[k][i].id = peerIDOf(t, m[k][i].d)
-			all = append(all, m[k][i].id)
-		}
-	}
-	for k := range m {
-		for i := range m[k] {
-			waitDirect(t, m[k][i].d, slices.DeleteFunc(slices.Clone(all), func(p string) bool { return p == m[k][i].id }))
-		}
-	}
-	t.Logf("the six machines behind NAT are connected directly to each other %s after the first started (starting them took %s)",
-		time.Since(began).Round(100*time.Millisecond), started.Round(100*time.Millisecond))
-	for k := range m {
-		for i := range m[k] {
-			for _, p := range natPeers(t, m[k][i].d) {
-				if want := map[bool]string{true: "lan", false: "remote"}[p.PeerID == m[k][1-i].id]; p.Site != want {
-					t.Errorf("site %d machine %d sees %s as %q, want %q", k, i, p.PeerID, p.Site, want)
-				}
-			}
-		}
-	}
+		return args
+	})
+	fx, up, m, bootID, bootAddr := w.fx, w.up, w.m, w.bootID, w.bootAddr
+	start := func(ns, ip string, args ...string) *Daemon { return w.start(t, ns, ip, args...) }
+	type machine = natMachine
+	boot, inet, sites := w.boot, w.inet, w.sites
 
 	pkg := fx.Select(ExpectOK, true)[0]
-	syncDBs := func(d *Daemon, ns string) {
-		t.Helper()
-		for _, repo := range []string{"core", "extra"} {
-			if r := Get(t, client(ns), d.FileURL(repo, fx.Arch, repo+".db")); r.Status != http.StatusOK {
-				t.Fatalf("GET %s.db: status %d", repo, r.Status)
-			}
-		}
-	}
-	fetch := func(d *Daemon, ns string) Hashed {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-		defer cancel()
-		h, err := GetHashed(ctx, client(ns), d.FileURL(pkg.Repo, fx.Arch, pkg.File))
-		if err != nil {
-			return Hashed{Err: err}
-		}
-		return h
-	}
+	syncDBs := func(d *Daemon, ns string) { t.Helper(); w.syncDBs(t, d, ns) }
+	fetch := func(d *Daemon, ns string) Hashed { t.Helper(); return w.fetch(t, d, ns, pkg) }
 	// Outsiders: one with no key on site A's LAN (mDNS finds it), one
 	// with another key on the internet; both know the bootstrap address.
 	outNS, outIP := sites[0].machine(2)
@@ -141,21 +156,18 @@ func TestNATSites(t *testing.T) {
 	a.d.WaitLog(regexp.MustCompile(`provider record published.*`+regexp.QuoteMeta(pkg.CID())), 30*time.Second)
 	up.Stop() // from now on only peers can serve it
 
-	downloadFrom := func(p, kind string) *regexp.Regexp {
-		return regexp.MustCompile(`msg=download .*file=` + regexp.QuoteMeta(pkg.File) + `.*sources="peer ` + p + ` \(` + kind + `\)=`)
-	}
 	if h := fetch(c1.d, c1.ns); !h.Complete(pkg.Size, pkg.SHA256) {
 		t.Fatalf("site C: GET %s with the mirror gone: %+v", pkg.File, h)
 	}
 	// Site A is no LAN peer of site C's: only its provider record leads there.
-	c1.d.WaitLog(downloadFrom(a.id, "remote via dht"), 10*time.Second)
+	c1.d.WaitLog(downloadFrom(pkg, a.id, "remote via dht"), 10*time.Second)
 	// The first machine of site C (default flags) shares it with the
 	// second, which finds it by asking its LAN (or by the record, which
 	// ever answers first).
 	if h := fetch(c2.d, c2.ns); !h.Complete(pkg.Size, pkg.SHA256) {
 		t.Fatalf("site C, second machine: GET %s with the mirror gone: %+v", pkg.File, h)
 	}
-	c2.d.WaitLog(downloadFrom(c1.id, "lan via (lan|dht)"), 10*time.Second)
+	c2.d.WaitLog(downloadFrom(pkg, c1.id, "lan via (lan|dht)"), 10*time.Second)
 
 	// Each outsider has dialled the bootstrap machine twice (at start,
 	// then after the backoff), and the one on site A's LAN the two
@@ -196,6 +208,74 @@ func TestNATSites(t *testing.T) {
 	if n, b := up.CountGETs(pkg.URLPath(fx.Arch)), up.BytesSent(pkg.URLPath(fx.Arch)); n != 1 || b != pkg.Size {
 		t.Errorf("upstream sent %s %d times, %d bytes; want once (site A), %d bytes", pkg.File, n, b, pkg.Size)
 	}
+}
+
+// syncDBs has d fetch both repo dbs, as pacman -Sy would.
+func (w *natSwarm) syncDBs(t *testing.T, d *Daemon, ns string) {
+	t.Helper()
+	for _, repo := range []string{"core", "extra"} {
+		if r := Get(t, netnsClient(ns), d.FileURL(repo, w.fx.Arch, repo+".db")); r.Status != http.StatusOK {
+			t.Fatalf("GET %s.db from %s: status %d", repo, d.Listen, r.Status)
+		}
+	}
+}
+
+// fetch GETs pkg through d (in namespace ns).
+func (w *natSwarm) fetch(t *testing.T, d *Daemon, ns string, pkg FixtureFile) Hashed {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	h, err := GetHashed(ctx, netnsClient(ns), d.FileURL(pkg.Repo, w.fx.Arch, pkg.File))
+	if err != nil {
+		return Hashed{Err: err}
+	}
+	return h
+}
+
+// downloadFrom matches the download log line of pkg with peer p as its
+// source, found as kind ("remote via dht", ...; a regexp).
+func downloadFrom(pkg FixtureFile, p, kind string) *regexp.Regexp {
+	return regexp.MustCompile(`msg=download .*file=` + regexp.QuoteMeta(pkg.File) + `.*sources="peer ` + p + ` \(` + kind + `\)=`)
+}
+
+// TestNATSitesQUIC: the same sites with no swarm key and QUIC alone, so
+// the holes are punched for UDP through the same NATs. Every connection
+// between machines of different sites is QUIC and direct; a package
+// fetched at site A is found at site C through its provider record.
+func TestNATSitesQUIC(t *testing.T) {
+	quic := func(port int) string { return fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", port) }
+	w := newNATSwarm(t, "udp/19432/quic-v1", []string{"--p2p-listen", quic(19432)}, func(i int, boot string) []string {
+		args := []string{"--p2p-listen", quic(19432 + 10*i), "--bootstrap", boot}
+		if i == 1 {
+			args = append(args, "--log-level", "debug")
+		}
+		return args
+	})
+	for k := range w.m {
+		for i := range w.m[k] {
+			for _, p := range natPeers(t, w.m[k][i].d) {
+				direct := slices.ContainsFunc(p.Addrs, func(a string) bool {
+					return strings.Contains(a, "/quic-v1") && !strings.Contains(a, "p2p-circuit")
+				})
+				if p.Relayed || !direct {
+					t.Errorf("site %d machine %d: peer %s over %v (relayed %v), want a direct QUIC connection", k, i, p.PeerID, p.Addrs, p.Relayed)
+				}
+			}
+		}
+	}
+	pkg := w.fx.Select(ExpectOK, true)[0]
+	a, c := w.m[0][1], w.m[2][0]
+	w.syncDBs(t, a.d, a.ns)
+	w.syncDBs(t, c.d, c.ns)
+	if h := w.fetch(t, a.d, a.ns, pkg); !h.Complete(pkg.Size, pkg.SHA256) {
+		t.Fatalf("site A: GET %s: %+v", pkg.File, h)
+	}
+	a.d.WaitLog(regexp.MustCompile(`provider record published.*`+regexp.QuoteMeta(pkg.CID())), 30*time.Second)
+	w.up.Stop()
+	if h := w.fetch(t, c.d, c.ns, pkg); !h.Complete(pkg.Size, pkg.SHA256) {
+		t.Fatalf("site C: GET %s with the mirror gone: %+v", pkg.File, h)
+	}
+	c.d.WaitLog(downloadFrom(pkg, a.id, "remote via dht"), 10*time.Second)
 }
 
 func natPeers(t *testing.T, d *Daemon) []natPeer {
