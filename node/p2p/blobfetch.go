@@ -44,7 +44,7 @@ func (s *Host) FetchSig(ctx context.Context, p peer.ID, c cid.Cid) ([]byte, erro
 // fetchBlob runs one blob request; it bans p itself on misbehaviour.
 func (s *Host) fetchBlob(ctx context.Context, p peer.ID, req blobRequest, w io.Writer) (int64, error) {
 	dctx, cancel := context.WithTimeout(ctx, p2pDialTimeout)
-	str, err := s.h.NewStream(dctx, p, blobProto)
+	str, err := s.h.NewStream(dctx, p, blobProtoLive, blobProto) // 1.1.0 when p speaks it
 	cancel()
 	if err != nil {
 		return 0, err
@@ -58,7 +58,8 @@ func (s *Host) fetchBlob(ctx context.Context, p peer.ID, req blobRequest, w io.W
 		return 0, ctxOr(ctx, err)
 	}
 	_ = str.CloseWrite()
-	r := bufio.NewReaderSize(str, chunkSize)
+	live := &liveReader{r: str, d: stallTimeout}
+	r := bufio.NewReaderSize(live, chunkSize)
 	h, err := readHeader(r)
 	if err == nil {
 		err = checkHeader(h, req)
@@ -67,11 +68,25 @@ func (s *Host) fetchBlob(ctx context.Context, p peer.ID, req blobRequest, w io.W
 		_ = str.Reset()
 		return 0, s.failure(ctx, p, req.c, err)
 	}
-	n, err := copyBody(str, r, h, req.off, w)
+	var body io.Reader = r
+	if framed(str) {
+		// A live sender sends a frame at least every keepaliveEvery:
+		// silence much longer than that is a dead one (liveness.go).
+		live.d, body = livenessTimeout, &frameReader{r: r}
+		live.alive = func() error {
+			pctx, cancel := context.WithTimeout(ctx, livenessConfirm)
+			defer cancel()
+			return s.Alive(pctx, p)
+		}
+	}
+	n, err := copyBody(body, h, req.off, w)
 	if err != nil {
 		_ = str.Reset()
 		if errors.Is(err, errTruncated) && s.wentAway(p, str.Conn()) {
 			return n, s.shortAndGone(p, req.c, err)
+		}
+		if errors.Is(err, ErrPeerGone) && ctx.Err() == nil {
+			return n, err // dead, not lying: no ban
 		}
 		return n, s.failure(ctx, p, req.c, err)
 	}
@@ -138,13 +153,12 @@ var errTruncated = errors.New("stream ended before the announced size")
 // errOverrun is more bytes than the announced size.
 var errOverrun = errors.New("more bytes than the announced size")
 
-// copyBody copies the body after the header to w, refreshing the stall
-// deadline on every read, and checks it against the announced size.
-func copyBody(str network.Stream, r io.Reader, h header, off int64, w io.Writer) (int64, error) {
+// copyBody copies the body after the header to w (r renews the read
+// deadline on every read) and checks it against the announced size.
+func copyBody(r io.Reader, h header, off int64, w io.Writer) (int64, error) {
 	buf := make([]byte, chunkSize)
 	var got int64
 	for {
-		_ = str.SetReadDeadline(time.Now().Add(stallTimeout))
 		n, err := r.Read(buf)
 		if n > 0 {
 			if h.size >= 0 && off+got+int64(n) > h.size {

@@ -123,7 +123,10 @@ func (s *Host) serveSig(str network.Stream, req blobRequest) {
 		_ = str.Reset()
 		return
 	}
-	if _, err := str.Write(sig[req.off:]); err != nil {
+	body := newBodySender(str, framed(str), nil)
+	_, err = body.write(sig[req.off:], stallTimeout)
+	body.stop()
+	if err != nil {
 		_ = str.Reset()
 		return
 	}
@@ -178,23 +181,25 @@ func (s *Host) serveFile(ctx context.Context, str network.Stream, f *os.File, si
 	if err := writeHeader(str, header{code: statusOK, size: size, available: size}); err != nil {
 		return err
 	}
+	body := newBodySender(str, framed(str), nil) // keepalives while the offset is hashed, too
+	defer body.stop()
 	h := sha256.New()
 	if _, err := io.CopyN(h, f, req.off); err != nil {
-		return s.corrupt(str, req.c, "short file", corrupt)
+		return s.corrupt(str, body, req.c, "short file", corrupt)
 	}
-	last, read, err := s.sendHoldingLast(ctx, str, f, h)
+	last, read, err := s.sendHoldingLast(ctx, str, body, f, h)
 	if err != nil {
 		return err
 	}
 	if req.off+read != size || !bytes.Equal(h.Sum(nil), want) {
-		return s.corrupt(str, req.c, "hash mismatch", corrupt)
+		return s.corrupt(str, body, req.c, "hash mismatch", corrupt)
 	}
-	return s.send(ctx, str, last)
+	return s.send(ctx, str, body, last)
 }
 
 // sendHoldingLast copies f to str through h, sending every chunk but the
 // last, which it returns; read counts the bytes read from f.
-func (s *Host) sendHoldingLast(ctx context.Context, str network.Stream, f io.Reader, h io.Writer) (last []byte, read int64, err error) {
+func (s *Host) sendHoldingLast(ctx context.Context, str network.Stream, body *bodySender, f io.Reader, h io.Writer) (last []byte, read int64, err error) {
 	bufs := [2][]byte{make([]byte, chunkSize), make([]byte, chunkSize)}
 	i := 0
 	for {
@@ -206,7 +211,7 @@ func (s *Host) sendHoldingLast(ctx context.Context, str network.Stream, f io.Rea
 			// with the encryption (BenchmarkP2PThroughput profile).
 			var hashed sync.WaitGroup
 			hashed.Go(func() { h.Write(buf[:n]) })
-			err := s.send(ctx, str, last)
+			err := s.send(ctx, str, body, last)
 			hashed.Wait()
 			read += int64(n)
 			if err != nil {
@@ -224,7 +229,8 @@ func (s *Host) sendHoldingLast(ctx context.Context, str network.Stream, f io.Rea
 }
 
 // corrupt resets the stream with codeCorrupt and drops the local copy.
-func (s *Host) corrupt(str network.Stream, c cid.Cid, detail string, drop func()) error {
+func (s *Host) corrupt(str network.Stream, body *bodySender, c cid.Cid, detail string, drop func()) error {
+	body.stop() // no keepalive after the reset
 	_ = str.ResetWithError(codeCorrupt)
 	s.log.Error("served blob is corrupt on disk, dropped", "cid", c.String(), "detail", detail)
 	drop()
@@ -238,8 +244,9 @@ func (s *Host) dropBlob(c cid.Cid) {
 	}
 }
 
-// send writes b under the stall deadline and the peer's upload rate.
-func (s *Host) send(ctx context.Context, str network.Stream, b []byte) error {
+// send writes b to the body under the stall deadline and the peer's
+// upload rate (keepalives go out while it waits for the rate).
+func (s *Host) send(ctx context.Context, str network.Stream, body *bodySender, b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
@@ -252,8 +259,7 @@ func (s *Host) send(ctx context.Context, str network.Stream, b []byte) error {
 			return err
 		}
 	}
-	_ = str.SetWriteDeadline(time.Now().Add(sendDeadline(len(b))))
-	n, err := str.Write(b)
+	n, err := body.write(b, sendDeadline(len(b)))
 	s.countSent(p, n)
 	if err != nil {
 		return fmt.Errorf("send to %s: %w", p, err)
@@ -293,12 +299,18 @@ func (s *Host) serveGrowing(ctx context.Context, str network.Stream, g growingBl
 	if err := writeHeader(str, header{code: statusOK, size: size, available: g.Written()}); err != nil {
 		return err
 	}
+	// While this node waits on its own source, keepalives tell the
+	// follower it is alive: the follower waits rather than giving up.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	body := newBodySender(str, framed(str), cancel) // a follower that left ends the wait
+	defer body.stop()
 	r := g.NewReader(ctx, req.off)
 	defer r.Close()
 	buf := make([]byte, chunkSize)
 	for {
 		n, err := r.Read(buf)
-		if serr := s.send(ctx, str, buf[:n]); serr != nil {
+		if serr := s.send(ctx, str, body, buf[:n]); serr != nil {
 			return serr
 		}
 		if errors.Is(err, io.EOF) {

@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	yamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
@@ -87,6 +88,7 @@ func newHost(cfg Config, st localStore) (*Host, error) {
 	}})
 	h.SetStreamHandler(haveProto, s.handleHave)
 	h.SetStreamHandler(blobProto, s.handleBlob)
+	h.SetStreamHandler(blobProtoLive, s.handleBlob)
 	h.SetStreamHandler(peersProto, s.handlePeers)
 	return s, nil
 }
@@ -161,13 +163,15 @@ func newResourceManager(streamsPerPeer int) (network.ResourceManager, error) {
 	cfg := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&cfg)
 	perPeer := 2 * streamsPerPeer
-	cfg.AddProtocolPeerLimit(blobProto, rcmgr.BaseLimit{
-		Streams: 2 * perPeer, StreamsInbound: perPeer, StreamsOutbound: perPeer,
-		Memory: 64 << 20,
-	}, rcmgr.BaseLimitIncrease{})
-	cfg.AddProtocolLimit(blobProto, rcmgr.BaseLimit{
-		Streams: 1024, StreamsInbound: 512, StreamsOutbound: 512, Memory: 512 << 20,
-	}, rcmgr.BaseLimitIncrease{})
+	for _, proto := range []protocol.ID{blobProto, blobProtoLive} {
+		cfg.AddProtocolPeerLimit(proto, rcmgr.BaseLimit{
+			Streams: 2 * perPeer, StreamsInbound: perPeer, StreamsOutbound: perPeer,
+			Memory: 64 << 20,
+		}, rcmgr.BaseLimitIncrease{})
+		cfg.AddProtocolLimit(proto, rcmgr.BaseLimit{
+			Streams: 1024, StreamsInbound: 512, StreamsOutbound: 512, Memory: 512 << 20,
+		}, rcmgr.BaseLimitIncrease{})
+	}
 	cfg.AddProtocolPeerLimit(haveProto, rcmgr.BaseLimit{
 		Streams: 64, StreamsInbound: 32, StreamsOutbound: 32, Memory: 4 << 20,
 	}, rcmgr.BaseLimitIncrease{})

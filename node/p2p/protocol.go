@@ -26,12 +26,21 @@ import (
 //	blob answer:   status(1 byte) size+1 available, then the raw bytes from
 //	               offset to size (a signature for kindSig)
 //
+// blob/1.1.0 frames the body of the answer, so that a sender with nothing
+// to send can say it is alive (liveness.go); the request and the header
+// are those of 1.0.0, which a node still serves to older peers:
+//
+//	blob body:     frames: length, then length bytes (at most chunkSize);
+//	               length 0 is a keepalive; the stream ends between frames
+//
 // A sender that finds its copy corrupt resets the stream with
 // codeCorrupt before the last byte; a clean end of stream always means "that
 // was everything", so a short one is a lie.
 const (
 	haveProto = protocol.ID("/flocon/have/1.0.0")
 	blobProto = protocol.ID("/flocon/blob/1.0.0")
+	// blobProtoLive is blob/1.0.0 with a framed body and keepalives.
+	blobProtoLive = protocol.ID("/flocon/blob/1.1.0")
 
 	// codeCorrupt resets a blob stream whose source file failed its hash.
 	codeCorrupt network.StreamErrorCode = 0x464c4301 // "FLC\x01"
@@ -219,6 +228,9 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// framed reports whether a blob stream speaks blob/1.1.0 (a framed body).
+func framed(str network.Stream) bool { return str.Protocol() == blobProtoLive }
 
 // isCorruptReset reports a reset by a sender that found its copy corrupt.
 func isCorruptReset(err error) bool {

@@ -12,10 +12,11 @@ import (
 )
 
 // FuzzFrames feeds arbitrary bytes from a peer to every frame decoder of
-// the have and blob protocols: none panics; an answer that does not decode
-// is errMalformed or the stream's own end (the client's ban decision reads
-// it; a bad request is only reset, whatever its error); whatever decodes is
-// within the protocol's bounds and encodes back to the same value.
+// the have and blob protocols (the framed body of blob/1.1.0 too): none
+// panics; an answer that does not decode is errMalformed or the stream's
+// own end (the client's ban decision reads it; a bad request is only
+// reset, whatever its error); whatever decodes is within the protocol's
+// bounds and encodes back to the same value.
 func FuzzFrames(f *testing.F) {
 	c, err := verify.CIDFromSHA256(make([]byte, 32))
 	if err != nil {
@@ -32,6 +33,7 @@ func FuzzFrames(f *testing.F) {
 	f.Add(writeCID(nil, c))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Add([]byte{})
+	f.Add([]byte{0, 3, 'a', 'b', 'c', 0, 0}) // a framed body: keepalives and one frame
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkFrameErr := func(what string, err error) {
 			if err != nil && !errors.Is(err, errMalformed) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
@@ -64,6 +66,15 @@ func FuzzFrames(f *testing.F) {
 			}
 		} else {
 			checkFrameErr("have", err)
+		}
+		// A framed body (blob/1.1.0) yields at most its own bytes; a bad
+		// one is malformed or short, both of which ban.
+		if data, err := io.ReadAll(&frameReader{r: bufio.NewReader(bytes.NewReader(b))}); err != nil {
+			if !errors.Is(err, errMalformed) && !errors.Is(err, errTruncated) {
+				t.Fatalf("framed body: unexpected error %v", err)
+			}
+		} else if len(data) > len(b) {
+			t.Fatalf("framed body of %d bytes yielded %d", len(b), len(data))
 		}
 		if c, err := readCID(bufio.NewReader(bytes.NewReader(b))); err == nil && !c.Defined() {
 			t.Fatal("accepted an undefined cid")

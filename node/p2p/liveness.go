@@ -1,0 +1,215 @@
+package p2p
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Liveness policy of blob streams: a receiver tells a sender that is
+// alive but has nothing to send (it waits on its own source, or on an
+// upload budget) from one that is dead, in well under a second.
+//
+// A process killed with SIGKILL over QUIC sends nothing: its streams just
+// go quiet, and only the stall timer (stallTimeout, 5 s) used to end them.
+// On blob/1.1.0 the answer's body is framed (see protocol.go), and a
+// sender that has written nothing for keepaliveEvery sends an empty
+// frame, a keepalive. The receiver then reads with a deadline of
+// livenessTimeout: silence that long means the sender is gone (ErrPeerGone),
+// unless it answers a ping at once (livenessConfirm: a loaded machine
+// can starve a sender's goroutine, not its whole connection), and the
+// download moves on at once. A sender that keeps sending
+// keepalives and no bytes is alive but slow: that is the hedge's business
+// (node/health.go), not liveness.
+const (
+	keepaliveEvery  = 100 * time.Millisecond
+	livenessTimeout = 500 * time.Millisecond
+	livenessConfirm = 250 * time.Millisecond // a ping's time to prove a silent sender alive
+	// maxFrame bounds a data frame: a sender never frames more than a chunk.
+	maxFrame = chunkSize
+)
+
+// ErrPeerGone is a blob stream that went silent past livenessTimeout
+// although its sender promised keepalives, from a peer that then did not
+// answer a ping within livenessConfirm: the sender is dead or cut off.
+var ErrPeerGone = errors.New("peer went silent (no keepalive)")
+
+// deadlineWriter is the sending half of a stream (network.Stream, net.Conn).
+type deadlineWriter interface {
+	io.Writer
+	SetWriteDeadline(t time.Time) error
+}
+
+// deadlineReader is the receiving half of a stream.
+type deadlineReader interface {
+	io.Reader
+	SetReadDeadline(t time.Time) error
+}
+
+// bodySender writes the body of a blob answer: raw bytes (blob/1.0.0), or
+// frames with keepalives in the gaps (blob/1.1.0). One data write runs at a
+// time; a keepalive never waits behind one (a write in progress says the
+// sender is alive well enough).
+type bodySender struct {
+	w      deadlineWriter
+	framed bool
+	gone   func() // called when a keepalive cannot be sent
+
+	mu   sync.Mutex // one writer on the stream at a time
+	last atomic.Int64
+	quit chan struct{}
+	done chan struct{}
+}
+
+// newBodySender starts the keepalives of a framed body (none for a raw one);
+// gone (if not nil) is called when one cannot be sent: the receiver left,
+// and a sender waiting on its own source can stop waiting. stop must be
+// called before the stream is closed or reset.
+func newBodySender(w deadlineWriter, framed bool, gone func()) *bodySender {
+	b := &bodySender{w: w, framed: framed, gone: gone, quit: make(chan struct{}), done: make(chan struct{})}
+	b.last.Store(time.Now().UnixNano())
+	if !framed {
+		close(b.done)
+		return b
+	}
+	go b.keepAlive()
+	return b
+}
+
+// write sends p (one frame when framed) under a write deadline of d.
+func (b *bodySender) write(p []byte, d time.Duration) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	defer b.last.Store(time.Now().UnixNano())
+	_ = b.w.SetWriteDeadline(time.Now().Add(d))
+	if !b.framed {
+		return b.w.Write(p)
+	}
+	sent := 0
+	for len(p) > 0 {
+		k := min(len(p), maxFrame)
+		if _, err := b.w.Write(binary.AppendUvarint(nil, uint64(k))); err != nil {
+			return sent, err
+		}
+		n, err := b.w.Write(p[:k])
+		sent += n
+		if err != nil {
+			return sent, err
+		}
+		p = p[k:]
+	}
+	return sent, nil
+}
+
+// keepAlive sends an empty frame whenever the body has been quiet for
+// keepaliveEvery, until stop.
+func (b *bodySender) keepAlive() {
+	defer close(b.done)
+	tick := time.NewTicker(keepaliveEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-b.quit:
+			return
+		case now := <-tick.C:
+			if now.Sub(time.Unix(0, b.last.Load())) < keepaliveEvery || !b.mu.TryLock() {
+				continue
+			}
+			_ = b.w.SetWriteDeadline(now.Add(stallTimeout))
+			_, err := b.w.Write([]byte{0})
+			b.last.Store(time.Now().UnixNano())
+			b.mu.Unlock()
+			if err != nil {
+				if b.gone != nil {
+					b.gone()
+				}
+				return
+			}
+		}
+	}
+}
+
+// stop ends the keepalives; safe to call more than once.
+func (b *bodySender) stop() {
+	select {
+	case <-b.quit:
+	default:
+		if b.framed {
+			close(b.quit)
+		}
+	}
+	<-b.done
+}
+
+// liveReader reads a stream under a deadline renewed before every read:
+// any byte, a keepalive included, proves the sender alive for d more.
+// When the deadline passes and alive is set, alive has the last word: a
+// peer that still answers it (a sending goroutine starved on a loaded
+// machine) is waited for, up to stallTimeout of silence in all; one that
+// does not is gone (ErrPeerGone). Without alive, the deadline's error is
+// returned as is.
+type liveReader struct {
+	r     deadlineReader
+	d     time.Duration
+	alive func() error
+	last  time.Time // when the latest read returned bytes
+}
+
+func (l *liveReader) Read(p []byte) (int, error) {
+	if l.last.IsZero() {
+		l.last = time.Now()
+	}
+	for {
+		_ = l.r.SetReadDeadline(time.Now().Add(l.d))
+		n, err := l.r.Read(p)
+		if n > 0 {
+			l.last = time.Now()
+		}
+		if n > 0 || !isTimeout(err) || l.alive == nil || time.Since(l.last) >= stallTimeout {
+			return n, err
+		}
+		if aerr := l.alive(); aerr != nil {
+			return 0, fmt.Errorf("nothing for %s and %w: %w", l.d, aerr, ErrPeerGone)
+		}
+	}
+}
+
+// frameReader yields the data of a framed body, skipping keepalives. A
+// clean end of stream between frames is the sender's end (io.EOF); inside
+// a frame it is a short stream (errTruncated); a frame over maxFrame is
+// errMalformed.
+type frameReader struct {
+	r    *bufio.Reader
+	left int // bytes of the current frame not read yet
+}
+
+func (f *frameReader) Read(p []byte) (int, error) {
+	for f.left == 0 {
+		n, err := binary.ReadUvarint(f.r)
+		switch {
+		case err == io.EOF: //nolint:errorlint // identity on purpose: the clean end
+			return 0, io.EOF
+		case err == io.ErrUnexpectedEOF: //nolint:errorlint // identity on purpose
+			return 0, fmt.Errorf("inside a frame length: %w", errTruncated)
+		case err != nil:
+			return 0, eofMalformed(err)
+		case n > maxFrame:
+			return 0, fmt.Errorf("frame of %d bytes: %w", n, errMalformed)
+		}
+		f.left = int(n) // 0: a keepalive
+	}
+	k, err := f.r.Read(p[:min(len(p), f.left)])
+	f.left -= k
+	if err == io.EOF { //nolint:errorlint // identity on purpose: a clean end mid-frame
+		return k, fmt.Errorf("%d bytes short in a frame: %w", f.left, errTruncated)
+	}
+	return k, err
+}

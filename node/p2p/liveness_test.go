@@ -1,0 +1,270 @@
+package p2p
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/flocon/flocon/store/storetest"
+)
+
+// livePipe is a framed body over net.Pipe: the sender's keepalives and the
+// receiver's deadline run on the bubble's clock.
+func livePipe(t *testing.T) (send *bodySender, recv io.Reader, sendConn, recvConn net.Conn) {
+	t.Helper()
+	a, b := net.Pipe()
+	send = newBodySender(a, true, nil)
+	t.Cleanup(send.stop)                               // after the close below: a blocked keepalive ends
+	t.Cleanup(func() { _ = a.Close(); _ = b.Close() }) // (cleanups run last first)
+	return send, &frameReader{r: bufio.NewReader(&liveReader{r: b, d: livenessTimeout})}, a, b
+}
+
+// TestLivenessWaitingSenderStaysAlive: a sender with nothing to send for
+// far longer than the liveness deadline (it waits on its own source) keeps
+// the receiver reading; its bytes arrive when it has them.
+func TestLivenessWaitingSenderStaysAlive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		send, recv, _, _ := livePipe(t)
+		data := []byte("the bytes the sender's own source brought, at last")
+		go func() {
+			time.Sleep(30 * livenessTimeout) // waiting on its source
+			if _, err := send.write(data, stallTimeout); err != nil {
+				t.Errorf("write: %v", err)
+			}
+		}()
+		start := time.Now()
+		got := make([]byte, len(data))
+		if _, err := io.ReadFull(recv, got); err != nil {
+			t.Fatalf("read after a long wait: %v (after %s)", err, time.Since(start))
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("got %q, want %q", got, data)
+		}
+		if waited := time.Since(start); waited != 30*livenessTimeout {
+			t.Fatalf("bytes after %s, want %s", waited, 30*livenessTimeout)
+		}
+	})
+}
+
+// TestLivenessDeadSenderDetected: a sender that stops sending frames (a
+// process killed mid-transfer: no keepalive, no close) is given up on
+// livenessTimeout after its last frame, not after the stall timer.
+func TestLivenessDeadSenderDetected(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		send, recv, _, _ := livePipe(t)
+		type end struct {
+			at  time.Time
+			err error
+		}
+		ended := make(chan end, 1)
+		go func() { // the receiver reads on, keepalives included
+			buf := make([]byte, 64)
+			for {
+				if _, err := recv.Read(buf); err != nil {
+					ended <- end{time.Now(), err}
+					return
+				}
+			}
+		}()
+		if _, err := send.write([]byte("first chunk"), stallTimeout); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * keepaliveEvery) // alive a while: keepalives only
+		send.stop()                    // then dead: nothing more on the wire
+		dead := time.Now()
+		e := <-ended
+		if !isTimeout(e.err) {
+			t.Fatalf("read from a dead sender: %v, want a deadline error", e.err)
+		}
+		// The last keepalive went out at most keepaliveEvery before the
+		// death; the deadline runs from it.
+		if took := e.at.Sub(dead); took > livenessTimeout || took < livenessTimeout-keepaliveEvery {
+			t.Fatalf("dead sender detected after %s, want within [%s, %s]", took, livenessTimeout-keepaliveEvery, livenessTimeout)
+		}
+	})
+}
+
+// TestLivenessClosedConnection: a connection that closes is noticed at
+// once, without waiting for any deadline.
+func TestLivenessClosedConnection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, recv, sendConn, _ := livePipe(t)
+		go func() {
+			time.Sleep(keepaliveEvery / 2)
+			_ = sendConn.Close()
+		}()
+		start := time.Now()
+		_, err := recv.Read(make([]byte, 8))
+		if err == nil || isTimeout(err) {
+			t.Fatalf("read on a closed connection: %v, want the close", err)
+		}
+		if took := time.Since(start); took != keepaliveEvery/2 {
+			t.Fatalf("close noticed after %s, want %s", took, keepaliveEvery/2)
+		}
+	})
+}
+
+// TestLivenessBusySenderSendsNoKeepalive: while data flows, no keepalive
+// frames are interleaved (the body is data frames only).
+func TestLivenessBusySenderSendsNoKeepalive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := net.Pipe()
+		defer a.Close()
+		defer b.Close()
+		send := newBodySender(a, true, nil)
+		chunk := bytes.Repeat([]byte{7}, 1000)
+		go func() {
+			defer a.Close()
+			for range 20 {
+				time.Sleep(keepaliveEvery / 2)
+				if _, err := send.write(chunk, stallTimeout); err != nil {
+					t.Errorf("write: %v", err)
+					return
+				}
+			}
+			send.stop()
+		}()
+		raw, err := io.ReadAll(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := bytes.Repeat(append([]byte{0xe8, 0x07}, chunk...), 20) // uvarint(1000) = e8 07
+		if !bytes.Equal(raw, want) {
+			t.Fatalf("wire carried %d bytes, want %d data frames only (%d bytes)", len(raw), 20, len(want))
+		}
+	})
+}
+
+// TestFrameReader: keepalives are skipped, the end between frames is the
+// sender's end, a short frame is truncation, an oversized one malformed.
+func TestFrameReader(t *testing.T) {
+	frame := func(b []byte) []byte {
+		var w bytes.Buffer
+		s := newBodySender(nopDeadline{&w}, true, nil)
+		s.stop()
+		_, _ = s.write(b, time.Second)
+		return w.Bytes()
+	}
+	body := append(append(append([]byte{0, 0}, frame([]byte("abc"))...), 0), frame([]byte("defg"))...)
+	for _, tt := range []struct {
+		name string
+		wire []byte
+		want string
+		err  error
+	}{
+		{"data and keepalives", body, "abcdefg", nil},
+		{"keepalives only", []byte{0, 0, 0}, "", nil},
+		{"short frame", body[:len(body)-2], "abcde", errTruncated},
+		{"cut in a length", []byte{0, 0x80}, "", errTruncated},
+		{"oversized frame", []byte{0x81, 0x80, 0x40}, "", errMalformed},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := io.ReadAll(&frameReader{r: bufio.NewReader(bytes.NewReader(tt.wire))})
+			if string(got) != tt.want || (tt.err == nil) != (err == nil) || (tt.err != nil && !errors.Is(err, tt.err)) {
+				t.Fatalf("read %q, %v; want %q, %v", got, err, tt.want, tt.err)
+			}
+		})
+	}
+}
+
+type nopDeadline struct{ io.Writer }
+
+func (nopDeadline) SetWriteDeadline(time.Time) error { return nil }
+
+// TestSilentLiveSenderIsGone: a blob/1.1.0 sender that sends its header
+// and a first frame, then nothing (no keepalive: a process killed over
+// QUIC), fails the fetch with ErrPeerGone, well before the stall timer,
+// and is not banned: dying is no lie. (It does not answer pings either.)
+func TestSilentLiveSenderIsGone(t *testing.T) {
+	t.Parallel()
+	data := storetest.RandomBytes(7, 1<<20)
+	c := cidOf(t, data)
+	dead, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(),
+		libp2p.DisableMetrics(), libp2p.Ping(false)) // dead: no ping answered either
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dead.Close() })
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) }) // before the host closes
+	dead.SetStreamHandler(blobProtoLive, func(s network.Stream) {
+		if _, err := readBlobRequest(bufio.NewReader(s)); err != nil {
+			_ = s.Reset()
+			return
+		}
+		_ = writeHeader(s, header{code: statusOK, size: int64(len(data)), available: int64(len(data))})
+		body := newBodySender(s, true, nil)
+		_, _ = body.write(data[:1000], stallTimeout)
+		body.stop() // dead from here: no keepalive, no close
+		<-stop
+		_ = s.Reset()
+	})
+	b := startNode(t, newMemStore(t))
+	if err := dead.Connect(t.Context(), b.addrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	waitConnected(t, b.s.h, dead.ID())
+	start := time.Now()
+	n, err := b.s.FetchBlob(t.Context(), dead.ID(), c, 0, &notifyWriter{wrote: make(chan struct{}, 1)})
+	if !errors.Is(err, ErrPeerGone) || n != 1000 {
+		t.Fatalf("fetch from a silent live sender: %d bytes, %v; want 1000 and ErrPeerGone", n, err)
+	}
+	if b.s.bans.banned(dead.ID()) {
+		t.Fatal("a dead peer was banned")
+	}
+	t.Logf("silent sender given up after %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestLivenessPingHasTheLastWord: a sender silent past the deadline (its
+// goroutine starved on a loaded machine) that still answers a ping is
+// waited for, and its bytes arrive; one that does not answer is gone
+// (ErrPeerGone) once the ping's time is up; and one that answers pings
+// but sends nothing is given up at the stall timer.
+func TestLivenessPingHasTheLastWord(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		alive   func() error
+		sendAt  time.Duration // 0: never
+		wantErr error         // nil: the bytes arrive
+		wantAt  time.Duration
+	}{
+		{"starved but answers pings", func() error { return nil }, 2 * time.Second, nil, 2 * time.Second},
+		{"dead", func() error { time.Sleep(livenessConfirm); return errors.New("ping: deadline") }, 0, ErrPeerGone, livenessTimeout + livenessConfirm},
+		{"answers pings, sends nothing", func() error { return nil }, 0, os.ErrDeadlineExceeded, stallTimeout},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				a, b := net.Pipe()
+				defer b.Close()
+				defer a.Close()
+				send := newBodySender(a, true, nil)
+				send.stop() // no keepalive: only the ping speaks for the sender
+				if tt.sendAt > 0 {
+					go func() {
+						time.Sleep(tt.sendAt)
+						_, _ = send.write([]byte("late"), stallTimeout)
+					}()
+				}
+				recv := &frameReader{r: bufio.NewReader(&liveReader{r: b, d: livenessTimeout, alive: tt.alive})}
+				start := time.Now()
+				got := make([]byte, 4)
+				_, err := io.ReadFull(recv, got)
+				if (tt.wantErr == nil) != (err == nil) || (tt.wantErr != nil && !errors.Is(err, tt.wantErr)) {
+					t.Fatalf("read: %v, want %v", err, tt.wantErr)
+				}
+				if took := time.Since(start); took != tt.wantAt {
+					t.Fatalf("read ended after %s, want %s", took, tt.wantAt)
+				}
+			})
+		})
+	}
+}
