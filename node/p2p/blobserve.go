@@ -305,6 +305,7 @@ func (s *Host) serveGrowing(ctx context.Context, str network.Stream, g growingBl
 	defer cancel()
 	body := newBodySender(str, framed(str), cancel) // a follower that left ends the wait
 	defer body.stop()
+	defer s.followers.add(req.c, str.Conn().RemotePeer())()
 	r := g.NewReader(ctx, req.off)
 	defer r.Close()
 	buf := make([]byte, chunkSize)

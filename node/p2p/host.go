@@ -59,6 +59,7 @@ func newHost(cfg Config, st localStore) (*Host, error) {
 		shared:      newShareIndex(),
 		announced:   newCIDSet(),
 		inflight:    newStartTimes(),
+		followers:   newFollowerSet(),
 		recent:      newRecentPeers(),
 		slots:       newPeerSlots(orDefault(cfg.BlobStreamsPerPeer, defaultPeerStreams)),
 		limiter:     newPeerRates(cfg.PeerBytesPerSec),

@@ -131,27 +131,6 @@ func (l *LAN) Peers() []routing.PeerInfo {
 	return out
 }
 
-// mayFollow breaks cycles of in-flight downloads: nodes that start the same
-// download at once would otherwise stream from each other and stall. A node
-// that is itself downloading c follows only a peer that comes first in one
-// order every node computes alike: (start time as the peer announced it,
-// peer ID). The LAN forms a tree rooted at the first downloader, which
-// alone goes to the mirror. Clock skew between hosts can only cost an extra
-// mirror download, never a cycle.
-func (s *Host) mayFollow(c cid.Cid, a haveAnswer) bool {
-	if a.header.code != haveInflight || s.st.growing(c) == nil {
-		return true
-	}
-	mine := s.inflight.start(c, time.Now())
-	return comesFirst(a.header.started, a.p, mine, s.h.ID())
-}
-
-// comesFirst is the follow order: earlier start, then lower peer ID.
-func comesFirst(aStart time.Time, a peer.ID, bStart time.Time, b peer.ID) bool {
-	as, bs := aStart.UnixMicro(), bStart.UnixMicro()
-	return as < bs || (as == bs && a < b)
-}
-
 func (s *Host) connectedPeers() []peer.ID {
 	all := s.h.Network().Peers()
 	out := all[:0]

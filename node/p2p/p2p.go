@@ -98,7 +98,8 @@ type Host struct {
 	sites     *siteSet
 	shared    *shareIndex
 	announced *cidSet
-	inflight  *startTimes // when this node's in-flight downloads started
+	inflight  *startTimes  // when this node's in-flight downloads started
+	followers *followerSet // peers streaming an in-flight blob from this node
 	recent    *recentPeers
 	slots     *peerSlots
 	limiter   *peerRates

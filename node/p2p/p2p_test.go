@@ -367,27 +367,33 @@ func TestWireRoundTrip(t *testing.T) {
 }
 
 // TestFollowOrder: of two in-flight nodes exactly one follows the other,
-// whatever their start times, so concurrent downloads never form a cycle.
+// whatever their bytes and start times, so concurrent downloads never form
+// a cycle; the one holding more bytes leads (after its source died, it is
+// the one that resumes from the mirror), then the earlier start.
 func TestFollowOrder(t *testing.T) {
 	t.Parallel()
 	t0 := time.UnixMicro(1700000000000000)
 	a, b := peer.ID("peer-a"), peer.ID("peer-b")
 	tests := []struct {
 		name           string
+		aHave, bHave   int64
 		aStart, bStart time.Time
 		aFirst         bool
 	}{
-		{"a earlier", t0, t0.Add(time.Millisecond), true},
-		{"b earlier", t0.Add(time.Millisecond), t0, false},
-		{"same microsecond, lower id first", t0, t0.Add(400 * time.Nanosecond), true},
+		{"a earlier", 0, 0, t0, t0.Add(time.Millisecond), true},
+		{"b earlier", 0, 0, t0.Add(time.Millisecond), t0, false},
+		{"same microsecond, lower id first", 5, 5, t0, t0.Add(400 * time.Nanosecond), true},
+		{"b holds more, a earlier", 10 << 20, 12 << 20, t0, t0.Add(time.Second), false},
+		{"a holds more, b earlier", 1, 0, t0.Add(time.Second), t0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			ab := comesFirst(tt.aStart, a, tt.bStart, b) // b follows a
-			ba := comesFirst(tt.bStart, b, tt.aStart, a) // a follows b
+			ka := followKey{have: tt.aHave, start: tt.aStart, id: a}
+			kb := followKey{have: tt.bHave, start: tt.bStart, id: b}
+			ab, ba := ka.before(kb), kb.before(ka) // b may follow a, a may follow b
 			if ab == ba || ab != tt.aFirst {
-				t.Fatalf("comesFirst(a,b)=%v comesFirst(b,a)=%v, want exactly a first=%v", ab, ba, tt.aFirst)
+				t.Fatalf("a before b = %v, b before a = %v, want exactly a first = %v", ab, ba, tt.aFirst)
 			}
 		})
 	}
