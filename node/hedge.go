@@ -239,8 +239,13 @@ func (t *transfer) ended(ctx context.Context, e laneEnd) (res verify.Result, err
 		delivered := t.w.n > 0
 		t.mu.Unlock()
 		t.tally.add(fmt.Errorf("%s: %w", e.l.src, e.err), delivered)
-		if !errors.Is(e.err, store.ErrNotFound) {
+		// A dead peer answers no lookup: a strike would only punish a
+		// live one judged dead on a starved machine.
+		if !errors.Is(e.err, store.ErrNotFound) && !isGone(e.err) {
 			t.n.health.strike(key, now)
+		}
+		if len(t.lanes) == 0 {
+			t.relist(ctx, e.l.src) // a switch: who is alive and how far now (churn.go)
 		}
 	}
 	if len(t.lanes) == 0 && !t.startNext(ctx) {
