@@ -1,0 +1,108 @@
+package node
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/flocon/flocon/node/routing"
+)
+
+// slowRouter answers a lookup on a script: each provider after its delay,
+// then closes the channel after end (0: after the last answer). It stands
+// in for peers answering late on a loaded LAN.
+type slowRouter struct {
+	answers []slowAnswer
+	end     time.Duration
+}
+
+type slowAnswer struct {
+	after time.Duration
+	pr    routing.Provider
+}
+
+func (r *slowRouter) FindProviders(ctx context.Context, _ cid.Cid) <-chan routing.Provider {
+	out := make(chan routing.Provider)
+	go func() {
+		defer close(out)
+		start := time.Now()
+		for _, a := range r.answers {
+			select {
+			case <-time.After(a.after - time.Since(start)):
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case out <- a.pr:
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case <-time.After(r.end - time.Since(start)):
+		case <-ctx.Done():
+		}
+	}()
+	return out
+}
+
+func (r *slowRouter) Announce(context.Context, cid.Cid) error { return nil }
+func (r *slowRouter) Withdraw(context.Context, cid.Cid) error { return nil }
+func (r *slowRouter) Peers() []routing.PeerInfo               { return nil }
+
+// A complete copy on the LAN starts the download at once; anything less
+// (a relay, a remote copy) waits for the other answers up to the soft
+// deadline; every answer that comes after the sources were handed out
+// still arrives on the late channel.
+func TestLookupStartsOnCompleteLANCopy(t *testing.T) {
+	t.Parallel()
+	const deadline = 150 * time.Millisecond
+	complete := routing.Provider{ID: "complete", Site: routing.SameLAN}
+	relay := routing.Provider{ID: "relay", Site: routing.SameLAN, InFlight: true}
+	remote := routing.Provider{ID: "remote", Site: routing.Remote}
+	slow := routing.Provider{ID: "slow", Site: routing.SameLAN, InFlight: true}
+	tests := []struct {
+		name      string
+		answers   []slowAnswer
+		wantAfter time.Duration // when the first sources are handed out
+		wantFirst []string
+		wantLate  []string
+	}{
+		{"complete LAN copy: at once", []slowAnswer{{5 * time.Millisecond, complete}, {400 * time.Millisecond, slow}},
+			5 * time.Millisecond, []string{"complete"}, []string{"slow"}},
+		{"relay: waits for the others", []slowAnswer{{5 * time.Millisecond, relay}, {400 * time.Millisecond, slow}},
+			deadline, []string{"relay"}, []string{"slow"}},
+		{"remote copy: waits for the others", []slowAnswer{{5 * time.Millisecond, remote}, {100 * time.Millisecond, complete}},
+			100 * time.Millisecond, []string{"complete", "remote"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				n := hedgeNode()
+				n.cfg.HaveTimeout = deadline
+				n.ranks = newRankHistory()
+				n.net.Store(&peerNet{router: &slowRouter{answers: tt.answers, end: time.Second}})
+				start := time.Now()
+				srcs, late := n.peerSources(t.Context(), cid.Cid{})
+				if took := time.Since(start); took != tt.wantAfter {
+					t.Errorf("sources handed out after %v, want %v", took, tt.wantAfter)
+				}
+				var first, after []string
+				for _, s := range srcs {
+					first = append(first, string(s.Peer()))
+				}
+				for s := range late {
+					after = append(after, string(s.Peer()))
+				}
+				if !slices.Equal(first, tt.wantFirst) || !slices.Equal(after, tt.wantLate) {
+					t.Errorf("sources %v then late %v, want %v then %v", first, after, tt.wantFirst, tt.wantLate)
+				}
+			})
+		})
+	}
+}
