@@ -88,7 +88,10 @@ type Store struct {
 	pruneReq chan struct{}
 
 	wrapTemp func(*os.File) tempFile // test seam: failing downloads
-	clock    atomic.Pointer[func() time.Time]
+	// afterFileTruncate runs between a Truncate's cut of the temp file and
+	// its rehash (test seam: what readers see at that moment).
+	afterFileTruncate func()
+	clock             atomic.Pointer[func() time.Time]
 }
 
 // now is the store's clock (a test seam), in UTC.

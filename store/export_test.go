@@ -92,3 +92,7 @@ func (s *Store) QueuedCommits() int {
 	defer s.commits.mu.Unlock()
 	return len(s.commits.queue)
 }
+
+// AfterFileTruncate runs f inside every Truncate, right after the temp file
+// was cut.
+func (s *Store) AfterFileTruncate(f func()) { s.afterFileTruncate = f }

@@ -207,10 +207,23 @@ func (p *Pending) Truncate(off int64) error {
 	if off == written {
 		return nil
 	}
+	// Readers learn of the truncation before the file shrinks: a reader
+	// whose read comes up short because the file is being cut must find
+	// the truncation when it looks, never take the short read for a plain
+	// error (after which the gateway would join the committed blob's tail
+	// to bytes that were thrown away).
+	p.mu.Lock()
+	p.written = off
+	p.truncs = append(p.truncs, off)
+	p.notifyLocked()
+	p.mu.Unlock()
 	if err := p.f.Truncate(off); err != nil {
 		err = fmt.Errorf("truncate %s to %d: %w", p.cid, off, err)
 		p.abort(err, false)
 		return err
+	}
+	if hook := p.s.afterFileTruncate; hook != nil {
+		hook()
 	}
 	// The running hash covers the old tail: recompute it over what is kept.
 	h := newHasher()
@@ -220,11 +233,6 @@ func (p *Pending) Truncate(off int64) error {
 		return err
 	}
 	p.hash = h
-	p.mu.Lock()
-	p.written = off
-	p.truncs = append(p.truncs, off)
-	p.notifyLocked()
-	p.mu.Unlock()
 	p.discardExposed(off)
 	return nil
 }
