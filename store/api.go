@@ -80,7 +80,7 @@ type Store struct {
 	access   map[cid.Cid]time.Time // last accesses not yet written to the index
 
 	entryRows *rowCache[string, repodb.Entry] // entry/<repo>/<arch>/<file> rows
-	blobRows  *rowCache[cid.Cid, BlobInfo]    // blob/<cid> rows (without unflushed accesses)
+	blobRows  *rowCache[cid.Cid, blobRow]     // blob/<cid> rows, present or not (without unflushed accesses)
 
 	commits  committer  // group commit of downloads
 	dbMu     sync.Mutex // one PutDB at a time
@@ -123,7 +123,7 @@ func Open(cfg Config) (*Store, error) {
 		pruneReq: make(chan struct{}, 1),
 
 		entryRows: newRowCache[string, repodb.Entry](),
-		blobRows:  newRowCache[cid.Cid, BlobInfo](),
+		blobRows:  newRowCache[cid.Cid, blobRow](),
 	}
 	for _, d := range []string{s.blobDir, s.tmpDir, filepath.Join(cfg.Dir, "index")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -215,7 +215,7 @@ func (s *Store) forget(p *Pending) {
 // (positioned at its end) with the sha256 and size; nothing is left behind
 // on error.
 func (s *Store) copyToTemp(r io.Reader) (*os.File, []byte, int64, error) {
-	f, err := os.CreateTemp(s.tmpDir, "put-*")
+	f, err := createTemp(s.tmpDir, "put-")
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -239,14 +239,14 @@ func (s *Store) publish(f tempFile, c cid.Cid) error {
 	if err := f.Chmod(0o444); err != nil {
 		return err
 	}
-	if err := os.Rename(f.Name(), s.BlobPath(c)); err != nil {
+	if err := renameFile(f.Name(), s.BlobPath(c)); err != nil {
 		return err
 	}
 	return syncDir(s.blobDir)
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	d, err := openRead(dir)
 	if err != nil {
 		return err
 	}

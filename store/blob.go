@@ -32,19 +32,36 @@ func (s *Store) Has(c cid.Cid) bool {
 	return err == nil
 }
 
+// blobRow is a cached blob row, or the knowledge that there is none: a
+// cold request asks whether its blob is stored four or five times (the
+// gateway, the node, Begin, the routers' announce) before it is, each a
+// badger read without the negative entry.
+type blobRow struct {
+	info   BlobInfo
+	absent bool
+}
+
 // blobInfo reads the row of blob c, with its in-memory last access.
 func (s *Store) blobInfo(c cid.Cid) (BlobInfo, error) {
 	if s.closed.Load() {
 		return BlobInfo{}, fmt.Errorf("blob %s: %w", c, ErrClosed)
 	}
-	info, ok := s.blobRows.get(c)
+	row, ok := s.blobRows.get(c)
 	if !ok {
 		gen := s.blobRows.generation()
-		if err := s.getJSON(blobKey(c), &info); err != nil {
+		err := s.getJSON(blobKey(c), &row.info)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			row = blobRow{absent: true}
+		case err != nil:
 			return BlobInfo{}, fmt.Errorf("blob %s: %w", c, err)
 		}
-		s.blobRows.put(c, info, gen)
+		s.blobRows.put(c, row, gen)
 	}
+	if row.absent {
+		return BlobInfo{}, fmt.Errorf("blob %s: %w", c, ErrNotFound)
+	}
+	info := row.info
 	s.accessMu.Lock()
 	if t, ok := s.access[c]; ok && t.After(info.LastAccess) {
 		info.LastAccess = t
@@ -70,7 +87,7 @@ func (s *Store) OpenBlob(c cid.Cid) (*os.File, BlobInfo, error) {
 	if err != nil {
 		return nil, BlobInfo{}, fmt.Errorf("open %w", err)
 	}
-	f, err := os.Open(s.BlobPath(c))
+	f, err := openRead(s.BlobPath(c))
 	if errors.Is(err, fs.ErrNotExist) {
 		// The file went away behind our back: the row is stale.
 		s.log.Warn("blob file missing, dropping its row", "cid", c.String())

@@ -117,7 +117,7 @@ func walkNames(f *os.File) (map[string]struct{}, error) {
 // replaceEntries writes the entries of db blob c (second pass, batched, one
 // entry in memory at a time) and removes the repo's entries it no longer lists.
 func (s *Store) replaceEntries(repo, arch string, c cid.Cid, names map[string]struct{}) error {
-	f, err := os.Open(s.BlobPath(c))
+	f, err := openRead(s.BlobPath(c))
 	if err != nil {
 		return err
 	}
@@ -233,7 +233,7 @@ func (s *Store) OpenDB(repo, arch, name string) (*os.File, DBFile, error) {
 	if err := s.getJSON(dbKey(repo, arch, name), &file); err != nil {
 		return nil, DBFile{}, fmt.Errorf("open db %s: %w", key, err)
 	}
-	f, err := os.Open(s.BlobPath(file.CID))
+	f, err := openRead(s.BlobPath(file.CID))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, DBFile{}, fmt.Errorf("open db %s: %w", key, ErrNotFound)
 	}

@@ -178,7 +178,7 @@ func (p *Pending) rename() error {
 		p.mu.Unlock()
 		return err
 	}
-	err := os.Rename(p.path, blob)
+	err := renameFile(p.path, blob)
 	if err == nil {
 		p.state, p.path = stateCommitting, blob
 	}

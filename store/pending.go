@@ -73,7 +73,7 @@ type tempFile interface {
 }
 
 func newPending(s *Store, c cid.Cid, size int64) (*Pending, error) {
-	f, err := os.CreateTemp(s.tmpDir, "dl-*")
+	f, err := createTemp(s.tmpDir, "dl-")
 	if err != nil {
 		return nil, fmt.Errorf("create temp file: %w", err)
 	}

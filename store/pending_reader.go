@@ -179,7 +179,7 @@ func (r *pendingReader) openLocked() error {
 	if r.f != nil {
 		return nil
 	}
-	f, err := os.Open(r.p.path)
+	f, err := openRead(r.p.path)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", r.p.cid, err)
 	}

@@ -15,7 +15,7 @@ const rowCacheSize = 1024
 // calls invalidate (or clear) before and after its write, and a reader only
 // stores what it read when no invalidation happened since it took its
 // generation, so a value read before a write can never land after it.
-// Only rows that exist are cached.
+// The same holds for a row's absence, which the blob cache keeps too.
 type rowCache[K comparable, V any] struct {
 	mu  sync.Mutex
 	gen uint64

@@ -695,3 +695,45 @@ func TestReadersReleasedBeforeFsync(t *testing.T) {
 		t.Fatal("blob not stored after Commit")
 	}
 }
+
+// TestAbsentRowCachedUntilWritten: the store remembers that a blob is not
+// stored (a cold request asks several times), and every write of its row
+// ends that: after Commit it is stored, after RemoveBlob it is gone.
+func TestAbsentRowCachedUntilWritten(t *testing.T) {
+	t.Parallel()
+	s := openTemp(t)
+	data := bytes.Repeat([]byte("absent, then stored "), 3000)
+	c := storetest.CIDOf(t, data)
+	for range 3 {
+		if s.Has(c) {
+			t.Fatal("Has before any download")
+		}
+		if _, _, err := s.OpenBlob(c); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("OpenBlob before any download: %v, want ErrNotFound", err)
+		}
+	}
+	p, leader, err := s.Begin(c, int64(len(data)))
+	if err != nil || !leader {
+		t.Fatalf("Begin: leader=%v err=%v", leader, err)
+	}
+	if _, err := p.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Commit(store.BlobInfo{Filename: "a-1-1-any.pkg.tar.zst", Identity: "a-1-1-any"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Has(c) {
+		t.Fatal("a cached absence hid the committed blob")
+	}
+	f, info, err := s.OpenBlob(c)
+	if err != nil || info.Size != int64(len(data)) {
+		t.Fatalf("OpenBlob after Commit: %+v, %v", info, err)
+	}
+	f.Close()
+	if err := s.RemoveBlob(c); err != nil {
+		t.Fatal(err)
+	}
+	if s.Has(c) {
+		t.Fatal("Has after RemoveBlob")
+	}
+}
