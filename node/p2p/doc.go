@@ -1,7 +1,9 @@
 // Package p2p is flocon's peer-to-peer side: the libp2p host and identity,
-// discovery (mDNS, bootstrap), the /flocon/have and /flocon/blob protocols
-// (serving and fetching), bans enforced by the connection gater, per-peer
-// limits, shared caches, and the LAN router.
+// discovery (mDNS, bootstrap, peer exchange over /flocon/peers), NAT
+// traversal (relay slots, the --p2p-relay service, hole punching), the
+// /flocon/have and /flocon/blob protocols (serving and fetching), bans
+// enforced by the connection gater, per-peer limits, shared caches, and
+// the LAN and DHT routers.
 //
 //	h, err := p2p.New(p2p.Config{Store: s, Keyring: kr, MDNS: true})
 //	go h.Run(ctx)

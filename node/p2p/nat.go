@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -30,10 +31,11 @@ import (
 // with a public address holds a slot it does not need, which costs the
 // relay a few bytes of state.
 const (
-	reserveCheck   = time.Second     // how often bootstrap relays are checked for a slot
-	reserveRenew   = 5 * time.Minute // renew a slot this long before it expires
-	reserveRetry   = 5 * time.Second // after a failed reservation
-	reserveTimeout = 10 * time.Second
+	reserveCheck        = time.Second     // how often bootstrap relays are checked for a slot
+	reserveRenew        = 5 * time.Minute // renew a slot this long before it expires
+	reserveRetry        = 5 * time.Second // after a failed reservation, doubling
+	reserveBackoffSteps = 6               // up to reserveRetry << 6 (5 min 20 s)
+	reserveTimeout      = 10 * time.Second
 )
 
 // relayLimit bounds every relayed connection: enough for identify, the
@@ -148,12 +150,16 @@ func (s *Host) circuitAddr(r peer.ID) ma.Multiaddr {
 }
 
 // runRelayReservations keeps a slot on every connected bootstrap peer that
-// runs the relay service, renewed before it expires, until ctx ends.
+// runs the relay service, renewed before it expires and taken again when
+// the connection to the relay comes back (a relay that restarted has
+// forgotten it), until ctx ends. A relay that refuses is asked again after
+// a doubling delay.
 func (s *Host) runRelayReservations(ctx context.Context) {
 	if s.cfg.Relay || len(s.bootstrap) == 0 {
 		return
 	}
 	next := make(map[peer.ID]time.Time) // when to (re)reserve on each relay
+	failed := make(map[peer.ID]int)     // refusals in a row
 	held := make(map[peer.ID]bool)      // a slot was reserved once: renewals are not logged
 	t := time.NewTicker(reserveCheck)
 	defer t.Stop()
@@ -165,17 +171,27 @@ func (s *Host) runRelayReservations(ctx context.Context) {
 		}
 		now := time.Now()
 		for _, r := range s.boot.list() {
-			if now.Before(next[r]) || s.h.Network().Connectedness(r) != network.Connected || !s.isRelay(r) {
+			if s.h.Network().Connectedness(r) != network.Connected {
+				delete(next, r) // reserve again once back
+				continue
+			}
+			if now.Before(next[r]) || !s.isRelay(r) {
 				continue
 			}
 			rctx, cancel := context.WithTimeout(ctx, reserveTimeout)
 			res, err := client.Reserve(rctx, s.h, peer.AddrInfo{ID: r})
 			cancel()
 			if err != nil {
-				s.log.Info("relay reservation failed", "relay", r.String(), "err", err)
-				next[r] = now.Add(reserveRetry)
+				level := slog.LevelDebug
+				if failed[r] == 0 {
+					level = slog.LevelInfo
+				}
+				s.log.Log(ctx, level, "relay reservation failed", "relay", r.String(), "err", err)
+				next[r] = now.Add(reserveRetry << min(failed[r], reserveBackoffSteps))
+				failed[r]++
 				continue
 			}
+			delete(failed, r)
 			if !held[r] {
 				held[r] = true
 				s.log.Info("relay slot reserved: peers behind NAT at other sites can reach this node through it",
