@@ -2,12 +2,16 @@ package p2p
 
 import (
 	"context"
+	"encoding/binary"
+	"math/bits"
+	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
-	"github.com/libp2p/go-libp2p-kad-dht/records"
+	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -15,34 +19,43 @@ import (
 	"github.com/flocon/flocon/node/routing"
 )
 
-// DHT provider-record policy. Records are short-lived and re-provided on
-// schedule, so a blob that goes (or a machine that dies) drops out of the
-// swarm within providerTTL: kad-dht cannot delete a record it published.
+// DHT policy. kad-dht keeps the routing table (who is in the swarm, who is
+// close to which key); flocon's own record protocol (recordproto.go) puts
+// each record on the `replication` peers closest to the blob's key and
+// asks them directly. A provide needs no lookup per blob: a round learns
+// the swarm with one kad lookup per region of the key space (a few dozen
+// for a hundred nodes) and then sends each peer its keys in one stream.
+// A lookup asks the closest peers it knows, walks to closer ones they name,
+// and stops at the first provider that answers a have query.
 const (
-	dhtPrefix         = protocol.ID("/flocon") // never the public IPFS DHT's /ipfs
-	providerTTL       = 2 * time.Hour
-	reprovideInterval = time.Hour
-	reprovideCheck    = 2 * time.Second
-	providerGC        = 10 * time.Minute
-	provideWorkers    = 4
-	provideQueue      = 4096
-	dhtLookupTimeout  = 2 * time.Second // bound of one FindProviders on the DHT
-	dhtMaxProviders   = 20              // a lookup stops after this many records
+	dhtPrefix        = protocol.ID("/flocon") // never the public IPFS DHT's /ipfs
+	replication      = 3                      // peers holding each record
+	peersPerRegion   = 4                      // a region of the key space holds about this many peers
+	maxRegionBits    = 10                     // at most 1024 region lookups per round
+	provideWorkers   = 8                      // provide streams at once
+	lookupWidth      = replication            // peers asked at each step of a lookup
+	lookupSteps      = 4
+	dhtLookupTimeout = 2 * time.Second // bound of one lookup
+	recordAskTimeout = time.Second     // bound of one record query
 )
 
-// DHT is the router across sites: kad-dht provider records under the
-// /flocon protocol prefix (a private DHT, seeded only from this node's
-// bootstrap peers and the peers they lead to, never the public IPFS one).
-// A record only says where to ask: every provider found is asked over
-// /flocon/have, as on the LAN, so a stale record never becomes a source.
+// DHT is the router across sites: provider records in a private kad-dht
+// swarm (protocol prefix /flocon, seeded only from this node's bootstrap
+// peers and the peers they lead to, never the public IPFS DHT). A record
+// only says where to ask: every provider found is asked over /flocon/have,
+// as on the LAN, so a stale record never becomes a source.
 type DHT struct {
-	s     *Host
-	d     *dht.IpfsDHT
-	queue chan cid.Cid
+	s       *Host
+	d       *dht.IpfsDHT
+	records *recordStore // records this node holds, for others and itself
+	kick    chan struct{}
 
-	mu       sync.Mutex
-	provided map[cid.Cid]time.Time // last provide of each offered CID
-	pending  map[cid.Cid]struct{}  // announced while the routing table was empty
+	mu      sync.Mutex
+	pending map[cid.Cid]struct{} // announced since the last flush
+	view    []peer.ID            // swarm members learnt by the last round
+
+	rounds atomic.Int64 // re-provide rounds done (benches)
+	sent   atomic.Int64 // records sent to peers (benches)
 }
 
 var _ routing.Router = (*DHT)(nil)
@@ -54,68 +67,42 @@ func newDHT(s *Host) (*DHT, error) {
 		dht.Mode(dht.ModeAutoServer),
 		dht.ProtocolPrefix(dhtPrefix),
 		dht.DisableValues(),
-		dht.ProviderManagerOpts(records.ProvideValidity(providerTTL), records.CleanupInterval(providerGC)),
 	)
 	if err != nil {
 		return nil, err
 	}
-	return &DHT{s: s, d: d, queue: make(chan cid.Cid, provideQueue), provided: make(map[cid.Cid]time.Time), pending: make(map[cid.Cid]struct{})}, nil
+	return &DHT{
+		s: s, d: d, records: newRecordStore(time.Now()), kick: make(chan struct{}, 1),
+		pending: make(map[cid.Cid]struct{}),
+	}, nil
 }
 
 // DHT is this host's DHT router, nil when Config.DisableDHT.
 func (s *Host) DHT() *DHT { return s.dht }
 
-// run provides queued CIDs and re-provides every offered CID on schedule,
-// until ctx ends.
+// run provides on schedule and expires old records until ctx ends.
 func (r *DHT) run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for range provideWorkers {
-		wg.Go(func() { r.provideLoop(ctx) })
-	}
-	r.reprovideLoop(ctx)
-	wg.Wait()
-}
-
-func (r *DHT) provideLoop(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case c := <-r.queue:
-			r.provide(ctx, c)
+	wg.Go(func() {
+		t := time.NewTicker(recordsGC)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				r.records.expire(now)
+			}
 		}
-	}
-}
-
-// provide publishes one record, unless this node no longer offers c or a
-// record went out recently.
-func (r *DHT) provide(ctx context.Context, c cid.Cid) {
-	if !r.offers(c) {
-		r.forget(c)
-		return
-	}
-	r.mu.Lock()
-	last, ok := r.provided[c]
-	r.mu.Unlock()
-	if ok && time.Since(last) < reprovideInterval/2 {
-		return
-	}
-	if r.d.RoutingTable().Size() == 0 {
-		r.mu.Lock()
-		r.pending[c] = struct{}{} // nobody to tell yet
-		r.mu.Unlock()
-		return
-	}
-	pctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := r.d.Provide(pctx, c, true); err != nil {
-		r.s.log.Debug("dht provide failed", "cid", c.String(), "err", err)
-		return
-	}
-	r.mu.Lock()
-	r.provided[c] = time.Now()
-	r.mu.Unlock()
-	r.s.log.Debug("provider record published", "cid", c.String())
+	})
+	provideSchedule{
+		ready:  func() bool { return r.d.RoutingTable().Size() > 0 },
+		round:  r.round,
+		flush:  r.flush,
+		kick:   r.kick,
+		jitter: rand.Float64,
+	}.run(ctx)
+	wg.Wait()
 }
 
 // offers reports whether this node can serve c now.
@@ -126,63 +113,189 @@ func (r *DHT) offers(c cid.Cid) bool {
 	return r.s.st.Has(c) || r.s.st.growing(c) != nil
 }
 
-func (r *DHT) forget(c cid.Cid) {
+// round re-provides every offered blob: learn the swarm, then send each
+// peer the keys it is among the closest to.
+func (r *DHT) round(ctx context.Context) {
 	r.mu.Lock()
-	delete(r.provided, c)
-	delete(r.pending, c)
+	clear(r.pending)
+	r.mu.Unlock()
+	var keys []recordKey
+	for _, c := range r.s.announced.list() {
+		if r.offers(c) {
+			keys = append(keys, keyOf(c))
+		}
+	}
+	r.learnSwarm(ctx, keys)
+	r.provide(ctx, keys)
+	r.rounds.Add(1)
+}
+
+// flush provides the blobs announced since the last flush or round.
+func (r *DHT) flush(ctx context.Context) {
+	r.mu.Lock()
+	keys := make([]recordKey, 0, len(r.pending))
+	for c := range r.pending {
+		keys = append(keys, keyOf(c))
+	}
+	clear(r.pending)
+	r.mu.Unlock()
+	r.provide(ctx, keys)
+}
+
+// learnSwarm finds the peers close to keys with one kad lookup per region
+// of the key space the keys fall in (sized so a region holds about
+// peersPerRegion peers), and keeps them with the routing table's as the
+// view provides and lookups start from.
+func (r *DHT) learnSwarm(ctx context.Context, keys []recordKey) {
+	known := r.d.RoutingTable().Size()
+	regionBits := min(bits.Len(uint(known/peersPerRegion)), maxRegionBits)
+	regions := make(map[uint32]recordKey)
+	for _, k := range keys {
+		id := keySpaceID(k)
+		region := binary.BigEndian.Uint32(id[:4]) >> (32 - regionBits) // regionBits 0: one region
+		if regionBits == 0 {
+			region = 0
+		}
+		if _, ok := regions[region]; !ok {
+			regions[region] = k
+		}
+	}
+	members := make(map[peer.ID]struct{})
+	for _, p := range r.d.RoutingTable().ListPeers() {
+		members[p] = struct{}{}
+	}
+	var mu sync.Mutex
+	sem := make(chan struct{}, provideWorkers)
+	var wg sync.WaitGroup
+	for _, k := range regions {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			var buf [8]byte
+			binary.BigEndian.PutUint64(buf[:], uint64(k))
+			lctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			peers, err := r.d.GetClosestPeers(lctx, string(buf[:]))
+			if err != nil {
+				r.s.log.Debug("dht region lookup failed", "err", err)
+			}
+			mu.Lock()
+			for _, p := range peers {
+				members[p] = struct{}{}
+			}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	delete(members, r.s.h.ID())
+	view := make([]peer.ID, 0, len(members))
+	for p := range members {
+		view = append(view, p)
+	}
+	r.mu.Lock()
+	r.view = view
 	r.mu.Unlock()
 }
 
-// reprovideLoop checks every reprovideCheck: once the routing table has
-// peers, it queues every offered CID for a first round, then again every
-// reprovideInterval, and in between the CIDs announced while nobody was
-// there to tell.
-func (r *DHT) reprovideLoop(ctx context.Context) {
-	t := time.NewTicker(reprovideCheck)
-	defer t.Stop()
-	var lastRound time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if r.d.RoutingTable().Size() == 0 {
-			continue
-		}
-		batch := r.takePending()
-		if lastRound.IsZero() || time.Since(lastRound) >= reprovideInterval {
-			batch, lastRound = r.s.announced.list(), time.Now()
-		}
-		for _, c := range batch {
-			select {
-			case r.queue <- c:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}
-}
-
-func (r *DHT) takePending() []cid.Cid {
+// members are the peers provides and lookups start from: the last round's
+// view and the routing table, with their key-space positions.
+func (r *DHT) members() []member {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]cid.Cid, 0, len(r.pending))
-	for c := range r.pending {
-		out = append(out, c)
+	view := r.view
+	r.mu.Unlock()
+	seen := make(map[peer.ID]bool, len(view))
+	out := make([]member, 0, len(view))
+	add := func(p peer.ID) {
+		if !seen[p] && p != r.s.h.ID() && !r.s.bans.banned(p) {
+			seen[p] = true
+			out = append(out, member{id: p, pos: kb.ConvertPeerID(p)})
+		}
 	}
-	clear(r.pending)
+	for _, p := range view {
+		add(p)
+	}
+	for _, p := range r.d.RoutingTable().ListPeers() {
+		add(p)
+	}
 	return out
 }
 
-// dhtVia names the DHT router in routing.Provider.Via.
-const dhtVia = "dht"
+// member is a peer and its position in the key space.
+type member struct {
+	id  peer.ID
+	pos kb.ID
+}
 
-// FindProviders looks c up in the DHT (bounded by dhtLookupTimeout) and
-// asks each provider found whether it still has c; those that do are sent.
+// closest returns the n members closest to target, closest first.
+func closest(members []member, target kb.ID, n int) []member {
+	best := make([]member, 0, n+1)
+	for _, m := range members {
+		i := len(best)
+		for i > 0 && closer(m.pos, best[i-1].pos, target) {
+			i--
+		}
+		if i < n {
+			best = append(best, member{})
+			copy(best[i+1:], best[i:])
+			best[i] = m
+			best = best[:min(len(best), n)]
+		}
+	}
+	return best
+}
+
+// closer reports whether a is closer to target than b (XOR metric).
+func closer(a, b, target kb.ID) bool {
+	for i := range target {
+		da, db := a[i]^target[i], b[i]^target[i]
+		if da != db {
+			return da < db
+		}
+	}
+	return false
+}
+
+// provide records keys on this node and sends each to the replication
+// peers closest to it, one stream per peer.
+func (r *DHT) provide(ctx context.Context, keys []recordKey) {
+	if len(keys) == 0 {
+		return
+	}
+	now, self := time.Now(), r.s.h.ID()
+	members := r.members()
+	batches := make(map[peer.ID][]recordKey)
+	for _, k := range keys {
+		_ = r.records.add(now, k, self, providerTTL) // a lookup that asks this node finds it too
+		for _, m := range closest(members, keySpaceID(k), replication) {
+			batches[m.id] = append(batches[m.id], k)
+		}
+	}
+	sem := make(chan struct{}, provideWorkers)
+	var wg sync.WaitGroup
+	for p, batch := range batches {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := r.sendProvide(ctx, p, batch); err != nil {
+				r.s.log.Debug("dht provide failed", "peer", p.String(), "records", len(batch), "err", err)
+				return
+			}
+			r.s.log.Debug("provider records published", "peer", p.String(), "records", len(batch))
+			r.sent.Add(int64(len(batch)))
+		})
+	}
+	wg.Wait()
+}
+
+// FindProviders asks the peers closest to c's key that it knows for
+// records, walks to the closer peers they name, and checks each provider
+// found with a have query; those that have c are sent. The walk stops at
+// the first live provider, when no closer peer is left to ask, or after
+// dhtLookupTimeout.
 func (r *DHT) FindProviders(ctx context.Context, c cid.Cid) <-chan routing.Provider {
 	out := make(chan routing.Provider)
-	if r.d.RoutingTable().Size() == 0 {
+	members := r.members()
+	if len(members) == 0 {
 		close(out)
 		return out
 	}
@@ -190,21 +303,108 @@ func (r *DHT) FindProviders(ctx context.Context, c cid.Cid) <-chan routing.Provi
 		defer close(out)
 		lctx, cancel := context.WithTimeout(ctx, dhtLookupTimeout)
 		defer cancel()
-		var wg sync.WaitGroup
-		for ai := range r.d.FindProvidersAsync(lctx, c, dhtMaxProviders) {
-			if ai.ID == r.s.h.ID() || r.s.bans.banned(ai.ID) {
-				continue
-			}
-			wg.Go(func() { r.ask(ctx, lctx, c, ai, out) })
-		}
-		wg.Wait()
+		r.walk(ctx, lctx, c, members, out)
 	}()
 	return out
 }
 
+type recordAnswer struct {
+	from           peer.ID
+	provs, closers []*peer.AddrInfo
+}
+
+func (r *DHT) walk(ctx, lctx context.Context, c cid.Cid, members []member, out chan<- routing.Provider) {
+	key := keyOf(c)
+	target := keySpaceID(key)
+	self := r.s.h.ID()
+	found := make(chan struct{})
+	var foundOnce sync.Once
+	var checks sync.WaitGroup
+	defer checks.Wait()
+	asked := map[peer.ID]bool{self: true}
+	providers := map[peer.ID]bool{self: true}
+	known := map[peer.ID]member{}
+	for _, m := range members {
+		known[m.id] = m
+	}
+	var askedBest []member // the replication closest peers asked so far
+	next := closest(members, target, lookupWidth)
+	for step := 0; step < lookupSteps && len(next) > 0; step++ {
+		answers := make(chan recordAnswer, len(next))
+		for _, m := range next {
+			asked[m.id] = true
+			go func() {
+				qctx, cancel := context.WithTimeout(lctx, recordAskTimeout)
+				defer cancel()
+				provs, closers, err := r.askRecords(qctx, m.id, key)
+				if err != nil {
+					r.s.log.Debug("dht record query failed", "peer", m.id.String(), "err", err)
+				}
+				answers <- recordAnswer{from: m.id, provs: provs, closers: closers}
+			}()
+		}
+		askedBest = closest(append(askedBest, next...), target, replication)
+		ps := r.s.h.Peerstore()
+		for range next {
+			var a recordAnswer
+			select {
+			case a = <-answers:
+			case <-found:
+				return
+			case <-lctx.Done():
+				return
+			}
+			for _, pi := range a.provs {
+				if providers[pi.ID] || r.s.bans.banned(pi.ID) {
+					continue
+				}
+				providers[pi.ID] = true
+				checks.Go(func() {
+					if r.ask(ctx, lctx, c, *pi, out) {
+						foundOnce.Do(func() { close(found) })
+					}
+				})
+			}
+			for _, pi := range a.closers {
+				if _, ok := known[pi.ID]; ok || pi.ID == self || r.s.bans.banned(pi.ID) {
+					continue
+				}
+				ps.AddAddrs(pi.ID, r.s.usableAddrs(pi.Addrs), peerstore.TempAddrTTL)
+				known[pi.ID] = member{id: pi.ID, pos: kb.ConvertPeerID(pi.ID)}
+			}
+		}
+		// Next: the closest unasked peers that beat the ones asked so far.
+		var unasked []member
+		for id, m := range known {
+			if !asked[id] && (len(askedBest) < replication || closer(m.pos, askedBest[len(askedBest)-1].pos, target)) {
+				unasked = append(unasked, m)
+			}
+		}
+		next = closest(unasked, target, lookupWidth)
+		if len(next) == 0 {
+			// Nobody closer: the providers found so far are all there is.
+			select {
+			case <-found:
+			case <-waitGroupDone(&checks):
+			case <-lctx.Done():
+			}
+			return
+		}
+	}
+}
+
+func waitGroupDone(wg *sync.WaitGroup) <-chan struct{} {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	return done
+}
+
+// dhtVia names the DHT router in routing.Provider.Via.
+const dhtVia = "dht"
+
 // ask checks one provider record with a have query and sends the live
-// answer.
-func (r *DHT) ask(ctx, lctx context.Context, c cid.Cid, ai peer.AddrInfo, out chan<- routing.Provider) {
+// answer; it reports whether the provider has c.
+func (r *DHT) ask(ctx, lctx context.Context, c cid.Cid, ai peer.AddrInfo, out chan<- routing.Provider) bool {
 	s := r.s
 	if len(ai.Addrs) > 0 {
 		s.h.Peerstore().AddAddrs(ai.ID, s.usableAddrs(ai.Addrs), peerstore.TempAddrTTL)
@@ -213,29 +413,36 @@ func (r *DHT) ask(ctx, lctx context.Context, c cid.Cid, ai peer.AddrInfo, out ch
 	defer cancel()
 	a, err := s.queryHave(qctx, ai.ID, c)
 	if err != nil || a.header.code == haveNone || !s.mayFollow(c, a) {
-		return
+		return false
 	}
 	select {
 	case out <- s.provider(a, dhtVia):
+		return true
 	case <-ctx.Done():
+		return false
 	}
 }
 
-// Announce offers c and queues a provider record for it (verified or in
+// Announce offers c and provides it with the next batch (verified or in
 // flight).
 func (r *DHT) Announce(_ context.Context, c cid.Cid) error {
 	r.s.announced.add(c)
+	r.mu.Lock()
+	r.pending[c] = struct{}{}
+	r.mu.Unlock()
 	select {
-	case r.queue <- c:
-	default: // full: the next reprovide round covers it
+	case r.kick <- struct{}{}:
+	default: // a batch is already coming
 	}
 	return nil
 }
 
-// Withdraw stops re-providing c; the records already out expire within
+// Withdraw stops providing c; the records already out expire within
 // providerTTL, and a have query in the meantime answers "no".
 func (r *DHT) Withdraw(_ context.Context, c cid.Cid) error {
-	r.forget(c)
+	r.mu.Lock()
+	delete(r.pending, c)
+	r.mu.Unlock()
 	return nil
 }
 

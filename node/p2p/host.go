@@ -91,6 +91,9 @@ func newHost(cfg Config, st localStore) (*Host, error) {
 	h.SetStreamHandler(blobProto, s.handleBlob)
 	h.SetStreamHandler(blobProtoLive, s.handleBlob)
 	h.SetStreamHandler(peersProto, s.handlePeers)
+	if s.dht != nil {
+		h.SetStreamHandler(recordsProto, s.handleRecords)
+	}
 	return s, nil
 }
 

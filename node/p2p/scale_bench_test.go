@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,16 +19,25 @@ import (
 	"github.com/flocon/flocon/node/routing/routingtest"
 )
 
-// BenchmarkRoutingScale starts FLOCON_BENCH_NODES hosts (default 30) on
-// loopback in this process, every one bootstrapped from the first only;
-// each announces FLOCON_BENCH_BLOBS blobs (default 20) on the DHT; then
-// random nodes look up random blobs of others. It prints a table: lookup
-// latency (first provider, checked with a have query) p50/p99, heap and
-// routing state per node, traffic per provide and per lookup, and those
-// scaled to 20,000 blobs per node re-provided hourly. Run with
-// -benchtime=1x (scripts/bench-routing.sh).
+// Rates the per-hour traffic figures assume: lookups that reach the DHT
+// (misses of the LAN) and new blobs, per node per hour.
+const (
+	benchLookupsPerHour  = 1000
+	benchAnnouncePerHour = 200
+	kadRefreshPerHour    = 6 // kad-dht refreshes its routing table every 10 min
+)
+
+// BenchmarkRoutingScale starts FLOCON_BENCH_NODES real libp2p hosts
+// (default 100; TCP, TLS, yamux on loopback, all in this process), every
+// one bootstrapped from the first only, each holding FLOCON_BENCH_BLOBS
+// blobs (default 20,000). It runs one re-provide round on every node, then
+// random lookups of held blobs (first provider that answers its have
+// query) and of unknown ones (misses), and prints a table: lookup p50/p99,
+// routing state per node (heap growth of the round, and the records' own
+// bytes), and announce, lookup and upkeep traffic per node per hour at the
+// rates above. Run with -benchtime=1x (scripts/bench-routing.sh).
 func BenchmarkRoutingScale(b *testing.B) {
-	nodes, blobs := envInt("FLOCON_BENCH_NODES", 30), envInt("FLOCON_BENCH_BLOBS", 20)
+	nodes, blobs := envInt("FLOCON_BENCH_NODES", 100), envInt("FLOCON_BENCH_BLOBS", 20000)
 	for b.Loop() {
 		runScale(b, nodes, blobs)
 	}
@@ -52,7 +62,7 @@ func runScale(b *testing.B, n, blobs int) {
 	for i := range nodes {
 		bw := metrics.NewBandwidthCounter()
 		opts := []func(*Config){func(c *Config) {
-			c.HaveTimeout = 150 * time.Millisecond
+			c.HaveTimeout = 500 * time.Millisecond
 			c.libp2pOpts = []libp2p.Option{libp2p.BandwidthReporter(bw)}
 		}}
 		if i > 0 {
@@ -60,96 +70,171 @@ func runScale(b *testing.B, n, blobs int) {
 		}
 		nodes[i] = scaleNode{tn: startNode(b, newMemStore(b), opts...), bw: bw}
 	}
-	waitUntil(b, "routing tables", 5*time.Minute, func() bool {
+	waitUntil(b, "routing tables", 10*time.Minute, func() bool {
 		for _, sn := range nodes {
-			if sn.tn.s.dht.d.RoutingTable().Size() < min(n-1, 4) {
+			if sn.tn.s.dht.d.RoutingTable().Size() < min(n-1, dhtBucketSize) {
 				return false
 			}
 		}
 		return true
 	})
 	heapHosts := heapNow()
-	traffic0 := totalBytes(nodes)
-	start := time.Now()
+
+	// The blobs: in each store and offered, not provided yet.
 	for i := range nodes {
 		st := nodes[i].tn.st.(*memStore)
+		st.mu.Lock()
 		for j := range blobs {
 			c := routingtest.CID(b, fmt.Sprintf("node %d blob %d", i, j))
+			st.blobs[c] = 1
+			nodes[i].cs = append(nodes[i].cs, c)
+			nodes[i].tn.s.announced.add(c)
+		}
+		st.mu.Unlock()
+	}
+	heapBlobs := heapNow()
+
+	// One re-provide round on every node, a few at a time.
+	traffic0 := totalBytes(nodes)
+	start := time.Now()
+	parallel(len(nodes), 4, func(i int) { nodes[i].tn.s.dht.round(context.Background()) })
+	roundTime := time.Since(start)
+	roundBytes := totalBytes(nodes) - traffic0
+	heapProvided := heapNow()
+	var records, sent int64
+	for _, sn := range nodes {
+		records += int64(sn.tn.s.dht.records.len())
+		sent += sn.tn.s.dht.sent.Load()
+	}
+
+	// New blobs announced one by one: each goes out with the next batch.
+	const fresh = 5
+	traffic1 := totalBytes(nodes)
+	for i := range nodes {
+		for j := range fresh {
+			c := routingtest.CID(b, fmt.Sprintf("node %d fresh %d", i, j))
+			st := nodes[i].tn.st.(*memStore)
 			st.mu.Lock()
 			st.blobs[c] = 1
 			st.mu.Unlock()
-			nodes[i].cs = append(nodes[i].cs, c)
 			_ = nodes[i].tn.s.dht.Announce(context.Background(), c)
 		}
 	}
-	waitUntil(b, "every provide", 20*time.Minute, func() bool {
+	waitUntil(b, "fresh provides", 5*time.Minute, func() bool {
+		var got int64
 		for _, sn := range nodes {
-			sn.tn.s.dht.mu.Lock()
-			k := len(sn.tn.s.dht.provided)
-			sn.tn.s.dht.mu.Unlock()
-			if k < blobs {
-				return false
-			}
+			got += sn.tn.s.dht.sent.Load()
 		}
-		return true
+		return got >= sent+int64(n*fresh*replication)*9/10
 	})
-	provideTime := time.Since(start)
-	provideBytes := totalBytes(nodes) - traffic0
-	heapProvided := heapNow()
+	perFresh := float64(totalBytes(nodes)-traffic1) / float64(n*fresh)
 
-	const lookups = 300
-	lat := make([]time.Duration, 0, lookups)
-	misses := 0
-	traffic1 := totalBytes(nodes)
-	for range lookups {
+	hit, hitBytes, notFound := lookups(b, nodes, 300, true)
+	miss, missBytes, _ := lookups(b, nodes, 100, false)
+
+	// kad-dht's own upkeep: one routing-table refresh on every node.
+	traffic2 := totalBytes(nodes)
+	parallel(len(nodes), 8, func(i int) { <-nodes[i].tn.s.dht.d.ForceRefresh() })
+	refreshBytes := float64(totalBytes(nodes)-traffic2) / float64(n)
+
+	// Traffic is counted in and out on every node: halve it per node.
+	perNode := func(total float64) float64 { return total / 2 / float64(n) }
+	statePerNode := (float64(heapProvided) - float64(heapBlobs)) / float64(n)
+	roundPerNode := perNode(float64(roundBytes))
+	announcePerHour := roundPerNode/reprovideInterval.Hours() + perNode(perFresh*float64(n))*benchAnnouncePerHour
+	lookupPerHour := perNode(hitBytes*float64(n)) * benchLookupsPerHour
+	fmt.Printf("\nrouting scale: %d real libp2p hosts on loopback (TCP+TLS+yamux, one process), %d blobs each; load %s\n",
+		n, blobs, loadAvg())
+	fmt.Printf("| measure | value |\n|---|---|\n")
+	fmt.Printf("| nodes × blobs/node | %d × %d |\n", n, blobs)
+	fmt.Printf("| lookup, first live provider: p50 / p99 | %s / %s (%d lookups, %d not found) |\n",
+		pct(hit, 0.50), pct(hit, 0.99), len(hit)+notFound, notFound)
+	fmt.Printf("| lookup of an unknown blob (miss): p50 / p99 | %s / %s (%d lookups) |\n", pct(miss, 0.50), pct(miss, 0.99), len(miss))
+	fmt.Printf("| routing state per node: heap growth of the round | %.2f MiB |\n", statePerNode/(1<<20))
+	fmt.Printf("| routing state per node: provider records (16 B each) | %.0f records, %.2f MiB |\n",
+		float64(records)/float64(n), float64(records)*16/float64(n)/(1<<20))
+	fmt.Printf("| heap per node: host up / blobs held (store, offer index) | %.1f / %.1f MiB |\n",
+		(float64(heapHosts)-float64(heap0))/(1<<20)/float64(n), (float64(heapBlobs)-float64(heapHosts))/(1<<20)/float64(n))
+	fmt.Printf("| re-provide round, all nodes (%d at a time) | %s, %.2f MiB per node |\n", 4, roundTime.Round(time.Millisecond), roundPerNode/(1<<20))
+	fmt.Printf("| announce traffic per node per hour (round every %v + %d new blobs at %.1f KiB) | %.2f MiB |\n",
+		reprovideInterval, benchAnnouncePerHour, perNode(perFresh*float64(n))/1024, announcePerHour/(1<<20))
+	fmt.Printf("| lookup traffic per node per hour (%d lookups at %.1f KiB; a miss %.1f KiB) | %.2f MiB |\n",
+		benchLookupsPerHour, perNode(hitBytes*float64(n))/1024, perNode(missBytes*float64(n))/1024, lookupPerHour/(1<<20))
+	fmt.Printf("| kad-dht upkeep per node per hour (%d table refreshes at %.1f KiB) | %.2f MiB |\n",
+		kadRefreshPerHour, refreshBytes/1024, refreshBytes*kadRefreshPerHour/(1<<20))
+	b.ReportMetric(float64(pctDur(hit, 0.50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(pctDur(hit, 0.99).Microseconds())/1000, "p99-ms")
+	b.ReportMetric(statePerNode/(1<<20), "state-MiB/node")
+}
+
+// lookups runs count lookups from random nodes, of a blob another node
+// holds (hit) or of one nobody has, one after another; it returns the
+// latencies (to the first live provider, or to the end of a miss), the
+// bytes per lookup (all nodes, in and out) and how many hits found nothing.
+func lookups(b *testing.B, nodes []scaleNode, count int, hit bool) (lat []time.Duration, bytesPer float64, notFound int) {
+	n := len(nodes)
+	t0 := totalBytes(nodes)
+	for i := range count {
 		from, to := rand.IntN(n), rand.IntN(n)
 		if from == to {
 			to = (to + 1) % n
 		}
-		c := nodes[to].cs[rand.IntN(blobs)]
-		t0 := time.Now()
+		c := routingtest.CID(b, fmt.Sprintf("unknown %d %d", i, rand.Int()))
+		if hit {
+			c = nodes[to].cs[rand.IntN(len(nodes[to].cs))]
+		}
+		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		found := false
 		for pr := range nodes[from].tn.s.dht.FindProviders(ctx, c) {
 			if pr.ID == nodes[to].tn.id() && !found {
 				found = true
-				lat = append(lat, time.Since(t0))
+				lat = append(lat, time.Since(start))
 				cancel()
 			}
 		}
 		cancel()
-		if !found {
-			misses++
+		switch {
+		case !hit:
+			lat = append(lat, time.Since(start))
+		case !found:
+			notFound++
 		}
 	}
-	lookupBytes := totalBytes(nodes) - traffic1
-
 	slices.Sort(lat)
-	pct := func(p float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
-		}
-		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+	return lat, float64(totalBytes(nodes)-t0) / float64(count), notFound
+}
+
+func parallel(n, width int, f func(i int)) {
+	sem := make(chan struct{}, width)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			f(i)
+		})
 	}
-	perProvide := float64(provideBytes) / float64(n*blobs)
-	perLookup := float64(lookupBytes) / float64(lookups)
-	// Records, peerstore entries, buffers; signed: at small B it is within
-	// the GC's noise and may come out negative.
-	statePerNode := (float64(heapProvided) - float64(heapHosts)) / (1 << 20) / float64(n)
-	scale := 20000 / float64(blobs)
-	fmt.Printf("\nrouting scale: %d nodes on loopback (one process), %d blobs each on the DHT\n", n, blobs)
-	fmt.Printf("| measure | value |\n|---|---|\n")
-	fmt.Printf("| provide all (%d records) | %s |\n", n*blobs, provideTime.Round(time.Millisecond))
-	fmt.Printf("| lookup, first live provider: p50 / p99 | %s / %s (%d lookups, %d not found) |\n",
-		pct(0.50).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), lookups, misses)
-	fmt.Printf("| heap per node: hosts up / after provides | %.1f / %.1f MiB |\n",
-		(float64(heapHosts)-float64(heap0))/(1<<20)/float64(n), (float64(heapProvided)-float64(heap0))/(1<<20)/float64(n))
-	fmt.Printf("| routing state per node (heap after provides - before) | %.3f MiB |\n", statePerNode)
-	fmt.Printf("| traffic per provide / per lookup (all nodes, in+out) | %.1f KiB / %.1f KiB |\n", perProvide/1024, perLookup/1024)
-	fmt.Printf("| scaled to 20k blobs per node: routing state per node | %.1f MiB |\n", statePerNode*scale)
-	fmt.Printf("| scaled to 20k blobs per node: re-provide traffic per node per hour | %.1f MiB |\n", perProvide*20000/(1<<20))
-	b.ReportMetric(float64(pct(0.50).Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(pct(0.99).Microseconds())/1000, "p99-ms")
+	wg.Wait()
+}
+
+func pctDur(lat []time.Duration, p float64) time.Duration {
+	if len(lat) == 0 {
+		return 0
+	}
+	return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+}
+
+func pct(lat []time.Duration, p float64) string {
+	return pctDur(lat, p).Round(10 * time.Microsecond).String()
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil || len(b) < 14 {
+		return "unknown"
+	}
+	return string(b[:14])
 }
 
 func totalBytes(nodes []scaleNode) int64 {
@@ -162,6 +247,7 @@ func totalBytes(nodes []scaleNode) int64 {
 }
 
 func heapNow() uint64 {
+	runtime.GC()
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
