@@ -96,7 +96,7 @@ func (r *DHT) run(ctx context.Context) {
 		}
 	})
 	provideSchedule{
-		ready:  func() bool { return r.d.RoutingTable().Size() > 0 },
+		known:  r.d.RoutingTable().Size,
 		round:  r.round,
 		flush:  r.flush,
 		kick:   r.kick,

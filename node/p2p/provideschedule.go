@@ -9,20 +9,25 @@ import (
 // is re-provided once per reprovideInterval (22 h, ± reprovideJitter so a
 // site restarted at once does not re-provide in step): a record outlives
 // one missed round. A newly announced blob waits provideBatchDelay so the
-// blobs of one pacman transaction go out as one batch per peer.
+// blobs of one pacman transaction go out as one batch per peer. While the
+// swarm a node knows keeps growing (start-up, a site joining), the peers
+// closest to its keys change: a round also comes when the routing table
+// has grown by half since the last one, at most once per minRoundGap.
 const (
 	providerTTL       = 48 * time.Hour
 	reprovideInterval = 22 * time.Hour
 	reprovideJitter   = 0.1
 	provideBatchDelay = time.Second
-	readyCheck        = 2 * time.Second // how often a node with no peers looks again
+	readyCheck        = 2 * time.Second // how often the routing table is looked at
+	swarmGrowth       = 1.5
+	minRoundGap       = time.Minute
 	recordsGC         = 10 * time.Minute
 )
 
 // provideSchedule decides when to re-provide everything and when to send
 // the blobs announced since; the work itself is in round and flush.
 type provideSchedule struct {
-	ready  func() bool               // someone to tell: the routing table has peers
+	known  func() int                // peers in the routing table
 	round  func(ctx context.Context) // re-provide every offered blob
 	flush  func(ctx context.Context) // provide the blobs announced since
 	kick   <-chan struct{}           // a blob was announced
@@ -30,13 +35,17 @@ type provideSchedule struct {
 }
 
 // run waits for peers, runs a first round at once, then one every
-// reprovideInterval with jitter, and flushes announcements
-// provideBatchDelay after the first of each batch, until ctx ends.
+// reprovideInterval with jitter (or sooner when the swarm grew), and
+// flushes announcements provideBatchDelay after the first of each batch,
+// until ctx ends.
 func (p provideSchedule) run(ctx context.Context) {
 	poll := time.NewTicker(readyCheck)
 	defer poll.Stop()
-	var next time.Time // zero: the first round, as soon as ready
-	var batch <-chan time.Time
+	var (
+		next, last time.Time // zero: the first round, as soon as ready
+		lastKnown  int
+		batch      <-chan time.Time
+	)
 	for {
 		select {
 		case <-ctx.Done():
@@ -48,17 +57,20 @@ func (p provideSchedule) run(ctx context.Context) {
 			continue
 		case <-batch:
 			batch = nil
-			if !next.IsZero() && p.ready() { // before the first round, it covers them
+			if !next.IsZero() && p.known() > 0 { // before the first round, it covers them
 				p.flush(ctx)
 			}
 			continue
 		case <-poll.C:
 		}
-		if now := time.Now(); now.Before(next) || !p.ready() {
+		now, known := time.Now(), p.known()
+		grown := float64(known) >= swarmGrowth*float64(lastKnown) && now.Sub(last) >= minRoundGap
+		if known == 0 || (now.Before(next) && !grown) {
 			continue
 		}
 		p.round(ctx)
-		next = time.Now().Add(jittered(reprovideInterval, reprovideJitter, p.jitter()))
+		last, lastKnown = time.Now(), known
+		next = last.Add(jittered(reprovideInterval, reprovideJitter, p.jitter()))
 	}
 }
 
