@@ -78,6 +78,27 @@ func runScale(b *testing.B, n, blobs int) {
 		}
 		return true
 	})
+	// Scheduled rounds come while the tables grow; let them settle so the
+	// measured round is the only one.
+	settled := func() []int {
+		out := make([]int, n)
+		for i, sn := range nodes {
+			out[i] = sn.tn.s.dht.d.RoutingTable().Size()
+		}
+		return out
+	}
+	for before := settled(); ; {
+		time.Sleep(minRoundGap)
+		now := settled()
+		if slices.Equal(before, now) {
+			break
+		}
+		before = now
+	}
+	var rounds0 int64
+	for _, sn := range nodes {
+		rounds0 += sn.tn.s.dht.rounds.Load()
+	}
 	heapHosts := heapNow()
 
 	// The blobs: in each store and offered, not provided yet.
@@ -101,10 +122,11 @@ func runScale(b *testing.B, n, blobs int) {
 	roundTime := time.Since(start)
 	roundBytes := totalBytes(nodes) - traffic0
 	heapProvided := heapNow()
-	var records, sent int64
+	var records, sent, rounds int64
 	for _, sn := range nodes {
 		records += int64(sn.tn.s.dht.records.len())
 		sent += sn.tn.s.dht.sent.Load()
+		rounds += sn.tn.s.dht.rounds.Load()
 	}
 
 	// New blobs announced one by one: each goes out with the next batch.
@@ -155,7 +177,8 @@ func runScale(b *testing.B, n, blobs int) {
 		float64(records)/float64(n), float64(records)*16/float64(n)/(1<<20))
 	fmt.Printf("| heap per node: host up / blobs held (store, offer index) | %.1f / %.1f MiB |\n",
 		(float64(heapHosts)-float64(heap0))/(1<<20)/float64(n), (float64(heapBlobs)-float64(heapHosts))/(1<<20)/float64(n))
-	fmt.Printf("| re-provide round, all nodes (%d at a time) | %s, %.2f MiB per node |\n", 4, roundTime.Round(time.Millisecond), roundPerNode/(1<<20))
+	fmt.Printf("| re-provide round, all nodes (%d at a time; %d rounds ran, want %d) | %s, %.2f MiB per node |\n",
+		4, rounds-rounds0, n, roundTime.Round(time.Millisecond), roundPerNode/(1<<20))
 	fmt.Printf("| announce traffic per node per hour (round every %v + %d new blobs at %.1f KiB) | %.2f MiB |\n",
 		reprovideInterval, benchAnnouncePerHour, perNode(perFresh*float64(n))/1024, announcePerHour/(1<<20))
 	fmt.Printf("| lookup traffic per node per hour (%d lookups at %.1f KiB; a miss %.1f KiB) | %.2f MiB |\n",
