@@ -37,6 +37,12 @@ const (
 	lookupSteps      = 4
 	dhtLookupTimeout = 2 * time.Second // bound of one lookup
 	recordAskTimeout = time.Second     // bound of one record query
+	// kadRefresh is how often kad-dht refreshes its routing table (a lookup
+	// per bucket). Its default, 10 min, cost a hundred-node swarm more than
+	// all its records; a swarm of machines changes slowly, a dead peer is
+	// dropped when a query to it fails, and peer exchange refreshes while
+	// the table is short.
+	kadRefresh = time.Hour
 )
 
 // DHT is the router across sites: provider records in a private kad-dht
@@ -67,6 +73,7 @@ func newDHT(s *Host) (*DHT, error) {
 		dht.Mode(dht.ModeAutoServer),
 		dht.ProtocolPrefix(dhtPrefix),
 		dht.DisableValues(),
+		dht.RoutingTableRefreshPeriod(kadRefresh),
 	)
 	if err != nil {
 		return nil, err
