@@ -159,7 +159,8 @@ func runScale(b *testing.B, n, blobs int) {
 	parallel(len(nodes), 8, func(i int) { <-nodes[i].tn.s.dht.d.ForceRefresh() })
 	refreshBytes := float64(totalBytes(nodes)-traffic2) / float64(n)
 
-	// Traffic is counted in and out on every node: halve it per node.
+	// Every byte is counted out at one node and in at another: half the
+	// total is what a node sends (and receives).
 	perNode := func(total float64) float64 { return total / 2 / float64(n) }
 	statePerNode := (float64(heapProvided) - float64(heapBlobs)) / float64(n)
 	roundPerNode := perNode(float64(roundBytes))
@@ -177,13 +178,13 @@ func runScale(b *testing.B, n, blobs int) {
 		float64(records)/float64(n), float64(records)*16/float64(n)/(1<<20))
 	fmt.Printf("| heap per node: host up / blobs held (store, offer index) | %.1f / %.1f MiB |\n",
 		(float64(heapHosts)-float64(heap0))/(1<<20)/float64(n), (float64(heapBlobs)-float64(heapHosts))/(1<<20)/float64(n))
-	fmt.Printf("| re-provide round, all nodes (%d at a time; %d rounds ran, want %d) | %s, %.2f MiB per node |\n",
+	fmt.Printf("| re-provide round, all nodes (%d at a time; %d rounds ran, want %d) | %s, %.2f MiB sent per node |\n",
 		4, rounds-rounds0, n, roundTime.Round(time.Millisecond), roundPerNode/(1<<20))
-	fmt.Printf("| announce traffic per node per hour (round every %v + %d new blobs at %.1f KiB) | %.2f MiB |\n",
+	fmt.Printf("| announce traffic sent per node per hour, as much received (round every %v + %d new blobs at %.1f KiB) | %.2f MiB |\n",
 		reprovideInterval, benchAnnouncePerHour, perNode(perFresh*float64(n))/1024, announcePerHour/(1<<20))
-	fmt.Printf("| lookup traffic per node per hour (%d lookups at %.1f KiB; a miss %.1f KiB) | %.2f MiB |\n",
+	fmt.Printf("| lookup traffic sent per node per hour, as much received (%d lookups at %.1f KiB; a miss %.1f KiB) | %.2f MiB |\n",
 		benchLookupsPerHour, perNode(hitBytes*float64(n))/1024, perNode(missBytes*float64(n))/1024, lookupPerHour/(1<<20))
-	fmt.Printf("| kad-dht upkeep per node per hour (%.0f table refreshes at %.1f KiB) | %.2f MiB |\n",
+	fmt.Printf("| kad-dht upkeep sent per node per hour (%.0f table refreshes at %.1f KiB) | %.2f MiB |\n",
 		kadRefreshPerHour, refreshBytes/1024, refreshBytes*kadRefreshPerHour/(1<<20))
 	b.ReportMetric(float64(pctDur(hit, 0.50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(pctDur(hit, 0.99).Microseconds())/1000, "p99-ms")
