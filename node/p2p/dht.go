@@ -140,13 +140,19 @@ func (r *DHT) round(ctx context.Context) {
 // flush provides the blobs announced since the last flush or round.
 func (r *DHT) flush(ctx context.Context) {
 	r.mu.Lock()
+	cids := make([]cid.Cid, 0, len(r.pending))
 	keys := make([]recordKey, 0, len(r.pending))
 	for c := range r.pending {
+		cids = append(cids, c)
 		keys = append(keys, keyOf(c))
 	}
 	clear(r.pending)
 	r.mu.Unlock()
-	r.provide(ctx, keys)
+	if r.provide(ctx, keys) > 0 {
+		for _, c := range cids {
+			r.s.log.Debug("provider record published", "cid", c.String())
+		}
+	}
 }
 
 // learnSwarm finds the peers close to keys with one kad lookup per region
@@ -263,10 +269,11 @@ func closer(a, b, target kb.ID) bool {
 }
 
 // provide records keys on this node and sends each to the replication
-// peers closest to it, one stream per peer.
-func (r *DHT) provide(ctx context.Context, keys []recordKey) {
+// peers closest to it, one stream per peer; it returns how many peers
+// took their records.
+func (r *DHT) provide(ctx context.Context, keys []recordKey) (took int) {
 	if len(keys) == 0 {
-		return
+		return 0
 	}
 	now, self := time.Now(), r.s.h.ID()
 	members := r.members()
@@ -277,6 +284,7 @@ func (r *DHT) provide(ctx context.Context, keys []recordKey) {
 			batches[m.id] = append(batches[m.id], k)
 		}
 	}
+	var accepted atomic.Int64
 	sem := make(chan struct{}, provideWorkers)
 	var wg sync.WaitGroup
 	for p, batch := range batches {
@@ -289,9 +297,11 @@ func (r *DHT) provide(ctx context.Context, keys []recordKey) {
 			}
 			r.s.log.Debug("provider records published", "peer", p.String(), "records", len(batch))
 			r.sent.Add(int64(len(batch)))
+			accepted.Add(1)
 		})
 	}
 	wg.Wait()
+	return int(accepted.Load())
 }
 
 // FindProviders asks the peers closest to c's key that it knows for
