@@ -76,6 +76,7 @@ func TestBenchSources(t *testing.T) {
 				row.run, row.load = r, load
 				if logs != "" {
 					row.writeLogs(t, filepath.Join(logs, fmt.Sprintf("%d-%s", r, slug(name))))
+					row.appendFigures(t, filepath.Join(logs, "runs.tsv"))
 				}
 				rows = append(rows, row)
 			})
@@ -271,6 +272,23 @@ type benchRow struct {
 	// for FLOCON_BENCH_LOGS
 	machines []*benchMachine
 	up       *Upstream
+}
+
+// appendFigures adds the run's raw figures to file as they come: a bench
+// stopped half way still leaves what it measured.
+func (r benchRow) appendFigures(t *testing.T, file string) {
+	t.Helper()
+	f, err := os.OpenFile(file, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	_, err = fmt.Fprintf(f, "%s\t%d\tbytes %.3f\tslowest %.2fs\tdownloads %.2fs\tbase %.2fs/%.2fs\tstall %.2fs\tload %.2f\tcpu busy %.0fs of %.0fs\tflocon %.2fs\tpacman %.2fs\n",
+		r.name, r.run, r.ratio, r.slowest.Seconds(), r.fetched.Seconds(), r.base.Seconds(), r.baseF.Seconds(), r.stall.Seconds(), r.load,
+		r.cpu.busy.Seconds(), float64(runtime.NumCPU())*r.cpu.wall.Seconds(), r.cpu.daemons.Seconds(), r.cpu.pacmans.Seconds())
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // writeLogs keeps a run's timelines in dir: each daemon's log, each
