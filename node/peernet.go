@@ -86,7 +86,8 @@ const lookupBound = 5 * time.Second
 // peerSources lists the peers that have (or are downloading) c that
 // answered within the soft deadline, best first, and streams those that
 // answer later on the second result until the lookup ends (nil: the lookup
-// ended in time). A complete copy on this LAN ends the wait at once: no
+// ended in time). The soft deadline stretches on a loaded LAN
+// (sourcechoice.go, softDeadline). A complete copy on this LAN ends the wait at once: no
 // source is better, and in a herd some peer's answer is always slow (the
 // downloads of 5 machines at once each waited the whole 150 ms), so the
 // others follow as late answers. A lookup that runs past its deadline is
@@ -99,7 +100,8 @@ func (n *Node) peerSources(ctx context.Context, c cid.Cid) ([]source, <-chan sou
 	start := time.Now()
 	lctx, cancel := context.WithTimeout(ctx, lookupBound)
 	answers := pn.router.FindProviders(lctx, c)
-	soft := time.NewTimer(n.cfg.HaveTimeout)
+	deadline := n.softDeadline(pn.router.Peers())
+	soft := time.NewTimer(deadline)
 	defer soft.Stop()
 	var found []routing.Provider
 	for {
@@ -116,19 +118,19 @@ func (n *Node) peerSources(ctx context.Context, c cid.Cid) ([]source, <-chan sou
 		case <-soft.C:
 		}
 		late := make(chan source)
-		go n.listenLate(lctx, cancel, pn, c, answers, late, start)
+		go n.listenLate(lctx, cancel, pn, c, answers, late, start, deadline)
 		return n.peerList(pn, n.rank(found, time.Now())), late
 	}
 }
 
 // listenLate forwards the answers a lookup gets after its sources were
 // handed out, then logs what the soft deadline alone would have missed.
-func (n *Node) listenLate(ctx context.Context, cancel context.CancelFunc, pn *peerNet, c cid.Cid, answers <-chan routing.Provider, late chan<- source, start time.Time) {
+func (n *Node) listenLate(ctx context.Context, cancel context.CancelFunc, pn *peerNet, c cid.Cid, answers <-chan routing.Provider, late chan<- source, start time.Time, deadline time.Duration) {
 	defer cancel()
 	defer close(late)
 	var missed []string
 	for pr := range answers {
-		if after := time.Since(start); after > n.cfg.HaveTimeout {
+		if after := time.Since(start); after > deadline {
 			kind := "complete"
 			if pr.InFlight {
 				kind = "in flight"
@@ -141,7 +143,7 @@ func (n *Node) listenLate(ctx context.Context, cancel context.CancelFunc, pn *pe
 		}
 	}
 	took := time.Since(start)
-	if took <= n.cfg.HaveTimeout {
+	if took <= deadline {
 		return // started early on a complete copy, every answer in time
 	}
 	// Info when the deadline alone would have missed a peer; a lookup that
@@ -150,7 +152,7 @@ func (n *Node) listenLate(ctx context.Context, cancel context.CancelFunc, pn *pe
 	if len(missed) > 0 {
 		level = slog.LevelInfo
 	}
-	n.log.Log(ctx, level, "lookup ran past its deadline", "cid", c.String(), "deadline", n.cfg.HaveTimeout,
+	n.log.Log(ctx, level, "lookup ran past its deadline", "cid", c.String(), "deadline", deadline.Round(time.Millisecond),
 		"took", took.Round(time.Millisecond), "late", strings.Join(missed, ", "))
 }
 

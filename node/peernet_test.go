@@ -18,6 +18,7 @@ import (
 type slowRouter struct {
 	answers []slowAnswer
 	end     time.Duration
+	peers   []routing.PeerInfo
 }
 
 type slowAnswer struct {
@@ -52,7 +53,7 @@ func (r *slowRouter) FindProviders(ctx context.Context, _ cid.Cid) <-chan routin
 
 func (r *slowRouter) Announce(context.Context, cid.Cid) error { return nil }
 func (r *slowRouter) Withdraw(context.Context, cid.Cid) error { return nil }
-func (r *slowRouter) Peers() []routing.PeerInfo               { return nil }
+func (r *slowRouter) Peers() []routing.PeerInfo               { return r.peers }
 
 // A complete copy on the LAN starts the download at once; anything less
 // (a relay, a remote copy) waits for the other answers up to the soft
@@ -104,5 +105,67 @@ func TestLookupStartsOnCompleteLANCopy(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// On a loaded LAN (peers measured slow to answer) the lookup waits for the
+// answer that will come rather than send the download to the mirror at the
+// 150 ms deadline; a quick LAN keeps the 150 ms.
+func TestLookupWaitsLongerOnLoadedLAN(t *testing.T) {
+	t.Parallel()
+	relay := routing.Provider{ID: "relay", Site: routing.SameLAN, InFlight: true}
+	for _, tt := range []struct {
+		name     string
+		rtt      time.Duration // of the slowest LAN peer
+		wantLate bool
+	}{
+		{"quick LAN: the 150 ms deadline", time.Millisecond, true},
+		{"loaded LAN: the answer at 400 ms is in time", 300 * time.Millisecond, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				n := hedgeNode()
+				n.cfg.HaveTimeout = 150 * time.Millisecond
+				n.ranks = newRankHistory()
+				n.net.Store(&peerNet{router: &slowRouter{
+					answers: []slowAnswer{{400 * time.Millisecond, relay}},
+					peers: []routing.PeerInfo{{ID: "quick", Site: routing.SameLAN, Latency: time.Millisecond},
+						{ID: "relay", Site: routing.SameLAN, Latency: tt.rtt}},
+				}})
+				srcs, late := n.peerSources(t.Context(), cid.Cid{})
+				var after int
+				if late != nil { // nil: the lookup ended in time
+					for range late {
+						after++
+					}
+				}
+				if gotLate := len(srcs) == 0 && after == 1; gotLate != tt.wantLate {
+					t.Errorf("%d sources in time, %d late; want the relay late: %v", len(srcs), after, tt.wantLate)
+				}
+			})
+		})
+	}
+}
+
+func TestSoftDeadline(t *testing.T) {
+	t.Parallel()
+	lan := func(rtt time.Duration) routing.PeerInfo { return routing.PeerInfo{Site: routing.SameLAN, Latency: rtt} }
+	for _, tt := range []struct {
+		name  string
+		peers []routing.PeerInfo
+		want  time.Duration
+	}{
+		{"no peer", nil, 150 * time.Millisecond},
+		{"quick LAN", []routing.PeerInfo{lan(time.Millisecond), lan(0)}, 150 * time.Millisecond},
+		{"one slow LAN peer", []routing.PeerInfo{lan(time.Millisecond), lan(200 * time.Millisecond)}, 400 * time.Millisecond},
+		{"slow remote peers do not count", []routing.PeerInfo{{Site: routing.Remote, Latency: 300 * time.Millisecond}}, 150 * time.Millisecond},
+		{"bounded", []routing.PeerInfo{lan(5 * time.Second)}, maxSoftDeadline},
+	} {
+		n := hedgeNode()
+		n.cfg.HaveTimeout = 150 * time.Millisecond
+		if got := n.softDeadline(tt.peers); got != tt.want {
+			t.Errorf("%s: soft deadline %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

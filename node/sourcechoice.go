@@ -176,6 +176,33 @@ func (n *Node) takesOver(s source, off int64, rate, mirrorBandwidth float64) boo
 // start the mirror again.
 func relayLag(hedgeAfter time.Duration) time.Duration { return hedgeAfter / 2 }
 
+// softDeadline is how long a lookup waits for answers before the download
+// starts on what it has: HaveTimeout, stretched to twice the slowest LAN
+// peer's measured round trip (an EWMA over its have answers and pings), at
+// most maxSoftDeadline. A LAN answers in a millisecond, so the stretch only
+// shows on a loaded one: there (5 machines at once on 2 busy cores,
+// bench-sources) have answers came 160-843 ms after the question, the
+// downloads that went to the mirror at 150 ms asked it for the whole file,
+// and a small file the mirror has written to its socket crosses the link
+// even when the late answer cancels the request (1.01-1.03x upstream
+// bytes). Waiting for an answer that will come costs less than fetching the
+// file twice; a peer that is gone is dropped from the LAN and its stale
+// round trip with it.
+func (n *Node) softDeadline(peers []routing.PeerInfo) time.Duration {
+	d := n.cfg.HaveTimeout
+	for _, p := range peers {
+		if p.Site == routing.SameLAN {
+			d = max(d, 2*p.Latency)
+		}
+	}
+	return min(d, max(n.cfg.HaveTimeout, maxSoftDeadline))
+}
+
+// maxSoftDeadline bounds the stretched soft deadline, well inside pacman's
+// 10 s connect limit: past it the download starts and a late answer still
+// joins it (hedge.go, offer).
+const maxSoftDeadline = time.Second
+
 // demotedLast returns srcs with the demoted sources moved, in their order,
 // behind the healthy ones.
 func (b *healthBook) demotedLast(srcs []source, now time.Time) []source {
