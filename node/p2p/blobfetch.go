@@ -86,7 +86,11 @@ func (s *Host) fetchBlob(ctx context.Context, p peer.ID, req blobRequest, w io.W
 			return n, s.shortAndGone(p, req.c, err)
 		}
 		if errors.Is(err, ErrPeerGone) && ctx.Err() == nil {
-			return n, err // dead, not lying: no ban
+			// Dead, not lying: no ban. Its connection goes at once, so
+			// every other stream from it fails now rather than each on
+			// its own deadline, and lookups stop waiting for it.
+			_ = s.h.Network().ClosePeer(p)
+			return n, err
 		}
 		return n, s.failure(ctx, p, req.c, err)
 	}

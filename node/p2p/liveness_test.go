@@ -184,6 +184,7 @@ func (nopDeadline) SetWriteDeadline(time.Time) error { return nil }
 // and a first frame, then nothing (no keepalive: a process killed over
 // QUIC), fails the fetch with ErrPeerGone, well before the stall timer,
 // and is not banned: dying is no lie. (It does not answer pings either.)
+// Its connection is closed, so its other streams fail at once.
 func TestSilentLiveSenderIsGone(t *testing.T) {
 	t.Parallel()
 	data := storetest.RandomBytes(7, 1<<20)
@@ -220,6 +221,9 @@ func TestSilentLiveSenderIsGone(t *testing.T) {
 	}
 	if b.s.bans.banned(dead.ID()) {
 		t.Fatal("a dead peer was banned")
+	}
+	if b.s.h.Network().Connectedness(dead.ID()) == network.Connected {
+		t.Error("the dead peer's connection is still open: its other streams wait on their own deadlines")
 	}
 	t.Logf("silent sender given up after %s", time.Since(start).Round(time.Millisecond))
 }
