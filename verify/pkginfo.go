@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -24,22 +23,46 @@ var ErrNoPKGINFO = errors.New("no readable .PKGINFO in package")
 // file from reserving gigabytes.
 const zstdMaxWindow = 128 << 20
 
-// zstdDecoders reuses zstd decoders between packages. A new decoder
+// An idle zstd decoder is kept for the next package. A new decoder
 // allocates and zeroes a history ring the size of the frame's window (2 MiB
 // at zstd's default level, more for Arch's --ultra -20) for every package
 // whose .PKGINFO is read: that was the largest CPU cost of a small cold
 // fetch and set the daemon's peak memory (scripts/bench.sh, rows 5a and 6).
-// A pooled decoder keeps its ring; only the pages it decodes into are ever
-// touched. Synchronous decoders (concurrency 1) run no goroutine, so a
-// decoder the pool drops is simply collected.
-var zstdDecoders = sync.Pool{New: func() any {
-	zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderMaxWindow(zstdMaxWindow))
-	if err != nil {
-		return nil
+// A kept decoder keeps its ring; only the pages it decodes into are ever
+// touched. One is kept, not one per P as a sync.Pool does (two rings, 4.6
+// MiB of an 11 MiB live heap during a burst of small packages, and dropped
+// and zeroed again after two collections); decoders used at the same time
+// by concurrent downloads beyond the first are garbage after use, and so is
+// one whose frame asked for a window above zstdKeepWindow. Synchronous
+// decoders (concurrency 1) run no goroutine, so a dropped one is simply
+// collected.
+var zstdIdle = make(chan *zstd.Decoder, 1)
+
+// zstdKeepWindow is the largest frame window whose decoder is kept idle.
+const zstdKeepWindow = 8 << 20
+
+func getZstd() (*zstd.Decoder, error) {
+	select {
+	case zr := <-zstdIdle:
+		return zr, nil
+	default:
+		return zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(zstdMaxWindow))
 	}
-	return zr
-}}
+}
+
+// putZstd keeps zr for the next package unless one is kept already or its
+// ring is larger than zstdKeepWindow needs.
+func putZstd(zr *zstd.Decoder, window uint64) {
+	_ = zr.Reset(nil) // drop the package's reader before reuse
+	if window > zstdKeepWindow {
+		return
+	}
+	select {
+	case zstdIdle <- zr:
+	default:
+	}
+}
 
 // maxPKGINFO bounds the size of the .PKGINFO member that is read in memory.
 const maxPKGINFO = 1 << 20
@@ -100,18 +123,23 @@ func decompress(r io.Reader) (io.Reader, func(), error) {
 	nop := func() {}
 	switch {
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, ok := zstdDecoders.Get().(*zstd.Decoder)
-		if !ok {
-			return nil, nop, errors.New("zstd decoder unavailable")
+		var window uint64 = zstdMaxWindow // unknown: not kept
+		var h zstd.Header
+		if hb, _ := br.Peek(zstd.HeaderMaxSize); h.Decode(hb) == nil {
+			window = h.WindowSize
+			if h.SingleSegment { // the window is the content
+				window = h.FrameContentSize
+			}
 		}
-		if err := zr.Reset(br); err != nil {
-			zstdDecoders.Put(zr)
+		zr, err := getZstd()
+		if err != nil {
 			return nil, nop, err
 		}
-		return zr, func() {
-			_ = zr.Reset(nil) // drop the package's reader before reuse
-			zstdDecoders.Put(zr)
-		}, nil
+		if err := zr.Reset(br); err != nil {
+			putZstd(zr, window)
+			return nil, nop, err
+		}
+		return zr, func() { putZstd(zr, window) }, nil
 	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
 		xr, err := xz.NewReader(br)
 		return xr, nop, err

@@ -12,7 +12,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// TestReadPKGINFOReusedDecoders: the pooled zstd decoders give the right
+// TestReadPKGINFOReusedDecoders: the kept zstd decoders give the right
 // identity whatever the previous package was (a 32 MiB window, a small one,
 // a truncated one that failed mid-frame), one after another and at once.
 func TestReadPKGINFOReusedDecoders(t *testing.T) {
@@ -81,5 +81,37 @@ func BenchmarkReadPKGINFOZstd(b *testing.B) {
 		if _, err := ReadPKGINFO(bytes.NewReader(pkg.Bytes())); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestZstdDecoderKeptOnlyForSmallWindows: after a package whose frame asks
+// for a window above zstdKeepWindow (the real package: 32 MiB) no decoder
+// is kept idle, so its ring is garbage; after a small one, one is. Not
+// parallel: the idle slot is shared by the package.
+func TestZstdDecoderKeptOnlyForSmallWindows(t *testing.T) {
+	real, err := os.ReadFile(realPackage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := makePackage(t, "hello", "1.0-1", "x86_64", ".pkg.tar.zst")
+	drain := func() {
+		for len(zstdIdle) > 0 {
+			<-zstdIdle
+		}
+	}
+	drain()
+	if _, err := ReadPKGINFO(bytes.NewReader(real)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(zstdIdle); n != 0 {
+		t.Fatalf("%d decoders kept after a 32 MiB window, want 0", n)
+	}
+	for range 3 {
+		if _, err := ReadPKGINFO(bytes.NewReader(small)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(zstdIdle); n != 1 {
+		t.Fatalf("%d decoders kept after small packages, want 1", n)
 	}
 }
