@@ -132,11 +132,30 @@ func (m mirrorSource) Fetch(ctx context.Context, _ cid.Cid, off int64, w io.Writ
 	default:
 		return 0, statusError(resp)
 	}
+	if resp.ContentLength >= 0 && resp.ContentLength <= smallBody {
+		return copySmall(w, resp.Body)
+	}
 	return copyBig(w, resp.Body)
 }
 
 // copyBufs holds the buffers of copyBig.
 var copyBufs = sync.Pool{New: func() any { return new([1 << 20]byte) }}
+
+// smallBody is the largest body copied with a small buffer: a 1 MiB buffer
+// per download in flight was the daemon's largest live allocation during a
+// burst of small packages (two pooled, one per P: 2 MiB of a 11 MiB live
+// heap, scripts/bench.sh row 5a), for bodies of tens of KiB.
+const smallBody = 64 << 10
+
+// smallBufs holds the buffers of copySmall.
+var smallBufs = sync.Pool{New: func() any { return new([smallBody]byte) }}
+
+// copySmall copies a body of at most smallBody bytes in one or two reads.
+func copySmall(w io.Writer, r io.Reader) (int64, error) {
+	buf := smallBufs.Get().(*[smallBody]byte)
+	defer smallBufs.Put(buf)
+	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r}, buf[:])
+}
 
 // copyBig copies with a 1 MiB buffer: fewer writes to the temp file and
 // fewer wake-ups of the readers that follow it than io.Copy's 32 KiB (the
