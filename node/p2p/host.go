@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	yamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -135,6 +136,7 @@ func newLibp2p(cfg Config, gate *banList) (h host.Host, loopback bool, err error
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.SwarmOpts(swarm.WithDialRanker(lanTCPFirst)), // dialorder.go
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionGater(gate),
 		libp2p.AddrsFactory(dropLoopback),
