@@ -83,6 +83,7 @@ type Config struct {
 	Relay bool
 
 	libp2pOpts []libp2p.Option // more host options (tests, benches)
+	plainTLS   bool            // libp2p's TLS without record batching (interop tests)
 }
 
 // Host is a running peer-to-peer side: the libp2p host and everything that
