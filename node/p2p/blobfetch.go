@@ -59,7 +59,8 @@ func (s *Host) fetchBlob(ctx context.Context, p peer.ID, req blobRequest, w io.W
 	}
 	_ = str.CloseWrite()
 	live := &liveReader{r: str, d: stallTimeout}
-	r := bufio.NewReaderSize(live, chunkSize)
+	// A small reader for the header: the body goes by copyBody's buffer.
+	r := bufio.NewReaderSize(live, headerBuf)
 	h, err := readHeader(r)
 	if err == nil {
 		err = checkHeader(h, req)
@@ -96,6 +97,10 @@ func (s *Host) fetchBlob(ctx context.Context, p peer.ID, req blobRequest, w io.W
 	}
 	return n, nil
 }
+
+// headerBuf is the buffer of the answer header's reader (the body bypasses
+// it once it is drained).
+const headerBuf = 4 << 10
 
 // Truncation tolerance: a peer whose host shuts down mid-transfer can end
 // the stream cleanly just before its connection drops, which looks like a
@@ -160,7 +165,9 @@ var errOverrun = errors.New("more bytes than the announced size")
 // copyBody copies the body after the header to w (r renews the read
 // deadline on every read) and checks it against the announced size.
 func copyBody(r io.Reader, h header, off int64, w io.Writer) (int64, error) {
-	buf := make([]byte, chunkSize)
+	bp := getChunk()
+	defer putChunk(bp)
+	buf := *bp
 	var got int64
 	for {
 		n, err := r.Read(buf)
