@@ -462,7 +462,7 @@ TABLE=$(cat <<EOF
 | 7b. peer path: first byte from a peer (lookup + stream) | $(ms "$P2P_FIRST") | — | — | ≤ 2 ms | $(goal "$P2P_FIRST" "<=" 0.002) | — |
 
 flocon: \`serve --no-mdns --p2p-listen /ip4/127.0.0.1/tcp/0${FLOCON_ARGS:+ $FLOCON_ARGS}\` (p2p on, no peers), db fetched first (${DB_T}); nginx ${NGINX_VERSION:-$(nginx -v 2>&1 | cut -d/ -f2)} with sendfile, also flocon's upstream. Ratio: flocon / nginx direct measured beside it in this run (warm rows: medians).
-Checks: warm body through flocon byte-identical to the mirror's: $SHA. flocon CPU: user + system time of the daemon over the row, per run; nginx's in parentheses. Rows 7 and 7b: scripts/bench-p2p.sh (two in-process nodes on loopback).
+Checks: warm body through flocon byte-identical to the mirror's: $SHA. flocon CPU: user + system time of the daemon over the row, per run; nginx's in parentheses. Rows 7 and 7b: scripts/bench-p2p.sh (two processes on loopback).
 EOF
 )
 if ((${#FAILS[@]})); then

@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"os"
 	"testing"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -11,6 +12,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(benchServerEnv); dir != "" {
+		os.Exit(runBenchServer(dir)) // the serving side of the benches
+	}
 	// go-flow-metrics runs one package-wide sweeper once a bandwidth
 	// counter exists (the scale bench); it is not ours to stop.
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/libp2p/go-flow-metrics.(*sweeper).runActive"))
