@@ -1,7 +1,6 @@
 package p2p
 
 import (
-	"bufio"
 	"context"
 	"net"
 	"sync"
@@ -19,14 +18,13 @@ import (
 // those wakes the receiver. On a LAN that is most of the blob stream's
 // system time: a 200 MiB blob is 12,800 records each way. batchedTLS is
 // libp2p's TLS transport, the same protocol on the wire, with the records of
-// one write of the muxer gathered into one write(2), and reads of the socket
-// buffered so one read(2) brings in several records.
+// one write of the muxer gathered into one write(2). (Reads stay
+// unbuffered: a 64 KiB read buffer under TLS made the PSK simultaneous-open
+// recovery hang, TestPSKSimultaneousDial, for a gain not measured apart.)
 const (
 	// batchFlushAt is where a gathered write goes out even before the
 	// muxer's write is done (a yamux frame is 64 KiB, 4 records).
 	batchFlushAt = 256 << 10
-	// batchReadBuf is the socket read buffer of one connection.
-	batchReadBuf = 64 << 10
 )
 
 // batchedTLS secures connections with libp2p's TLS 1.3 (protocol
@@ -89,10 +87,9 @@ func (c *batchedSecureConn) Write(b []byte) (int, error) {
 }
 
 // batchConn is the socket under TLS: corked, writes gather in a pooled
-// buffer (no memory held between writes); reads go through a buffer.
+// buffer (no memory held between writes).
 type batchConn struct {
 	net.Conn
-	r *bufio.Reader
 
 	mu     sync.Mutex
 	corked int
@@ -101,10 +98,8 @@ type batchConn struct {
 }
 
 func newBatchConn(c net.Conn) *batchConn {
-	return &batchConn{Conn: c, r: bufio.NewReaderSize(c, batchReadBuf)}
+	return &batchConn{Conn: c}
 }
-
-func (c *batchConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, batchFlushAt+32<<10); return &b }}
 
