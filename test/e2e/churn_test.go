@@ -29,39 +29,9 @@ func TestKillSourceMidTransfer(t *testing.T) {
 	// About 12 MB/s from the mirror: the transfer lasts a few seconds.
 	up := NewUpstream(t, fx.Mirror, WithAddr("0.0.0.0:0"),
 		WithFaults(Fault{Kind: FaultSlow, File: big.File, Chunk: 256 << 10, Delay: 20 * time.Millisecond}))
-	lan := newLAN(t)
-	mirror := "http://" + lan.gateway() + ":" + portOf(t, up.URL()) + "/$repo/os/$arch"
 	const machines = 3
-	ds := make([]*Daemon, machines)
-	ids := make([]string, machines)
-	ips := make([]string, machines)
-	for i := range machines {
-		ns, ip := lan.add(i)
-		ips[i] = ip
-		ds[i] = StartDaemon(t, DaemonConfig{
-			Mirrors: []string{mirror}, Keyring: fx.Keyring, P2P: true,
-			Listen: ip + ":19433", Prefix: []string{"ip", "netns", "exec", ns},
-			Args: []string{"--p2p-listen", "/ip4/0.0.0.0/udp/19432/quic-v1"},
-		})
-	}
-	for i, d := range ds {
-		ids[i] = peerIDOf(t, d)
-	}
+	ds, ips := churnLAN(t, fx, up, machines)
 	c := &http.Client{}
-	for i, d := range ds {
-		var others []string
-		for j, id := range ids {
-			if j != i {
-				others = append(others, id)
-			}
-		}
-		waitPeers(t, d, others...)
-		for _, repo := range []string{"core", "extra"} {
-			if r := Get(t, c, d.FileURL(repo, fx.Arch, repo+".db")); r.Status != http.StatusOK {
-				t.Fatalf("machine %d: GET %s.db: status %d", i, repo, r.Status)
-			}
-		}
-	}
 	up.ResetLog()
 
 	gets := make([]*countingGet, machines)
@@ -103,6 +73,93 @@ func TestKillSourceMidTransfer(t *testing.T) {
 	for i := 1; i < machines; i++ {
 		assertBlobsIntact(t, ds[i])
 	}
+}
+
+// TestKillSourceRelist (issue 7, churn): the source list is re-made when
+// the source dies. Machine B follows machine A's download from a slow
+// mirror; machine C, which has the package complete, comes up only after
+// B's lookup, so B's first list is A then the mirror. A is killed: B must
+// find C in a fresh lookup and finish from it, not go back to the mirror.
+func TestKillSourceRelist(t *testing.T) {
+	fx := LoadFixtures(t)
+	if fx.BigMB == 0 {
+		t.Skip("needs the big fixture package (FLOCON_E2E_BIG_MB > 0)")
+	}
+	requireNetns(t)
+	big := fx.Package(t, "big")
+	up := NewUpstream(t, fx.Mirror, WithAddr("0.0.0.0:0"))
+	ds, ips := churnLAN(t, fx, up, 3)
+	a, b, cm := ds[0], ds[1], ds[2]
+	c := &http.Client{}
+	if h := <-startGet(t, c, cm.FileURL(big.Repo, fx.Arch, big.File)).done; h.SHA256 != big.SHA256 {
+		t.Fatalf("C's own copy: status %d, sha256 %s (%v)", h.Status, h.SHA256, h.Err)
+	}
+	if err := cm.Stop(); err != nil {
+		t.Fatalf("stop C: %v", err)
+	}
+	// About 3 MB/s from now on: A's download lasts well past C's restart
+	// (50 MiB: some 17 s).
+	up.SetFaults(Fault{Kind: FaultSlow, File: big.File, Chunk: 64 << 10, Delay: 20 * time.Millisecond})
+	up.ResetLog()
+	getA := startGet(t, c, a.FileURL(big.Repo, fx.Arch, big.File))
+	getA.waitBytes(t, 2<<20)
+	getB := startGet(t, c, b.FileURL(big.Repo, fx.Arch, big.File)) // follows A
+	getB.waitBytes(t, 1<<20)
+	// B's lookup listens for late answers for 5 s (node.lookupBound); C
+	// comes up after it, so only a fresh lookup can find C.
+	time.Sleep(5 * time.Second)
+	cm.Start()
+	waitPeers(t, b, peerIDOf(t, cm))
+	a.Kill()
+
+	if h := <-getB.done; h.Err != nil || h.Status != http.StatusOK || h.SHA256 != big.SHA256 {
+		t.Fatalf("B: status %d, %d bytes, sha256 %s (%v); want the signed %s", h.Status, h.N, h.SHA256, h.Err, big.SHA256)
+	}
+	for _, r := range mirrorRequestsDone(t, up, big.File) {
+		if strings.Split(r.Remote, ":")[0] == ips[1] {
+			t.Errorf("B asked the mirror for the package (Range %q, %d bytes); C had it complete on the LAN", r.Range, r.Bytes)
+		}
+	}
+	assertBlobsIntact(t, b)
+}
+
+// churnLAN starts n machines on a LAN (p2p over QUIC only) that know one
+// another and have the repo databases; it returns them and their addresses.
+func churnLAN(t *testing.T, fx *Fixtures, up *Upstream, n int) ([]*Daemon, []string) {
+	t.Helper()
+	lan := newLAN(t)
+	mirror := "http://" + lan.gateway() + ":" + portOf(t, up.URL()) + "/$repo/os/$arch"
+	ds := make([]*Daemon, n)
+	ids := make([]string, n)
+	ips := make([]string, n)
+	for i := range n {
+		ns, ip := lan.add(i)
+		ips[i] = ip
+		ds[i] = StartDaemon(t, DaemonConfig{
+			Mirrors: []string{mirror}, Keyring: fx.Keyring, P2P: true,
+			Listen: ip + ":19433", Prefix: []string{"ip", "netns", "exec", ns},
+			Args: []string{"--p2p-listen", "/ip4/0.0.0.0/udp/19432/quic-v1"},
+		})
+	}
+	for i, d := range ds {
+		ids[i] = peerIDOf(t, d)
+	}
+	c := &http.Client{}
+	for i, d := range ds {
+		var others []string
+		for j, id := range ids {
+			if j != i {
+				others = append(others, id)
+			}
+		}
+		waitPeers(t, d, others...)
+		for _, repo := range []string{"core", "extra"} {
+			if r := Get(t, c, d.FileURL(repo, fx.Arch, repo+".db")); r.Status != http.StatusOK {
+				t.Fatalf("machine %d: GET %s.db: status %d", i, repo, r.Status)
+			}
+		}
+	}
+	return ds, ips
 }
 
 // countingGet is a GET whose body bytes are counted as they come.
