@@ -208,7 +208,10 @@ func (f *frameReader) Read(p []byte) (int, error) {
 	}
 	k, err := f.r.Read(p[:min(len(p), f.left)])
 	f.left -= k
-	if err == io.EOF { //nolint:errorlint // identity on purpose: a clean end mid-frame
+	// A stream may return a frame's last bytes together with io.EOF (QUIC
+	// does; bufio passes it on when the read bypasses its buffer): that
+	// is a clean end between frames, not a short one.
+	if err == io.EOF && f.left > 0 { //nolint:errorlint // identity on purpose: a clean end mid-frame
 		return k, fmt.Errorf("%d bytes short in a frame: %w", f.left, errTruncated)
 	}
 	return k, err

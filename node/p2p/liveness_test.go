@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"testing"
+	"testing/iotest"
 	"testing/synctest"
 	"time"
 
@@ -163,6 +165,7 @@ func TestFrameReader(t *testing.T) {
 	}{
 		{"data and keepalives", body, "abcdefg", nil},
 		{"keepalives only", []byte{0, 0, 0}, "", nil},
+		{"a frame longer than the reader's buffer", frame(bytes.Repeat([]byte("x"), 100)), strings.Repeat("x", 100), nil},
 		{"short frame", body[:len(body)-2], "abcde", errTruncated},
 		{"cut in a length", []byte{0, 0x80}, "", errTruncated},
 		{"oversized frame", []byte{0x81, 0x80, 0x40}, "", errMalformed},
@@ -171,6 +174,12 @@ func TestFrameReader(t *testing.T) {
 			got, err := io.ReadAll(&frameReader{r: bufio.NewReader(bytes.NewReader(tt.wire))})
 			if string(got) != tt.want || (tt.err == nil) != (err == nil) || (tt.err != nil && !errors.Is(err, tt.err)) {
 				t.Fatalf("read %q, %v; want %q, %v", got, err, tt.want, tt.err)
+			}
+			// A stream that returns its last bytes with io.EOF (QUIC
+			// does), read past a buffer smaller than the reads.
+			got, err = io.ReadAll(&frameReader{r: bufio.NewReaderSize(iotest.DataErrReader(bytes.NewReader(tt.wire)), 16)})
+			if string(got) != tt.want || (tt.err == nil) != (err == nil) || (tt.err != nil && !errors.Is(err, tt.err)) {
+				t.Fatalf("data with EOF: read %q, %v; want %q, %v", got, err, tt.want, tt.err)
 			}
 		})
 	}
