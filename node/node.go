@@ -131,6 +131,9 @@ type Node struct {
 	// (Config.P2P false, before Run has built it, after it stopped).
 	net   atomic.Pointer[peerNet]
 	ranks *rankHistory // transfer history of peers, to rank them (rank.go)
+	// answered: when recent LAN answers came, to set the soft deadline
+	// of the next lookups (sourcechoice.go, softDeadline)
+	answered answerDelays
 
 	stats *stats // counters for Stats (stats.go)
 }

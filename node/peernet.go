@@ -100,7 +100,7 @@ func (n *Node) peerSources(ctx context.Context, c cid.Cid) ([]source, <-chan sou
 	start := time.Now()
 	lctx, cancel := context.WithTimeout(ctx, lookupBound)
 	answers := pn.router.FindProviders(lctx, c)
-	deadline := n.softDeadline(pn.router.Peers())
+	deadline := n.softDeadline()
 	soft := time.NewTimer(deadline)
 	defer soft.Stop()
 	var found []routing.Provider
@@ -112,6 +112,7 @@ func (n *Node) peerSources(ctx context.Context, c cid.Cid) ([]source, <-chan sou
 				return n.peerList(pn, n.rank(found, time.Now())), nil
 			}
 			found = append(found, pr)
+			n.noteAnswer(pr, time.Since(start))
 			if pr.Site != routing.SameLAN || pr.InFlight {
 				continue
 			}
@@ -130,6 +131,7 @@ func (n *Node) listenLate(ctx context.Context, cancel context.CancelFunc, pn *pe
 	defer close(late)
 	var missed []string
 	for pr := range answers {
+		n.noteAnswer(pr, time.Since(start))
 		if after := time.Since(start); after > deadline {
 			kind := "complete"
 			if pr.InFlight {

@@ -18,7 +18,6 @@ import (
 type slowRouter struct {
 	answers []slowAnswer
 	end     time.Duration
-	peers   []routing.PeerInfo
 }
 
 type slowAnswer struct {
@@ -53,7 +52,7 @@ func (r *slowRouter) FindProviders(ctx context.Context, _ cid.Cid) <-chan routin
 
 func (r *slowRouter) Announce(context.Context, cid.Cid) error { return nil }
 func (r *slowRouter) Withdraw(context.Context, cid.Cid) error { return nil }
-func (r *slowRouter) Peers() []routing.PeerInfo               { return r.peers }
+func (r *slowRouter) Peers() []routing.PeerInfo               { return nil }
 
 // A complete copy on the LAN starts the download at once; anything less
 // (a relay, a remote copy) waits for the other answers up to the soft
@@ -108,19 +107,19 @@ func TestLookupStartsOnCompleteLANCopy(t *testing.T) {
 	}
 }
 
-// On a loaded LAN (peers measured slow to answer) the lookup waits for the
-// answer that will come rather than send the download to the mirror at the
+// On a loaded LAN (recent answers slow) the lookup waits for the answer
+// that will come rather than send the download to the mirror at the
 // 150 ms deadline; a quick LAN keeps the 150 ms.
 func TestLookupWaitsLongerOnLoadedLAN(t *testing.T) {
 	t.Parallel()
 	relay := routing.Provider{ID: "relay", Site: routing.SameLAN, InFlight: true}
 	for _, tt := range []struct {
 		name     string
-		rtt      time.Duration // of the slowest LAN peer
+		recent   time.Duration // the slowest recent LAN answer
 		wantLate bool
 	}{
 		{"quick LAN: the 150 ms deadline", time.Millisecond, true},
-		{"loaded LAN: the answer at 400 ms is in time", 300 * time.Millisecond, false},
+		{"loaded LAN: the answer at 400 ms is in time", 350 * time.Millisecond, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -128,11 +127,8 @@ func TestLookupWaitsLongerOnLoadedLAN(t *testing.T) {
 				n := hedgeNode()
 				n.cfg.HaveTimeout = 150 * time.Millisecond
 				n.ranks = newRankHistory()
-				n.net.Store(&peerNet{router: &slowRouter{
-					answers: []slowAnswer{{400 * time.Millisecond, relay}},
-					peers: []routing.PeerInfo{{ID: "quick", Site: routing.SameLAN, Latency: time.Millisecond},
-						{ID: "relay", Site: routing.SameLAN, Latency: tt.rtt}},
-				}})
+				n.answered.add(tt.recent)
+				n.net.Store(&peerNet{router: &slowRouter{answers: []slowAnswer{{400 * time.Millisecond, relay}}}})
 				srcs, late := n.peerSources(t.Context(), cid.Cid{})
 				var after int
 				if late != nil { // nil: the lookup ended in time
@@ -148,24 +144,29 @@ func TestLookupWaitsLongerOnLoadedLAN(t *testing.T) {
 	}
 }
 
+// The soft deadline follows the slowest recent LAN answer, within bounds,
+// and forgets it once newer answers have filled the window.
 func TestSoftDeadline(t *testing.T) {
 	t.Parallel()
-	lan := func(rtt time.Duration) routing.PeerInfo { return routing.PeerInfo{Site: routing.SameLAN, Latency: rtt} }
-	for _, tt := range []struct {
-		name  string
-		peers []routing.PeerInfo
-		want  time.Duration
-	}{
-		{"no peer", nil, 150 * time.Millisecond},
-		{"quick LAN", []routing.PeerInfo{lan(time.Millisecond), lan(0)}, 150 * time.Millisecond},
-		{"one slow LAN peer", []routing.PeerInfo{lan(time.Millisecond), lan(200 * time.Millisecond)}, 400 * time.Millisecond},
-		{"slow remote peers do not count", []routing.PeerInfo{{Site: routing.Remote, Latency: 300 * time.Millisecond}}, 150 * time.Millisecond},
-		{"bounded", []routing.PeerInfo{lan(5 * time.Second)}, maxSoftDeadline},
-	} {
-		n := hedgeNode()
-		n.cfg.HaveTimeout = 150 * time.Millisecond
-		if got := n.softDeadline(tt.peers); got != tt.want {
-			t.Errorf("%s: soft deadline %v, want %v", tt.name, got, tt.want)
+	n := hedgeNode()
+	n.cfg.HaveTimeout = 150 * time.Millisecond
+	check := func(what string, want time.Duration) {
+		t.Helper()
+		if got := n.softDeadline(); got != want {
+			t.Errorf("%s: soft deadline %v, want %v", what, got, want)
 		}
 	}
+	check("no answer yet", 150*time.Millisecond)
+	n.noteAnswer(routing.Provider{Site: routing.SameLAN}, 2*time.Millisecond)
+	check("quick LAN", 150*time.Millisecond)
+	n.noteAnswer(routing.Provider{Site: routing.Remote}, 800*time.Millisecond)
+	check("a slow remote answer says nothing of the LAN", 150*time.Millisecond)
+	n.noteAnswer(routing.Provider{Site: routing.SameLAN}, 320*time.Millisecond)
+	check("one slow LAN answer", 400*time.Millisecond)
+	n.noteAnswer(routing.Provider{Site: routing.SameLAN}, 5*time.Second)
+	check("bounded", maxSoftDeadline)
+	for range answerWindow {
+		n.noteAnswer(routing.Provider{Site: routing.SameLAN}, time.Millisecond)
+	}
+	check("quick again", 150*time.Millisecond)
 }

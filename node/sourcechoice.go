@@ -177,24 +177,20 @@ func (n *Node) takesOver(s source, off int64, rate, mirrorBandwidth float64) boo
 func relayLag(hedgeAfter time.Duration) time.Duration { return hedgeAfter / 2 }
 
 // softDeadline is how long a lookup waits for answers before the download
-// starts on what it has: HaveTimeout, stretched to twice the slowest LAN
-// peer's measured round trip (an EWMA over its have answers and pings), at
-// most maxSoftDeadline. A LAN answers in a millisecond, so the stretch only
-// shows on a loaded one: there (5 machines at once on 2 busy cores,
-// bench-sources) have answers came 160-843 ms after the question, the
-// downloads that went to the mirror at 150 ms asked it for the whole file,
-// and a small file the mirror has written to its socket crosses the link
-// even when the late answer cancels the request (1.01-1.03x upstream
-// bytes). Waiting for an answer that will come costs less than fetching the
-// file twice; a peer that is gone is dropped from the LAN and its stale
-// round trip with it.
-func (n *Node) softDeadline(peers []routing.PeerInfo) time.Duration {
-	d := n.cfg.HaveTimeout
-	for _, p := range peers {
-		if p.Site == routing.SameLAN {
-			d = max(d, 2*p.Latency)
-		}
-	}
+// starts on what it has: HaveTimeout, stretched to 5/4 of the slowest of
+// the recent LAN answers (answerDelays), at most maxSoftDeadline. A LAN
+// answers in a millisecond, so the stretch only shows on a loaded one:
+// there (5 machines at once on 2 busy cores, bench-sources) have answers
+// came 160-843 ms after the question, the downloads that went to the
+// mirror at 150 ms asked it for the whole file, and a small file the
+// mirror has written to its socket is counted, and mostly crosses the
+// link, even when the late answer cancels the request (1.01-1.26x upstream
+// bytes). Waiting for an answer that will come costs less than fetching
+// the file twice. (A round-trip average per peer, tried first, stayed
+// under 85 ms there: most answers are quick, the late ones are the tail.)
+// A peer that never answers (gone) adds nothing; old delays age out.
+func (n *Node) softDeadline() time.Duration {
+	d := max(n.cfg.HaveTimeout, n.answered.slowest()*5/4)
 	return min(d, max(n.cfg.HaveTimeout, maxSoftDeadline))
 }
 
@@ -202,6 +198,41 @@ func (n *Node) softDeadline(peers []routing.PeerInfo) time.Duration {
 // 10 s connect limit: past it the download starts and a late answer still
 // joins it (hedge.go, offer).
 const maxSoftDeadline = time.Second
+
+// noteAnswer records when a LAN peer's answer came, counted from the
+// question (remote answers say nothing about this LAN).
+func (n *Node) noteAnswer(pr routing.Provider, after time.Duration) {
+	if pr.Site == routing.SameLAN {
+		n.answered.add(after)
+	}
+}
+
+// answerDelays keeps the delays of the last answerWindow LAN answers; the
+// zero value is empty.
+type answerDelays struct {
+	mu   sync.Mutex
+	ring [answerWindow]time.Duration
+	next int
+}
+
+// answerWindow is how many recent answers set the soft deadline: a few
+// lookups' worth, so a burst of load stretches it and it shrinks back soon
+// after.
+const answerWindow = 32
+
+func (a *answerDelays) add(d time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ring[a.next%answerWindow] = d
+	a.next++
+}
+
+// slowest is the longest recent delay (0: none).
+func (a *answerDelays) slowest() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Max(a.ring[:])
+}
 
 // demotedLast returns srcs with the demoted sources moved, in their order,
 // behind the healthy ones.
