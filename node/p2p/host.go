@@ -136,7 +136,7 @@ func newLibp2p(cfg Config, gate *banList) (h host.Host, loopback bool, err error
 		// The TLS is libp2p's, its records batched (recordbatch.go).
 		libp2p.Security(libp2ptls.ID, tlsConstructor(cfg)),
 		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.Muxer(yamux.ID, batchedYamux()),
 		libp2p.SwarmOpts(swarm.WithDialRanker(lanTCPFirst)), // dialorder.go
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionGater(gate),
