@@ -124,6 +124,10 @@ func (r *DHT) offers(c cid.Cid) bool {
 // peer the keys it is among the closest to.
 func (r *DHT) round(ctx context.Context) {
 	r.mu.Lock()
+	fresh := make([]cid.Cid, 0, len(r.pending)) // announced since the last flush: logged like a flush's
+	for c := range r.pending {
+		fresh = append(fresh, c)
+	}
 	clear(r.pending)
 	r.mu.Unlock()
 	var keys []recordKey
@@ -133,7 +137,9 @@ func (r *DHT) round(ctx context.Context) {
 		}
 	}
 	r.learnSwarm(ctx, keys)
-	r.provide(ctx, keys)
+	if r.provide(ctx, keys) > 0 {
+		r.logPublished(fresh)
+	}
 	r.rounds.Add(1)
 }
 
@@ -149,9 +155,14 @@ func (r *DHT) flush(ctx context.Context) {
 	clear(r.pending)
 	r.mu.Unlock()
 	if r.provide(ctx, keys) > 0 {
-		for _, c := range cids {
-			r.s.log.Debug("provider record published", "cid", c.String())
-		}
+		r.logPublished(cids)
+	}
+}
+
+// logPublished logs each newly announced blob once its record went out.
+func (r *DHT) logPublished(cids []cid.Cid) {
+	for _, c := range cids {
+		r.s.log.Debug("provider record published", "cid", c.String())
 	}
 }
 

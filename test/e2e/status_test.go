@@ -52,7 +52,7 @@ func TestStatusPage(t *testing.T) {
 	}
 	up := NewUpstream(t, fx.Mirror)
 	upB := NewUpstream(t, fx.Mirror, WithFaults(notYet...))
-	a := statusDaemon(t, fx, up)
+	a := statusDaemon(t, fx, up, "--log-level", "debug") // debug: "provider record published"
 	idA := peerIDOf(t, a)
 	b := statusDaemon(t, fx, upB, "--bootstrap", p2pAddrOf(t, a)+"/p2p/"+idA)
 	idB := peerIDOf(t, b)
@@ -71,6 +71,13 @@ func TestStatusPage(t *testing.T) {
 		for _, f := range pkgs {
 			if got, err := GetHashed(t.Context(), c, d.FileURL(f.Repo, fx.Arch, f.File)); err != nil || !got.Complete(f.Size, f.SHA256) {
 				t.Fatalf("GET %s through %s: %+v %v", f.File, d.Listen, got, err)
+			}
+		}
+		if d == a {
+			// B is at another site: it finds A's copies through A's DHT
+			// provider records, published in batches each second.
+			for _, f := range pkgs {
+				a.WaitLog(regexp.MustCompile(`provider record published.*`+regexp.QuoteMeta(f.CID())), 30*time.Second)
 			}
 		}
 	}
