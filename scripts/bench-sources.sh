@@ -4,11 +4,15 @@
 # htb class per site, a 20 Mbit WAN between sites, the real pacman with
 # ParallelDownloads = 5 through flocon with default flags:
 #   one machine alone; 5 machines at once; 5 starting 1 s apart; 5 with the
-#   first (the one the others stream from) killed with SIGKILL after 2 s;
+#   first (the one the others stream from) killed with SIGKILL as soon as
+#   its /metrics show it sending to two peers while it still downloads;
 #   two sites of 3 machines, site B upgrading after site A (B bootstraps A).
 # Columns: bytes over the package set (upstream; for two sites: into site B
 # from the mirror plus over the WAN), slowest machine over one machine alone
-# (two sites: B's slowest over A's), longest wait for a byte seen by a pacman.
+# (two sites: B's slowest over A's), longest wait for a byte seen by a pacman;
+# for kill -9 runs, when the kill came, how many peers streamed from the
+# killed machine then, and how many survivor downloads lost it ("churn";
+# 0 means the row measured no churn).
 # Each scenario runs FLOCON_BENCH_RUNS times (default 3; rounds of every
 # scenario, so a burst of load on a shared machine hits them all): the table
 # has every run, with the load and where the CPU went, then the worst run of

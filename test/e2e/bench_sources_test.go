@@ -98,7 +98,8 @@ func TestBenchSources(t *testing.T) {
 
 // benchScenario is one LAN scenario: n machines upgrade, each starting
 // stagger after the previous; kill: the first machine is killed (SIGKILL)
-// 2 s after the last start and is left out of the figures.
+// as soon as it sends blob bytes to two peers at once while still
+// downloading (killWhileServing), and is left out of the figures.
 type benchScenario struct {
 	name    string
 	n       int
@@ -142,20 +143,22 @@ func printBenchTable(fx *benchFixtures, rows []benchRow) {
 	fmt.Printf("BENCH slowest / alone: the slowest machine's pacman -Sw over the median alone one (%.2fs); two sites: B's over A's\n", aloneS.Seconds())
 	fmt.Printf("BENCH downloads / alone: the same up to the pacman's last package byte (alone %.2fs), without pacman's own checks\n", aloneF.Seconds())
 	fmt.Printf("BENCH cpu busy: share of all cores busy during the run (every process); flocon, pacman: CPU seconds of the bench's daemons and pacmans\n")
-	fmt.Printf("BENCH %-36s %3s %11s %13s %9s %15s %13s %6s %8s %7s %7s\n", "scenario", "run", "bytes ratio", "slowest/alone", "slowest",
-		"downloads/alone", "longest stall", "load", "cpu busy", "flocon", "pacman")
+	fmt.Printf("BENCH kill -9: when the first machine was killed (after its start), peers streaming from it then, survivor downloads that lost it (churn 0: the row measured no churn)\n")
+	fmt.Printf("BENCH %-36s %3s %11s %13s %9s %15s %13s %6s %8s %7s %7s  %s\n", "scenario", "run", "bytes ratio", "slowest/alone", "slowest",
+		"downloads/alone", "longest stall", "load", "cpu busy", "flocon", "pacman", "kill -9")
 	var names []string
 	worst := map[string]benchRow{}
 	for _, r := range rows {
 		busy := r.cpu.busy.Seconds() / (float64(runtime.NumCPU()) * r.cpu.wall.Seconds())
-		fmt.Printf("BENCH %-36s %3d %10.3fx %12.2fx %8.2fs %14.2fx %12.2fs %6.2f %7.0f%% %6.2fs %6.2fs\n", r.name, r.run, r.ratio, ratio(r),
-			r.slowest.Seconds(), ratioF(r), r.stall.Seconds(), r.load, 100*busy, r.cpu.daemons.Seconds(), r.cpu.pacmans.Seconds())
+		fmt.Printf("BENCH %-36s %3d %10.3fx %12.2fx %8.2fs %14.2fx %12.2fs %6.2f %7.0f%% %6.2fs %6.2fs  %s\n", r.name, r.run, r.ratio, ratio(r),
+			r.slowest.Seconds(), ratioF(r), r.stall.Seconds(), r.load, 100*busy, r.cpu.daemons.Seconds(), r.cpu.pacmans.Seconds(), r.killFigures())
 		w, seen := worst[r.name]
 		if !seen {
 			names = append(names, r.name)
 			w = r
 		}
 		w.ratio, w.stall = max(w.ratio, r.ratio), max(w.stall, r.stall)
+		w.churn = min(w.churn, r.churn)
 		if ratio(r) > ratio(w) {
 			w.slowest, w.base = r.slowest, r.base
 		}
@@ -166,10 +169,15 @@ func printBenchTable(fx *benchFixtures, rows []benchRow) {
 		worst[r.name] = w
 	}
 	fmt.Printf("BENCH\nBENCH worst run of each scenario:\n")
-	fmt.Printf("BENCH %-36s %4s %11s %13s %15s %13s\n", "scenario", "runs", "bytes ratio", "slowest/alone", "downloads/alone", "longest stall")
+	fmt.Printf("BENCH %-36s %4s %11s %13s %15s %13s  %s\n", "scenario", "runs", "bytes ratio", "slowest/alone", "downloads/alone", "longest stall",
+		"least churn")
 	for _, name := range names {
 		w := worst[name]
-		fmt.Printf("BENCH %-36s %4d %10.3fx %12.2fx %14.2fx %12.2fs\n", name, w.runs, w.ratio, ratio(w), ratioF(w), w.stall.Seconds())
+		churn := "-"
+		if w.kill {
+			churn = strconv.Itoa(w.churn)
+		}
+		fmt.Printf("BENCH %-36s %4d %10.3fx %12.2fx %14.2fx %12.2fs  %s\n", name, w.runs, w.ratio, ratio(w), ratioF(w), w.stall.Seconds(), churn)
 	}
 }
 
@@ -267,11 +275,27 @@ type benchRow struct {
 	baseF   time.Duration // the same for fetched
 	stall   time.Duration // longest wait for a byte seen by a pacman
 
+	// kill -9 scenarios: when the first machine died (after its start), how
+	// many peers streamed from it then, and how many survivor downloads
+	// lost it as a source (0: the row measured no churn).
+	kill      bool
+	killAt    time.Duration
+	streaming int
+	churn     int
+
 	cpu benchCPU
 
 	// for FLOCON_BENCH_LOGS
 	machines []*benchMachine
 	up       *Upstream
+}
+
+// killFigures says what a kill -9 run's kill hit; "-" for other runs.
+func (r benchRow) killFigures() string {
+	if !r.kill {
+		return "-"
+	}
+	return fmt.Sprintf("at %.2fs, %d streaming, churn %d", r.killAt.Seconds(), r.streaming, r.churn)
 }
 
 // appendFigures adds the run's raw figures to file as they come: a bench
@@ -283,9 +307,9 @@ func (r benchRow) appendFigures(t *testing.T, file string) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	_, err = fmt.Fprintf(f, "%s\t%d\tbytes %.3f\tslowest %.2fs\tdownloads %.2fs\tbase %.2fs/%.2fs\tstall %.2fs\tload %.2f\tcpu busy %.0fs of %.0fs\tflocon %.2fs\tpacman %.2fs\n",
+	_, err = fmt.Fprintf(f, "%s\t%d\tbytes %.3f\tslowest %.2fs\tdownloads %.2fs\tbase %.2fs/%.2fs\tstall %.2fs\tload %.2f\tcpu busy %.0fs of %.0fs\tflocon %.2fs\tpacman %.2fs\tkill %s\n",
 		r.name, r.run, r.ratio, r.slowest.Seconds(), r.fetched.Seconds(), r.base.Seconds(), r.baseF.Seconds(), r.stall.Seconds(), r.load,
-		r.cpu.busy.Seconds(), float64(runtime.NumCPU())*r.cpu.wall.Seconds(), r.cpu.daemons.Seconds(), r.cpu.pacmans.Seconds())
+		r.cpu.busy.Seconds(), float64(runtime.NumCPU())*r.cpu.wall.Seconds(), r.cpu.daemons.Seconds(), r.cpu.pacmans.Seconds(), r.killFigures())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -530,21 +554,34 @@ func runLAN(t *testing.T, fx *benchFixtures, sc benchScenario) benchRow {
 	up.ResetLog()
 	cpu := startCPU(site.machines)
 	var wg sync.WaitGroup
+	var kill killReport
+	first := make(chan struct{})
+	if sc.kill {
+		// The first machine is the one the others follow; kill it while
+		// they stream from it, as its own counters show (a fixed time
+		// missed it once the downloads got faster).
+		id := peerIDOf(t, site.machines[0].d)
+		wg.Go(func() {
+			<-first
+			kill = killWhileServing(site.machines[0], id, min(2, sc.n-1))
+		})
+	}
 	for i, m := range site.machines {
 		if i > 0 {
 			time.Sleep(sc.stagger)
 		}
 		wg.Go(func() { m.upgrade(fx.names()) })
-	}
-	if sc.kill {
-		// The first machine is the one the others follow; kill it while
-		// they stream from it.
-		time.Sleep(2 * time.Second)
-		site.machines[0].d.Kill()
+		if i == 0 {
+			close(first)
+		}
 	}
 	wg.Wait()
 	row := benchRow{name: sc.name, ratio: float64(benchUpstreamBytes(up)) / float64(fx.size), machines: site.machines, up: up,
-		cpu: cpu.stop()}
+		cpu: cpu.stop(), kill: sc.kill}
+	if sc.kill {
+		row.killAt, row.streaming = kill.at, kill.streaming
+		row.churn = churnEvents(site.machines[1:], kill.peer)
+	}
 	for i, m := range site.machines {
 		if sc.kill && i == 0 {
 			continue
@@ -558,6 +595,92 @@ func runLAN(t *testing.T, fx *benchFixtures, sc benchScenario) benchRow {
 	}
 	t.Logf("%s: upstream %d bytes for a set of %d; daemon logs: %s", sc.name, benchUpstreamBytes(up), fx.size, logSummary(site.machines))
 	return row
+}
+
+// killReport is when a kill -9 scenario killed its first machine: how long
+// after that machine's start, and how many peers were streaming from it.
+type killReport struct {
+	at        time.Duration
+	streaming int
+	peer      string // the killed machine's peer ID
+}
+
+// killGiveUp bounds the wait for followers streaming from the first
+// machine; the kill then happens anyway, and the row's churn count says
+// nobody lost a source.
+const killGiveUp = 20 * time.Second
+
+// killWhileServing kills m (SIGKILL) once its counters show it sending
+// blob bytes to at least want peers between two looks 100 ms apart while a
+// download of its own is still running: followers then stream from it,
+// some of them a file it has in flight, which is the churn the row is for.
+func killWhileServing(m *benchMachine, id string, want int) killReport {
+	rep := killReport{peer: id}
+	c := &http.Client{Timeout: time.Second}
+	start := time.Now()
+	var before map[string]float64
+	for time.Since(start) < killGiveUp {
+		sent, inflight, err := servingCounters(c, m.d)
+		if err == nil {
+			rep.streaming = 0
+			for p, v := range sent {
+				if v > before[p] {
+					rep.streaming++
+				}
+			}
+			if before != nil && rep.streaming >= want && inflight > 0 {
+				break
+			}
+			before = sent
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	rep.at = time.Since(m.start)
+	m.d.Kill()
+	return rep
+}
+
+var (
+	sentSeries     = regexp.MustCompile(`(?m)^flocon_peer_bytes_total\{direction="sent",peer="([^"]+)"\} (\S+)$`)
+	inflightSeries = regexp.MustCompile(`(?m)^flocon_downloads_inflight (\S+)$`)
+)
+
+// servingCounters reads d's bytes sent to each peer so far and its running
+// downloads from /metrics.
+func servingCounters(c *http.Client, d *Daemon) (sent map[string]float64, inflight float64, err error) {
+	resp, err := c.Get(d.URL() + "/metrics")
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, 0, err
+	}
+	sent = map[string]float64{}
+	for _, m := range sentSeries.FindAllSubmatch(body, -1) {
+		sent[string(m[1])], _ = strconv.ParseFloat(string(m[2]), 64)
+	}
+	if m := inflightSeries.FindSubmatch(body); m != nil {
+		inflight, _ = strconv.ParseFloat(string(m[1]), 64)
+	}
+	return sent, inflight, nil
+}
+
+// churnEvents counts the survivors' downloads that lost the killed peer as
+// a source ("source failed" or "silent peer is gone" naming it): 0 means
+// the kill row measured no churn.
+func churnEvents(survivors []*benchMachine, killed string) int {
+	n := 0
+	for _, m := range survivors {
+		for _, line := range strings.Split(m.d.Logs(), "\n") {
+			if (strings.Contains(line, `msg="source failed"`) || strings.Contains(line, `msg="silent peer is gone"`)) &&
+				strings.Contains(line, `source="peer `+killed+`"`) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // runTwoSites: site A (3 machines) upgrades, then site B (3 machines)
