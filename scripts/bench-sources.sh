@@ -12,7 +12,9 @@
 # (two sites: B's slowest over A's), longest wait for a byte seen by a pacman;
 # for kill -9 runs, when the kill came, how many peers streamed from the
 # killed machine then, and how many survivor downloads lost it ("churn";
-# 0 means the row measured no churn).
+# 0 means the row measured no churn); "link ratio" is what crossed the
+# shaped mirror link over the alone run's (the bytes ratio counts what the
+# mirror wrote to its sockets, buffers of cancelled requests included).
 # Each scenario runs FLOCON_BENCH_RUNS times (default 3; rounds of every
 # scenario, so a burst of load on a shared machine hits them all): the table
 # has every run, with the load and where the CPU went, then the worst run of

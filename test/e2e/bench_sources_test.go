@@ -126,6 +126,13 @@ func printBenchTable(fx *benchFixtures, rows []benchRow) {
 	}
 	aloneS := median(func(r benchRow) time.Duration { return r.slowest })
 	aloneF := median(func(r benchRow) time.Duration { return r.fetched })
+	aloneL := median(func(r benchRow) time.Duration { return time.Duration(r.link) })
+	linkRatio := func(r benchRow) string {
+		if r.link == 0 || aloneL == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.3fx", float64(r.link)/float64(aloneL))
+	}
 	ratio := func(r benchRow) float64 {
 		if r.base > 0 {
 			return r.slowest.Seconds() / r.base.Seconds()
@@ -142,15 +149,16 @@ func printBenchTable(fx *benchFixtures, rows []benchRow) {
 		len(fx.pkgs), float64(fx.size)/1e6, mirrorRate, wanRate, runtime.NumCPU())
 	fmt.Printf("BENCH slowest / alone: the slowest machine's pacman -Sw over the median alone one (%.2fs); two sites: B's over A's\n", aloneS.Seconds())
 	fmt.Printf("BENCH downloads / alone: the same up to the pacman's last package byte (alone %.2fs), without pacman's own checks\n", aloneF.Seconds())
+	fmt.Printf("BENCH link ratio: bytes that crossed the mirror link (headers included) over the median alone run's\n")
 	fmt.Printf("BENCH cpu busy: share of all cores busy during the run (every process); flocon, pacman: CPU seconds of the bench's daemons and pacmans\n")
 	fmt.Printf("BENCH kill -9: when the first machine was killed (after its start), peers streaming from it then, survivor downloads that lost it (churn 0: the row measured no churn)\n")
-	fmt.Printf("BENCH %-36s %3s %11s %13s %9s %15s %13s %6s %8s %7s %7s  %s\n", "scenario", "run", "bytes ratio", "slowest/alone", "slowest",
+	fmt.Printf("BENCH %-36s %3s %11s %10s %13s %9s %15s %13s %6s %8s %7s %7s  %s\n", "scenario", "run", "bytes ratio", "link ratio", "slowest/alone", "slowest",
 		"downloads/alone", "longest stall", "load", "cpu busy", "flocon", "pacman", "kill -9")
 	var names []string
 	worst := map[string]benchRow{}
 	for _, r := range rows {
 		busy := r.cpu.busy.Seconds() / (float64(runtime.NumCPU()) * r.cpu.wall.Seconds())
-		fmt.Printf("BENCH %-36s %3d %10.3fx %12.2fx %8.2fs %14.2fx %12.2fs %6.2f %7.0f%% %6.2fs %6.2fs  %s\n", r.name, r.run, r.ratio, ratio(r),
+		fmt.Printf("BENCH %-36s %3d %10.3fx %10s %12.2fx %8.2fs %14.2fx %12.2fs %6.2f %7.0f%% %6.2fs %6.2fs  %s\n", r.name, r.run, r.ratio, linkRatio(r), ratio(r),
 			r.slowest.Seconds(), ratioF(r), r.stall.Seconds(), r.load, 100*busy, r.cpu.daemons.Seconds(), r.cpu.pacmans.Seconds(), r.killFigures())
 		w, seen := worst[r.name]
 		if !seen {
@@ -159,6 +167,7 @@ func printBenchTable(fx *benchFixtures, rows []benchRow) {
 		}
 		w.ratio, w.stall = max(w.ratio, r.ratio), max(w.stall, r.stall)
 		w.churn = min(w.churn, r.churn)
+		w.link = max(w.link, r.link)
 		if ratio(r) > ratio(w) {
 			w.slowest, w.base = r.slowest, r.base
 		}
@@ -169,15 +178,16 @@ func printBenchTable(fx *benchFixtures, rows []benchRow) {
 		worst[r.name] = w
 	}
 	fmt.Printf("BENCH\nBENCH worst run of each scenario:\n")
-	fmt.Printf("BENCH %-36s %4s %11s %13s %15s %13s  %s\n", "scenario", "runs", "bytes ratio", "slowest/alone", "downloads/alone", "longest stall",
-		"least churn")
+	fmt.Printf("BENCH %-36s %4s %11s %10s %13s %15s %13s  %s\n", "scenario", "runs", "bytes ratio", "link ratio", "slowest/alone", "downloads/alone",
+		"longest stall", "least churn")
 	for _, name := range names {
 		w := worst[name]
 		churn := "-"
 		if w.kill {
 			churn = strconv.Itoa(w.churn)
 		}
-		fmt.Printf("BENCH %-36s %4d %10.3fx %12.2fx %14.2fx %12.2fs  %s\n", name, w.runs, w.ratio, ratio(w), ratioF(w), w.stall.Seconds(), churn)
+		fmt.Printf("BENCH %-36s %4d %10.3fx %10s %12.2fx %14.2fx %12.2fs  %s\n", name, w.runs, w.ratio, linkRatio(w), ratio(w), ratioF(w),
+			w.stall.Seconds(), churn)
 	}
 }
 
@@ -274,6 +284,11 @@ type benchRow struct {
 	base    time.Duration // the denominator of slowest when not "alone" (site A's slowest)
 	baseF   time.Duration // the same for fetched
 	stall   time.Duration // longest wait for a byte seen by a pacman
+	// link is what crossed the site's shaped mirror link (htb class 1:10,
+	// headers included; 0 for two sites). The bytes ratio counts what the
+	// mirror wrote to its sockets, which includes, for a request cancelled
+	// or a machine killed, socket buffers that never cross the link.
+	link int64
 
 	// kill -9 scenarios: when the first machine died (after its start), how
 	// many peers streamed from it then, and how many survivor downloads
@@ -307,8 +322,8 @@ func (r benchRow) appendFigures(t *testing.T, file string) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	_, err = fmt.Fprintf(f, "%s\t%d\tbytes %.3f\tslowest %.2fs\tdownloads %.2fs\tbase %.2fs/%.2fs\tstall %.2fs\tload %.2f\tcpu busy %.0fs of %.0fs\tflocon %.2fs\tpacman %.2fs\tkill %s\n",
-		r.name, r.run, r.ratio, r.slowest.Seconds(), r.fetched.Seconds(), r.base.Seconds(), r.baseF.Seconds(), r.stall.Seconds(), r.load,
+	_, err = fmt.Fprintf(f, "%s\t%d\tbytes %.3f\tslowest %.2fs\tdownloads %.2fs\tbase %.2fs/%.2fs\tstall %.2fs\tlink %d\tload %.2f\tcpu busy %.0fs of %.0fs\tflocon %.2fs\tpacman %.2fs\tkill %s\n",
+		r.name, r.run, r.ratio, r.slowest.Seconds(), r.fetched.Seconds(), r.base.Seconds(), r.baseF.Seconds(), r.stall.Seconds(), r.link, r.load,
 		r.cpu.busy.Seconds(), float64(runtime.NumCPU())*r.cpu.wall.Seconds(), r.cpu.daemons.Seconds(), r.cpu.pacmans.Seconds(), r.killFigures())
 	if err != nil {
 		t.Fatal(err)
@@ -552,6 +567,7 @@ func runLAN(t *testing.T, fx *benchFixtures, sc benchScenario) benchRow {
 	up := NewUpstream(t, fx.Mirror, WithAddr("0.0.0.0:0"))
 	site := newBenchSite(t, fx, up, sc.n)
 	up.ResetLog()
+	linkBefore := classBytes(t, site.lan.bridge, "1:10")
 	cpu := startCPU(site.machines)
 	var wg sync.WaitGroup
 	var kill killReport
@@ -577,7 +593,7 @@ func runLAN(t *testing.T, fx *benchFixtures, sc benchScenario) benchRow {
 	}
 	wg.Wait()
 	row := benchRow{name: sc.name, ratio: float64(benchUpstreamBytes(up)) / float64(fx.size), machines: site.machines, up: up,
-		cpu: cpu.stop(), kill: sc.kill}
+		cpu: cpu.stop(), kill: sc.kill, link: classBytes(t, site.lan.bridge, "1:10") - linkBefore}
 	if sc.kill {
 		row.killAt, row.streaming = kill.at, kill.streaming
 		row.churn = churnEvents(site.machines[1:], kill.peer)
