@@ -257,7 +257,8 @@ func (d *Daemon) PID() int {
 	return d.cmd.Process.Pid
 }
 
-// Stop sends SIGTERM and waits up to 15s for a clean exit, then SIGKILL. It
+// Stop sends SIGTERM and waits up to 15s for a clean exit, then SIGQUIT
+// (logging the goroutine dump) and SIGKILL. It
 // returns the exit error of the process (nil for a clean exit, and when the
 // daemon was not running).
 func (d *Daemon) Stop() error {
@@ -268,9 +269,17 @@ func (d *Daemon) Stop() error {
 	if d.wait(15 * time.Second) {
 		return d.exitErr()
 	}
-	d.t.Errorf("flocon did not exit within 15s of SIGTERM; killing it")
-	d.signal(syscall.SIGKILL)
-	d.wait(10 * time.Second)
+	d.t.Errorf("flocon did not exit within 15s of SIGTERM; dumping its goroutines (SIGQUIT)")
+	// A Go program exits on SIGQUIT, writing every goroutine's stack to
+	// stderr: what blocked the shutdown.
+	d.signal(syscall.SIGQUIT)
+	if !d.wait(10 * time.Second) {
+		d.signal(syscall.SIGKILL)
+		d.wait(10 * time.Second)
+	}
+	if logs := d.Logs(); strings.Contains(logs, "SIGQUIT") {
+		d.t.Logf("flocon goroutines at the hang (%s):\n%s", d.LogPath, logs[strings.LastIndex(logs, "SIGQUIT"):])
+	}
 	return errors.New("flocon did not stop on SIGTERM")
 }
 
