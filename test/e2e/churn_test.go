@@ -31,7 +31,7 @@ func TestKillSourceMidTransfer(t *testing.T) {
 		WithFaults(Fault{Kind: FaultSlow, File: big.File, Chunk: 256 << 10, Delay: 20 * time.Millisecond}))
 	const machines = 3
 	ds, ips := churnLAN(t, fx, up, machines)
-	c := &http.Client{}
+	c := HTTPClient(t) // its idle connections close with the test (goleak)
 	up.ResetLog()
 
 	gets := make([]*countingGet, machines)
@@ -90,7 +90,7 @@ func TestKillSourceRelist(t *testing.T) {
 	up := NewUpstream(t, fx.Mirror, WithAddr("0.0.0.0:0"))
 	ds, ips := churnLAN(t, fx, up, 3)
 	a, b, cm := ds[0], ds[1], ds[2]
-	c := &http.Client{}
+	c := HTTPClient(t) // its idle connections close with the test (goleak)
 	if h := <-startGet(t, c, cm.FileURL(big.Repo, fx.Arch, big.File)).done; h.SHA256 != big.SHA256 {
 		t.Fatalf("C's own copy: status %d, sha256 %s (%v)", h.Status, h.SHA256, h.Err)
 	}
@@ -144,7 +144,7 @@ func churnLAN(t *testing.T, fx *Fixtures, up *Upstream, n int) ([]*Daemon, []str
 	for i, d := range ds {
 		ids[i] = peerIDOf(t, d)
 	}
-	c := &http.Client{}
+	c := HTTPClient(t) // its idle connections close with the test (goleak)
 	for i, d := range ds {
 		var others []string
 		for j, id := range ids {
