@@ -107,6 +107,9 @@ func (m mirrorSource) Peer() peer.ID { return "" }
 // are skipped (they are the ones already written, if the mirror is honest;
 // the digest says so at the end).
 func (m mirrorSource) Fetch(ctx context.Context, _ cid.Cid, off int64, w io.Writer) (int64, error) {
+	// abort ends the body's read when the writer fails (copyBig reads ahead)
+	ctx, abort := context.WithCancel(ctx)
+	defer abort()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fileURL(m.base, m.file), nil)
 	if err != nil {
 		return 0, err
@@ -135,7 +138,7 @@ func (m mirrorSource) Fetch(ctx context.Context, _ cid.Cid, off int64, w io.Writ
 	if resp.ContentLength >= 0 && resp.ContentLength <= smallBody {
 		return copySmall(w, resp.Body)
 	}
-	return copyBig(w, resp.Body)
+	return copyBig(w, resp.Body, abort)
 }
 
 // copyBufs holds the buffers of copyBig.
@@ -157,13 +160,17 @@ func copySmall(w io.Writer, r io.Reader) (int64, error) {
 	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r}, buf[:])
 }
 
-// copyBig copies with a 1 MiB buffer: fewer writes to the temp file and
-// fewer wake-ups of the readers that follow it than io.Copy's 32 KiB (the
-// wrappers keep io.Copy from bypassing the buffer).
-func copyBig(w io.Writer, r io.Reader) (int64, error) {
-	buf := copyBufs.Get().(*[1 << 20]byte)
-	defer copyBufs.Put(buf)
-	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{r}, buf[:])
+// copyBig copies with two 1 MiB buffers, one read from the upstream while
+// the other is written (copyAhead): fewer writes to the temp file and fewer
+// wake-ups of the readers that follow it than io.Copy's 32 KiB, and the
+// upstream read beside the write and hash instead of before them. abort
+// must unblock a read of r.
+func copyBig(w io.Writer, r io.Reader, abort func()) (int64, error) {
+	a := copyBufs.Get().(*[1 << 20]byte)
+	defer copyBufs.Put(a)
+	b := copyBufs.Get().(*[1 << 20]byte)
+	defer copyBufs.Put(b)
+	return copyAhead(w, r, a[:], b[:], abort)
 }
 
 // skip discards off bytes of r, reporting them as progress to w's watchdog
