@@ -10,10 +10,9 @@ import (
 // bytes from r into the other, so the upstream read is off the path of the
 // write and hash (ARCHITECTURE.md, "Where the time goes").
 //
-// Bytes reach w in r's order and only once each; a chunk is handed over as
-// soon as w is free (a slow upstream's bytes are not held back until a
-// buffer is full: the watchdog and the hedge count them at w) or when its
-// buffer is full. It returns the bytes w took. When w fails, the bytes
+// Bytes reach w in r's order and only once each, one write per read of r
+// (as io.CopyBuffer), each queued as soon as it is read: at most one read
+// waits while w takes the previous one. It returns the bytes w took. When w fails, the bytes
 // read ahead are dropped, never written: the caller's offset (a hedge's
 // lane position, the sink's size) follows what w took. abort must unblock
 // a Read of r in progress (cancel its request); copyAhead calls it when w
@@ -63,44 +62,32 @@ type chunk struct {
 	err error
 }
 
-// readAhead fills free buffers from r and hands them to full in order, one
-// as soon as the writer waits for it or once it is full, the last one with
-// the error that ended r.
+// readAhead reads r into free buffers, one read each, and queues every
+// read's bytes to full at once, in order: bytes read are never held back
+// behind the next read (a stalled upstream still delivers what came before
+// the stall, for the watchdog, the hedge's offset and the readers). The
+// last chunk carries the error that ended r.
 func readAhead(r io.Reader, full chan<- chunk, free <-chan []byte, quit <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	var buf []byte
-	n := 0
 	for {
-		if buf == nil {
-			select {
-			case buf = <-free:
-				n = 0
-			case <-quit:
-				return
-			}
-		}
-		k, err := r.Read(buf[n:])
-		n += k
-		switch {
-		case err != nil:
-			select {
-			case full <- chunk{b: buf[:n], err: err}:
-			case <-quit:
-			}
+		var buf []byte
+		select {
+		case buf = <-free:
+		case <-quit:
 			return
-		case n == len(buf):
-			select {
-			case full <- chunk{b: buf[:n]}:
-				buf = nil
-			case <-quit:
-				return
-			}
-		case n > 0:
-			select {
-			case full <- chunk{b: buf[:n]}:
-				buf = nil
-			default: // w is busy: keep filling this buffer
-			}
+		}
+		var k int
+		var err error
+		for k == 0 && err == nil {
+			k, err = r.Read(buf)
+		}
+		select {
+		case full <- chunk{b: buf[:k], err: err}:
+		case <-quit:
+			return
+		}
+		if err != nil {
+			return
 		}
 	}
 }

@@ -197,3 +197,31 @@ func TestMirrorFetchCancelMidBody(t *testing.T) {
 		t.Fatalf("returned %d, writer took %d of 200000", n, got.Len())
 	}
 }
+
+// TestCopyAheadDeliversBeforeAStall: bytes read are written at once, not
+// held until the next read returns (a stalled upstream's last bytes must
+// reach the watchdog, the hedge's offset and the readers).
+func TestCopyAheadDeliversBeforeAStall(t *testing.T) {
+	pr, pw := io.Pipe()
+	written := make(chan struct{})
+	var got bytes.Buffer
+	w := writerFunc(func(b []byte) (int, error) {
+		if got.Len() == 0 {
+			close(written)
+		}
+		return got.Write(b)
+	})
+	go func() {
+		_, _ = pw.Write([]byte("before the stall"))
+		select { // the stall: nothing more until the bytes are written
+		case <-written:
+			_ = pw.Close()
+		case <-time.After(10 * time.Second):
+			_ = pw.CloseWithError(errors.New("bytes read were held behind the next read"))
+		}
+	}()
+	a, b := testBufs(64)
+	if n, err := copyAhead(w, pr, a, b, func() {}); err != nil || got.String() != "before the stall" {
+		t.Fatalf("copied %d (%q), %v", n, got.String(), err)
+	}
+}
