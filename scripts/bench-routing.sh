@@ -6,7 +6,7 @@
 # Prints lookup p50/p99 (hit and miss), routing state per node, and
 # announce, lookup and kad-dht upkeep traffic per node per hour.
 # Usage: scripts/bench-routing.sh [nodes (100)] [blobs per node (20000)]
-# Run it under the shared lock: flock /work/wt/bench.lock scripts/bench-routing.sh
+# Run it alone on the machine: lookup latency tracks the CPU it gets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FLOCON_BENCH_NODES=${1:-100} FLOCON_BENCH_BLOBS=${2:-20000} \

@@ -22,8 +22,7 @@
 # FLOCON_BENCH_LOGS=<dir> keeps each run's daemon logs, pacman downloads
 # (start, first byte, end) and mirror requests.
 # Takes minutes; prerequisites as for the e2e tests (scripts/deps.sh). Run
-# it under the lock the machine's benches share, e.g.
-#   flock /work/wt/bench.lock scripts/bench-sources.sh
+# it alone on the machine: other benches or builds skew the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(FLOCON_BENCH_SOURCES=1 go test -count=1 -timeout 60m -run '^TestBenchSources$' -v ./test/e2e/ 2>&1) || {
