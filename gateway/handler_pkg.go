@@ -212,22 +212,15 @@ func (g *Gateway) followDownload(ctx context.Context, p *store.Pending, off int6
 func (f *followReader) Read(b []byte) (int, error) {
 	n, err := f.rd.Read(b)
 	f.off += int64(n)
-	switch {
-	case errors.Is(err, store.ErrTruncated):
-		// The bytes this client already has were thrown away (a lying
-		// source): the committed blob's tail must not be joined to them.
+	if !f.fallsBack(err) {
 		return n, err
-	case err == nil, errors.Is(err, io.EOF), f.fromBlob:
-		return n, err
-	case n > 0:
+	}
+	if n > 0 {
 		return n, nil // the error comes back on the next read
 	}
-	blob, ok := f.reopen(f.off)
-	if !ok {
+	if !f.toBlob() {
 		return 0, err
 	}
-	f.rd.Close()
-	f.rd, f.fromBlob = blob, true
 	return f.Read(b)
 }
 
@@ -236,20 +229,37 @@ func (f *followReader) Read(b []byte) (int, error) {
 func (f *followReader) sendTo(w *clientWriter, n int64) (int64, error) {
 	k, err := sendFrom(f.rd, w, n)
 	f.off += k
-	switch {
-	case errors.Is(err, store.ErrTruncated):
-		return k, err // see Read
-	case err == nil, errors.Is(err, io.EOF), f.fromBlob, w.failed():
+	if !f.fallsBack(err) || w.failed() || !f.toBlob() {
 		return k, err
 	}
+	more, err := f.sendTo(w, n-k)
+	return k + more, err
+}
+
+// fallsBack reports whether err, from the download's reader, is answered
+// from the committed blob.
+func (f *followReader) fallsBack(err error) bool {
+	switch {
+	case errors.Is(err, store.ErrTruncated):
+		// The bytes this client already has were thrown away (a lying
+		// source): the committed blob's tail must not be joined to them.
+		return false
+	case err == nil, errors.Is(err, io.EOF), f.fromBlob:
+		return false
+	}
+	return true
+}
+
+// toBlob goes on from the committed blob at the reader's offset; false
+// when there is none.
+func (f *followReader) toBlob() bool {
 	blob, ok := f.reopen(f.off)
 	if !ok {
-		return k, err
+		return false
 	}
 	f.rd.Close()
 	f.rd, f.fromBlob = blob, true
-	more, err := f.sendTo(w, n-k)
-	return k + more, err
+	return true
 }
 
 func (f *followReader) Close() error { return f.rd.Close() }

@@ -208,13 +208,18 @@ func hostEnv() []string {
 
 // healthz is the default readiness check: GET /healthz answers 200.
 func healthz(ctx context.Context, d *Daemon) error {
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	return healthzVia(ctx, &http.Client{Transport: tr}, d)
+}
+
+// healthzVia asks d's /healthz through c.
+func healthzVia(ctx context.Context, c *http.Client, d *Daemon) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.URL()+"/healthz", nil)
 	if err != nil {
 		return err
 	}
-	tr := &http.Transport{DisableKeepAlives: true}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr}).Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}

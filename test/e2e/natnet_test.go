@@ -186,19 +186,5 @@ func netnsClient(ns string) *http.Client {
 // netnsReady is a DaemonConfig.Ready for a daemon in namespace ns.
 func netnsReady(ns string) func(ctx context.Context, d *Daemon) error {
 	c := netnsClient(ns)
-	return func(ctx context.Context, d *Daemon) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.URL()+"/healthz", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("healthz: %s", resp.Status)
-		}
-		return nil
-	}
+	return func(ctx context.Context, d *Daemon) error { return healthzVia(ctx, c, d) }
 }
