@@ -60,7 +60,10 @@ func TestPSKSimultaneousDial(t *testing.T) {
 				hosts[i][k] = h
 			}
 		}
-		sh("iptables", "-I", "INPUT", "-p", "tcp", "--syn", "-j", "DROP")
+		// Drop plain SYNs (not SYN-ACKs) arriving on any socket.
+		sh("nft", "add", "table", "inet", "simdial")
+		sh("nft", "add", "chain", "inet", "simdial", "input", "{ type filter hook input priority 0; }")
+		sh("nft", "add", "rule", "inet", "simdial", "input", "tcp", "flags", "&", "(fin|syn|rst|ack)", "==", "syn", "drop")
 		errs := make([][2]error, pairs)
 		var wg sync.WaitGroup
 		start := make(chan struct{})
@@ -78,7 +81,7 @@ func TestPSKSimultaneousDial(t *testing.T) {
 		}
 		close(start)
 		time.Sleep(300 * time.Millisecond) // every connect has sent its (dropped) SYN
-		sh("iptables", "-D", "INPUT", "-p", "tcp", "--syn", "-j", "DROP")
+		sh("nft", "delete", "table", "inet", "simdial")
 		wg.Wait()
 		for i, pair := range hosts {
 			for k, err := range errs[i] {
@@ -109,7 +112,7 @@ func TestPSKSimultaneousDial(t *testing.T) {
 
 // runInNetns runs test (of this binary) again inside a new network
 // namespace, and fails t when it fails. It skips when namespaces cannot be
-// made here (not root, no unshare/ip/iptables), unless FLOCON_E2E_REQUIRE=1.
+// made here (not root, no unshare/ip/nft), unless FLOCON_E2E_REQUIRE=1.
 func runInNetns(t *testing.T, test string) {
 	t.Helper()
 	skip := func(why string) {
@@ -122,9 +125,9 @@ func runInNetns(t *testing.T, test string) {
 	if os.Geteuid() != 0 {
 		skip("needs root: it runs in its own network namespace")
 	}
-	for _, tool := range []string{"unshare", "ip", "iptables"} {
+	for _, tool := range []string{"unshare", "ip", "nft"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			skip(fmt.Sprintf("needs %s (Debian: util-linux iproute2 iptables)", tool))
+			skip(fmt.Sprintf("needs %s (Debian: util-linux iproute2 nftables)", tool))
 		}
 	}
 	if out, err := exec.Command("unshare", "-n", "true").CombinedOutput(); err != nil {
