@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
@@ -53,22 +52,6 @@ func relayResources() relayv2.Resources {
 	rc.MaxReservationsPerIP = 128
 	rc.MaxReservationsPerASN = 256
 	return rc
-}
-
-// natOptions: AutoNAT (this node answers its peers' reachability probes),
-// hole punching (DCUtR), the circuit relay transport and, once AutoNAT
-// finds the node unreachable, libp2p's own relay finder on the bootstrap
-// peers (it then advertises the relay addresses).
-func natOptions(cfg Config) []libp2p.Option {
-	opts := []libp2p.Option{
-		libp2p.EnableNATService(),
-		libp2p.EnableHolePunching(),
-		libp2p.EnableRelay(),
-	}
-	if relays := staticRelays(cfg.Bootstrap); len(relays) > 0 {
-		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(relays))
-	}
-	return opts
 }
 
 // startRelay runs the relay service when Config.Relay, whatever AutoNAT

@@ -8,10 +8,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/sync/errgroup"
@@ -82,8 +82,8 @@ type Config struct {
 	// Relay runs the circuit relay service for machines behind NAT (nat.go).
 	Relay bool
 
-	libp2pOpts []libp2p.Option // more host options (tests, benches)
-	plainTLS   bool            // libp2p's TLS without record batching (interop tests)
+	swarmOpts []swarm.Option // more swarm options (tests, benches)
+	plainTLS  bool           // libp2p's TLS without record batching (interop tests)
 }
 
 // Host is a running peer-to-peer side: the libp2p host and everything that

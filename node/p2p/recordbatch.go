@@ -47,7 +47,7 @@ type batchedTLS struct{ *libp2ptls.Transport }
 
 var _ sec.SecureTransport = (*batchedTLS)(nil)
 
-// newBatchedTLS has the constructor signature libp2p.Security expects.
+// newBatchedTLS is libp2ptls.New over a batching socket.
 func newBatchedTLS(id protocol.ID, key crypto.PrivKey, muxers []tptu.StreamMuxer) (*batchedTLS, error) {
 	t, err := libp2ptls.New(id, key, muxers)
 	if err != nil {
@@ -72,15 +72,6 @@ func (t *batchedTLS) SecureOutbound(ctx context.Context, insecure net.Conn, p pe
 		return nil, err
 	}
 	return &batchedSecureConn{SecureConn: sc, raw: raw}, nil
-}
-
-// tlsConstructor is the TLS transport of a host: batched, unless a test
-// wants libp2p's own (to prove the two interoperate).
-func tlsConstructor(cfg Config) any {
-	if cfg.plainTLS {
-		return libp2ptls.New
-	}
-	return newBatchedTLS
 }
 
 // batchedSecureConn gathers the records of each Write into one write(2).

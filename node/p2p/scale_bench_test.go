@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/metrics"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 
 	"github.com/flocon/flocon/node/routing/routingtest"
 )
@@ -63,7 +63,7 @@ func runScale(b *testing.B, n, blobs int) {
 		bw := metrics.NewBandwidthCounter()
 		opts := []func(*Config){func(c *Config) {
 			c.HaveTimeout = 500 * time.Millisecond
-			c.libp2pOpts = []libp2p.Option{libp2p.BandwidthReporter(bw)}
+			c.swarmOpts = []swarm.Option{swarm.WithMetrics(bw)}
 		}}
 		if i > 0 {
 			opts = append(opts, withBootstrap(nodes[0].tn))
