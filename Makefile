@@ -6,12 +6,15 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+CGO ?= 0
 LDFLAGS ?= -X github.com/flocon/flocon/node.Version=$(VERSION)
 
 .PHONY: build install install-files uninstall package-check test test-e2e lint check fuzz bench bench-gateway bench-verify bench-p2p bench-go clean
 
+# CGO=0: a static binary, as the package builds it (PKGBUILD): no libc
+# mapped (1.5 MiB of RSS), Go's own DNS resolver.
 build:
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/flocon
+	CGO_ENABLED=$(CGO) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/flocon
 
 # install: the binary, the systemd unit (ExecStart pointed at PREFIX), the
 # example config and shell completions. It does not write /etc: copy the

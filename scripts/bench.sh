@@ -82,8 +82,10 @@ if [[ -n ${FLOCON_BIN:-} ]]; then
 	FLOCON=$FLOCON_BIN
 else
 	FLOCON=$TMP/flocon
-	# a daemon that does not build still leaves the nginx columns to show
-	go build -trimpath -o "$FLOCON" ./cmd/flocon 2>"$TMP/build.err" ||
+	# a daemon that does not build still leaves the nginx columns to show;
+	# static, as the package builds it (cmd/flocon/dist/PKGBUILD): no libc
+	# mapped, whose pages count in the RSS rows
+	CGO_ENABLED=0 go build -trimpath -o "$FLOCON" ./cmd/flocon 2>"$TMP/build.err" ||
 		{ head -n 20 "$TMP/build.err" >&2; log "flocon does not build: its rows will fail"; FLOCON=""; }
 fi
 
