@@ -72,9 +72,7 @@ func (t *transfer) relist(ctx context.Context, failed source) {
 }
 
 // isGone: the source's peer died (its stream went silent, then its ping).
-func isGone(err error) bool {
-	return errors.Is(err, p2p.ErrPeerGone) || errors.Is(err, errPeerGone)
-}
+func isGone(err error) bool { return errors.Is(err, p2p.ErrPeerGone) }
 
 func sourceNames(srcs []source) string {
 	names := make([]string, len(srcs))

@@ -30,20 +30,13 @@ var errOvertaken = errors.New("overtaken by a faster source")
 // errFinished ends a source still running when the download is complete.
 var errFinished = errors.New("download complete")
 
-// Hedge tuning.
+// Hedge tuning. A dead peer is not the hedge's business: its blob stream
+// fails within a second (node/p2p/liveness.go) and the next source takes
+// over at once, long before the hedge delay or the stall timers.
 const (
 	hedgeTick = 250 * time.Millisecond // how often the running sources are judged
 	maxLanes  = 2                      // sources running at once for one download
-	// A peer silent for probeAfter is pinged; one that does not answer
-	// within probeTimeout is gone (a kill -9 over QUIC sends nothing): its
-	// transfer fails at once and the next source takes over, long before
-	// the hedge delay or the stall timers.
-	probeAfter   = 300 * time.Millisecond
-	probeTimeout = time.Second
 )
-
-// errPeerGone ends the transfer from a peer that stopped answering pings.
-var errPeerGone = errors.New("peer does not answer pings")
 
 // transfer runs the sources of one download attempt into one sink.
 type transfer struct {
@@ -75,11 +68,10 @@ type lane struct {
 	inFlight  bool
 	pace      *pace
 	cancel    context.CancelCauseFunc
-	pos       int64     // offset of the lane's next byte (under t.mu)
-	lost      bool      // overtaken (under t.mu)
-	preempted bool      // stepped aside for a late peer: no strike (under t.mu)
-	wasSlow   bool      // judged slow at the last tick: losing costs it a strike
-	probed    time.Time // when the last liveness probe started (run loop only)
+	pos       int64 // offset of the lane's next byte (under t.mu)
+	lost      bool  // overtaken (under t.mu)
+	preempted bool  // stepped aside for a late peer: no strike (under t.mu)
+	wasSlow   bool  // judged slow at the last tick: losing costs it a strike
 }
 
 type laneEnd struct {
@@ -352,7 +344,6 @@ func (t *transfer) judge(ctx context.Context, now time.Time) {
 	for l := range t.lanes {
 		slow[l] = l.pace.slow(now, after, speed, l.inFlight)
 		l.wasSlow = slow[l]
-		t.probe(ctx, l, now)
 	}
 	t.mu.Lock()
 	owner := t.owner
@@ -377,24 +368,6 @@ func (t *transfer) judge(ctx context.Context, now time.Time) {
 			"slow", laneNames(t.lanes), "next", t.srcs[t.next].String())
 		t.startNext(ctx)
 	}
-}
-
-// probe pings the peer behind a lane silent for probeAfter (once per
-// probeAfter + probeTimeout) and cancels the lane when the peer is gone.
-func (t *transfer) probe(ctx context.Context, l *lane, now time.Time) {
-	p, ok := l.src.(interface{ alive(context.Context) error })
-	if !ok || now.Sub(l.pace.lastByte()) < probeAfter || now.Sub(l.probed) < probeAfter+probeTimeout {
-		return
-	}
-	l.probed = now
-	t.wg.Go(func() {
-		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		defer cancel()
-		if err := p.alive(pctx); err != nil && ctx.Err() == nil {
-			t.n.log.Info("silent peer is gone", "cid", t.c.String(), "file", t.file, "source", l.src.String(), "err", err)
-			l.cancel(errPeerGone)
-		}
-	})
 }
 
 func laneNames(lanes map[*lane]struct{}) string {

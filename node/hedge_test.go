@@ -262,44 +262,6 @@ func TestHedgeLatePeerTakesOver(t *testing.T) {
 	})
 }
 
-// deadPeer is a peer that sent part of the blob and then died without a
-// word (kill -9 over QUIC): its stream and its pings go unanswered.
-type deadPeer struct{ pacedSource }
-
-func (d *deadPeer) alive(ctx context.Context) error {
-	<-ctx.Done()
-	return ctx.Err()
-}
-
-// A peer that goes silent and does not answer a ping is dropped within
-// about a second, well before the hedge delay would move on.
-func TestHedgeDeadPeerDetected(t *testing.T) {
-	t.Parallel()
-	const size, died = 2 << 20, 512 << 10
-	pkg := newTestPkg(t, "dead-1.0-1-x86_64.pkg.tar.zst", size, testKeyring(t).packager)
-	synctest.Test(t, func(t *testing.T) {
-		n := hedgeNode()
-		n.cfg.HedgeAfter = time.Hour // only the probe can notice
-		dead := &deadPeer{pacedSource{name: "dead", id: "peerD", data: pkg.data, chunk: 64 << 10, interval: 10 * time.Millisecond, stallAt: died}}
-		next := &recordingSource{pacedSource: pacedSource{name: "next", data: pkg.data, chunk: 64 << 10, interval: 10 * time.Millisecond}}
-		v := digestVerifier(t, pkg)
-		out := &gapWriter{last: time.Now()}
-		tr := newTransfer(n, pkg.cid, pkg.name, v, &sink{p: out, v: v, size: size}, []source{dead, next})
-		if _, err := tr.run(t.Context()); err != nil {
-			t.Fatalf("transfer: %v", err)
-		}
-		if !bytes.Equal(out.buf.Bytes(), pkg.data) {
-			t.Fatal("the download is not the signed bytes")
-		}
-		if len(next.offsets) != 1 || next.offsets[0] != died {
-			t.Errorf("next source asked from %v, want [%d]", next.offsets, died)
-		}
-		if limit := probeAfter + probeTimeout + 2*hedgeTick; out.longest > limit {
-			t.Errorf("client went %v without a byte, want under %v", out.longest, limit)
-		}
-	})
-}
-
 // refusingSource fails at once, like a mirror whose port is closed.
 type refusingSource struct{ name string }
 

@@ -55,8 +55,6 @@ type blobTransfer interface {
 	// FetchSig returns the detached signature p says it verified c with;
 	// the caller verifies it.
 	FetchSig(ctx context.Context, p peer.ID, c cid.Cid) ([]byte, error)
-	// Alive returns nil when p answers a ping before ctx ends.
-	Alive(ctx context.Context, p peer.ID) error
 }
 
 // banner bans peers that sent bad data.
@@ -262,10 +260,6 @@ func (ps *peerSource) Peer() peer.ID { return ps.p }
 
 // foundBy is the router that found the peer (the download log says it).
 func (ps *peerSource) foundBy() string { return ps.pr.Via }
-
-// alive asks whether the peer's process still answers (hedge.go probes a
-// silent peer with it).
-func (ps *peerSource) alive(ctx context.Context) error { return ps.blobs.Alive(ctx, ps.p) }
 
 // busyRetry is how long a download waits before asking a busy peer again:
 // a busy peer is serving others and will have a slot soon; the hedge starts

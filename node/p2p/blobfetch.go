@@ -58,7 +58,13 @@ func (s *Host) fetchBlob(ctx context.Context, p peer.ID, req blobRequest, w io.W
 		return 0, ctxOr(ctx, err)
 	}
 	_ = str.CloseWrite()
-	live := &liveReader{r: str, d: stallTimeout}
+	// One liveness rule for the header and the body, whatever the version
+	// (liveness.go): silence past livenessTimeout asks p for a ping.
+	live := &liveReader{r: str, d: livenessTimeout, alive: func() error {
+		pctx, cancel := context.WithTimeout(ctx, livenessConfirm)
+		defer cancel()
+		return s.alive(pctx, p)
+	}}
 	// A small reader for the header: the body goes by copyBody's buffer.
 	r := bufio.NewReaderSize(live, headerBuf)
 	h, err := readHeader(r)
@@ -71,27 +77,13 @@ func (s *Host) fetchBlob(ctx context.Context, p peer.ID, req blobRequest, w io.W
 	}
 	var body io.Reader = r
 	if framed(str) {
-		// A live sender sends a frame at least every keepaliveEvery:
-		// silence much longer than that is a dead one (liveness.go).
-		live.d, body = livenessTimeout, &frameReader{r: r}
-		live.alive = func() error {
-			pctx, cancel := context.WithTimeout(ctx, livenessConfirm)
-			defer cancel()
-			return s.Alive(pctx, p)
-		}
+		body = &frameReader{r: r}
 	}
 	n, err := copyBody(body, h, req.off, w)
 	if err != nil {
 		_ = str.Reset()
 		if errors.Is(err, errTruncated) && s.wentAway(p, str.Conn()) {
 			return n, s.shortAndGone(p, req.c, err)
-		}
-		if errors.Is(err, ErrPeerGone) && ctx.Err() == nil {
-			// Dead, not lying: no ban. Its connection goes at once, so
-			// every other stream from it fails now rather than each on
-			// its own deadline, and lookups stop waiting for it.
-			_ = s.h.Network().ClosePeer(p)
-			return n, err
 		}
 		return n, s.failure(ctx, p, req.c, err)
 	}
@@ -205,11 +197,18 @@ func copyBody(r io.Reader, h header, off int64, w io.Writer) (int64, error) {
 }
 
 // failure classifies a failed transfer: misbehaviour bans the peer; a
-// stall, a reset or a cancelled ctx are plain failures.
+// dead peer loses its connection; a stall, a reset or a cancelled ctx are
+// plain failures.
 func (s *Host) failure(ctx context.Context, p peer.ID, c cid.Cid, err error) error {
 	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
+	case errors.Is(err, ErrPeerGone):
+		// Dead, not lying: no ban. Its connection goes at once, so every
+		// other stream from it fails now rather than each on its own
+		// deadline, and lookups stop waiting for it.
+		_ = s.h.Network().ClosePeer(p)
+		return err
 	case errors.Is(err, errMalformed), errors.Is(err, errTruncated), errors.Is(err, errOverrun):
 		_ = s.Ban(p, "protocol violation", Evidence{CID: c.String(), Detail: err.Error()})
 		return fmt.Errorf("%w: %w", ErrMisbehaviour, err)

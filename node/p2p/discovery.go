@@ -66,20 +66,6 @@ func (s *Host) usableAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
 
 // runPing measures every connected peer's latency now and then; ping
 // records it in the peerstore's EWMA, which ranks sources.
-// Alive pings p once and returns nil when it answers before ctx ends: a
-// machine that died without closing its connections (QUIC sends nothing
-// on a kill -9) does not.
-func (s *Host) Alive(ctx context.Context, p peer.ID) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	select {
-	case res := <-ping.Ping(ctx, s.h, p):
-		return res.Error
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 func (s *Host) runPing(ctx context.Context) {
 	t := time.NewTicker(pingInterval)
 	defer t.Stop()

@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,6 +10,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 )
 
 // Liveness policy of blob streams: a receiver tells a sender that is
@@ -17,15 +21,19 @@ import (
 //
 // A process killed with SIGKILL over QUIC sends nothing: its streams just
 // go quiet, and only the stall timer (stallTimeout, 5 s) used to end them.
-// On blob/1.1.0 the answer's body is framed (see protocol.go), and a
-// sender that has written nothing for keepaliveEvery sends an empty
-// frame, a keepalive. The receiver then reads with a deadline of
-// livenessTimeout: silence that long means the sender is gone (ErrPeerGone),
-// unless it answers a ping at once (livenessConfirm: a loaded machine
-// can starve a sender's goroutine, not its whole connection), and the
-// download moves on at once. A sender that keeps sending
-// keepalives and no bytes is alive but slow: that is the hedge's business
-// (node/health.go), not liveness.
+// One rule, in one place, for every blob stream (header and body, either
+// version): the receiver reads with a deadline of livenessTimeout, and
+// silence that long means the sender is gone (ErrPeerGone) unless it
+// answers a ping at once (livenessConfirm: a loaded machine can starve a
+// sender's goroutine, not its whole connection); the download moves on at
+// once. A sender that answers pings is waited for, up to stallTimeout of
+// silence in all. On blob/1.1.0 the answer's body is framed (see
+// protocol.go), and a sender that has written nothing for keepaliveEvery
+// sends an empty frame, a keepalive, so a live one is rarely silent and
+// rarely pinged; a blob/1.0.0 sender waiting on its own source is pinged
+// every livenessTimeout. A sender that keeps sending keepalives and no
+// bytes is alive but slow: that is the hedge's business (node/health.go),
+// not liveness.
 const (
 	keepaliveEvery  = 100 * time.Millisecond
 	livenessTimeout = 500 * time.Millisecond
@@ -215,4 +223,18 @@ func (f *frameReader) Read(p []byte) (int, error) {
 		return k, fmt.Errorf("%d bytes short in a frame: %w", f.left, errTruncated)
 	}
 	return k, err
+}
+
+// alive pings p once and returns nil when it answers before ctx ends: a
+// machine that died without closing its connections (QUIC sends nothing
+// on a kill -9) does not.
+func (s *Host) alive(ctx context.Context, p peer.ID) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	select {
+	case res := <-ping.Ping(ctx, s.h, p):
+		return res.Error
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/flocon/flocon/store/storetest"
 )
@@ -189,52 +190,69 @@ type nopDeadline struct{ io.Writer }
 
 func (nopDeadline) SetWriteDeadline(time.Time) error { return nil }
 
-// TestSilentLiveSenderIsGone: a blob/1.1.0 sender that sends its header
-// and a first frame, then nothing (no keepalive: a process killed over
-// QUIC), fails the fetch with ErrPeerGone, well before the stall timer,
-// and is not banned: dying is no lie. (It does not answer pings either.)
-// Its connection is closed, so its other streams fail at once.
-func TestSilentLiveSenderIsGone(t *testing.T) {
+// TestSilentSenderIsGone: a sender that sends its header and a first
+// chunk, then nothing (no keepalive: a process killed over QUIC), fails
+// the fetch with ErrPeerGone, well before the stall timer, and is not
+// banned: dying is no lie. (It does not answer pings either.) The rule is
+// the same for a blob/1.0.0 sender, which never sends keepalives, and for
+// one that dies before its header. Its connection is closed, so its other
+// streams fail at once.
+func TestSilentSenderIsGone(t *testing.T) {
 	t.Parallel()
 	data := storetest.RandomBytes(7, 1<<20)
 	c := cidOf(t, data)
-	dead, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(),
-		libp2p.DisableMetrics(), libp2p.Ping(false)) // dead: no ping answered either
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		name  string
+		proto protocol.ID
+		sent  int // body bytes before the silence; -1: no header either
+	}{
+		{"blob/1.1.0", blobProtoLive, 1000},
+		{"blob/1.0.0", blobProto, 1000},
+		{"silent before the header", blobProtoLive, -1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dead, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(),
+				libp2p.DisableMetrics(), libp2p.Ping(false)) // dead: no ping answered either
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = dead.Close() })
+			stop := make(chan struct{})
+			t.Cleanup(func() { close(stop) }) // before the host closes
+			dead.SetStreamHandler(tt.proto, func(s network.Stream) {
+				if _, err := readBlobRequest(bufio.NewReader(s)); err != nil {
+					_ = s.Reset()
+					return
+				}
+				if tt.sent >= 0 {
+					_ = writeHeader(s, header{code: statusOK, size: int64(len(data)), available: int64(len(data))})
+					body := newBodySender(s, tt.proto == blobProtoLive, nil)
+					_, _ = body.write(data[:tt.sent], stallTimeout)
+					body.stop() // dead from here: no keepalive, no close
+				}
+				<-stop
+				_ = s.Reset()
+			})
+			b := startNode(t, newMemStore(t))
+			if err := dead.Connect(t.Context(), b.addrInfo()); err != nil {
+				t.Fatal(err)
+			}
+			waitConnected(t, b.s.h, dead.ID())
+			start := time.Now()
+			n, err := b.s.FetchBlob(t.Context(), dead.ID(), c, 0, &notifyWriter{wrote: make(chan struct{}, 1)})
+			if !errors.Is(err, ErrPeerGone) || n != int64(max(tt.sent, 0)) {
+				t.Fatalf("fetch from a silent sender: %d bytes, %v; want %d and ErrPeerGone", n, err, max(tt.sent, 0))
+			}
+			if b.s.bans.banned(dead.ID()) {
+				t.Fatal("a dead peer was banned")
+			}
+			if b.s.h.Network().Connectedness(dead.ID()) == network.Connected {
+				t.Error("the dead peer's connection is still open: its other streams wait on their own deadlines")
+			}
+			t.Logf("silent sender given up after %s", time.Since(start).Round(time.Millisecond))
+		})
 	}
-	t.Cleanup(func() { _ = dead.Close() })
-	stop := make(chan struct{})
-	t.Cleanup(func() { close(stop) }) // before the host closes
-	dead.SetStreamHandler(blobProtoLive, func(s network.Stream) {
-		if _, err := readBlobRequest(bufio.NewReader(s)); err != nil {
-			_ = s.Reset()
-			return
-		}
-		_ = writeHeader(s, header{code: statusOK, size: int64(len(data)), available: int64(len(data))})
-		body := newBodySender(s, true, nil)
-		_, _ = body.write(data[:1000], stallTimeout)
-		body.stop() // dead from here: no keepalive, no close
-		<-stop
-		_ = s.Reset()
-	})
-	b := startNode(t, newMemStore(t))
-	if err := dead.Connect(t.Context(), b.addrInfo()); err != nil {
-		t.Fatal(err)
-	}
-	waitConnected(t, b.s.h, dead.ID())
-	start := time.Now()
-	n, err := b.s.FetchBlob(t.Context(), dead.ID(), c, 0, &notifyWriter{wrote: make(chan struct{}, 1)})
-	if !errors.Is(err, ErrPeerGone) || n != 1000 {
-		t.Fatalf("fetch from a silent live sender: %d bytes, %v; want 1000 and ErrPeerGone", n, err)
-	}
-	if b.s.bans.banned(dead.ID()) {
-		t.Fatal("a dead peer was banned")
-	}
-	if b.s.h.Network().Connectedness(dead.ID()) == network.Connected {
-		t.Error("the dead peer's connection is still open: its other streams wait on their own deadlines")
-	}
-	t.Logf("silent sender given up after %s", time.Since(start).Round(time.Millisecond))
 }
 
 // TestLivenessPingHasTheLastWord: a sender silent past the deadline (its
