@@ -59,8 +59,14 @@ func (s *Host) fetchBlob(ctx context.Context, p peer.ID, req blobRequest, w io.W
 	}
 	_ = str.CloseWrite()
 	// One liveness rule for the header and the body, whatever the version
-	// (liveness.go): silence past livenessTimeout asks p for a ping.
-	live := &liveReader{r: str, d: livenessTimeout, alive: func() error {
+	// (liveness.go): silence past livenessTimeout, on this stream and on
+	// every other from p, asks p for a ping.
+	heard, done := s.heard.open(p)
+	defer done()
+	live := &liveReader{r: str, d: livenessTimeout, heard: heard, alive: func() error {
+		if s.heard.recently(p, livenessTimeout) {
+			return nil
+		}
 		pctx, cancel := context.WithTimeout(ctx, livenessConfirm)
 		defer cancel()
 		return s.alive(pctx, p)

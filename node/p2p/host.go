@@ -54,6 +54,7 @@ func newHost(cfg Config, st localStore) (*Host, error) {
 		announced:   newCIDSet(),
 		inflight:    newStartTimes(),
 		followers:   newFollowerSet(),
+		heard:       newHeardBook(),
 		recent:      newRecentPeers(),
 		slots:       newPeerSlots(orDefault(cfg.BlobStreamsPerPeer, defaultPeerStreams)),
 		limiter:     newPeerRates(cfg.PeerBytesPerSec),

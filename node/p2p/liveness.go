@@ -168,7 +168,8 @@ type liveReader struct {
 	r     deadlineReader
 	d     time.Duration
 	alive func() error
-	last  time.Time // when the latest read returned bytes
+	last  time.Time     // when the latest read returned bytes
+	heard *atomic.Int64 // if set, the sender's latest byte on any stream (heardBook)
 }
 
 func (l *liveReader) Read(p []byte) (int, error) {
@@ -180,6 +181,9 @@ func (l *liveReader) Read(p []byte) (int, error) {
 		n, err := l.r.Read(p)
 		if n > 0 {
 			l.last = time.Now()
+			if l.heard != nil {
+				l.heard.Store(l.last.UnixNano())
+			}
 		}
 		if n > 0 || !isTimeout(err) || l.alive == nil || time.Since(l.last) >= stallTimeout {
 			return n, err
@@ -237,4 +241,50 @@ func (s *Host) alive(ctx context.Context, p peer.ID) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// heardBook is when this node last received bytes (keepalives included)
+// from each peer on any of its open blob streams. A stream's own silence
+// is no proof of death while the same peer's other streams bring bytes:
+// its frames may wait behind theirs on the connection (flow control, a
+// busy sender), and a liveness ping would wait there too (measured: a herd
+// on loaded cores judged a live relay gone, closed its connection and sent
+// four downloads back to the mirror).
+type heardBook struct {
+	mu sync.Mutex
+	m  map[peer.ID]*heard
+}
+
+type heard struct {
+	last    atomic.Int64 // unix nanoseconds
+	streams int          // open streams using it (under heardBook.mu)
+}
+
+func newHeardBook() *heardBook { return &heardBook{m: make(map[peer.ID]*heard)} }
+
+// open returns p's entry for one more stream; done releases it.
+func (b *heardBook) open(p peer.ID) (last *atomic.Int64, done func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.m[p]
+	if e == nil {
+		e = &heard{}
+		b.m[p] = e
+	}
+	e.streams++
+	return &e.last, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if e.streams--; e.streams == 0 {
+			delete(b.m, p)
+		}
+	}
+}
+
+// recently reports whether p sent a byte on some stream within d.
+func (b *heardBook) recently(p peer.ID, d time.Duration) bool {
+	b.mu.Lock()
+	e := b.m[p]
+	b.mu.Unlock()
+	return e != nil && time.Since(time.Unix(0, e.last.Load())) < d
 }

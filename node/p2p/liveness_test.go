@@ -15,6 +15,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/flocon/flocon/store/storetest"
@@ -298,4 +299,50 @@ func TestLivenessPingHasTheLastWord(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestLivenessOtherStreamsSpeakForThePeer: a stream silent past the
+// deadline while another stream from the same peer brings bytes is not
+// given up, even when the ping goes unanswered (it would wait behind those
+// bytes); once every stream of the peer is silent, the unanswered ping
+// ends it (ErrPeerGone) as before.
+func TestLivenessOtherStreamsSpeakForThePeer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const p = peer.ID("peerP")
+		book := newHeardBook()
+		reader := func(c net.Conn) *liveReader {
+			heard, done := book.open(p)
+			t.Cleanup(done)
+			return &liveReader{r: c, d: livenessTimeout, heard: heard, alive: func() error {
+				if book.recently(p, livenessTimeout) {
+					return nil
+				}
+				time.Sleep(livenessConfirm)
+				return errors.New("ping: deadline")
+			}}
+		}
+		quietSend, quietRecv := net.Pipe()
+		busySend, busyRecv := net.Pipe()
+		defer quietSend.Close()
+		defer quietRecv.Close()
+		defer busySend.Close()
+		defer busyRecv.Close()
+		quiet, busy := reader(quietRecv), reader(busyRecv)
+		const busyFor = 3 * time.Second
+		go func() { // the other stream: bytes every 100 ms, then silence
+			for start := time.Now(); time.Since(start) < busyFor; {
+				_, _ = busySend.Write([]byte{1})
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+		go func() { _, _ = io.Copy(io.Discard, busy) }()
+		start := time.Now()
+		_, err := quiet.Read(make([]byte, 8))
+		if !errors.Is(err, ErrPeerGone) {
+			t.Fatalf("read: %v, want ErrPeerGone once the other stream went silent too", err)
+		}
+		if took := time.Since(start); took < busyFor || took > busyFor+2*livenessTimeout+livenessConfirm {
+			t.Fatalf("silent stream given up after %s, want after the other stream's last byte (%s) plus a deadline and a ping", took, busyFor)
+		}
+	})
 }

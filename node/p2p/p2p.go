@@ -101,6 +101,7 @@ type Host struct {
 	announced *cidSet
 	inflight  *startTimes  // when this node's in-flight downloads started
 	followers *followerSet // peers streaming an in-flight blob from this node
+	heard     *heardBook   // when each peer's blob streams last brought a byte
 	recent    *recentPeers
 	slots     *peerSlots
 	limiter   *peerRates
