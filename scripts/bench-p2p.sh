@@ -20,8 +20,9 @@ out+=$'\n'"$herd"
 echo "$out" | grep -E '^(Benchmark|ok|FAIL)' >&2
 echo "$out" | awk '
 /^BenchmarkP2PThroughput\/libp2p-quic/ { for (i=1;i<=NF;i++) if ($i=="MB/s") quic=$(i-1); next }
-/^BenchmarkP2PThroughput\/libp2p/ { for (i=1;i<=NF;i++) if ($i=="MB/s") p2p=$(i-1) }
-/^BenchmarkP2PThroughput\/http/   { for (i=1;i<=NF;i++) if ($i=="MB/s") http=$(i-1) }
+function cpu(   i, r, s) { for (i=1;i<=NF;i++) { if ($i=="ms-cpu-send/op") s=$(i-1); if ($i=="ms-cpu-recv/op") r=$(i-1) }; return sprintf("%.0f + %.0f ms", s, r) }
+/^BenchmarkP2PThroughput\/libp2p/ { for (i=1;i<=NF;i++) if ($i=="MB/s") p2p=$(i-1); p2pcpu=cpu() }
+/^BenchmarkP2PThroughput\/http/   { for (i=1;i<=NF;i++) if ($i=="MB/s") http=$(i-1); httpcpu=cpu() }
 /^BenchmarkP2PFirstByte/          { ttfb=$3/1e6 }
 /^BenchmarkP2PLookupMiss\/peers=1/ { miss1=$3/1e6 }
 /^BenchmarkP2PLookupMiss\/peers=5/ { miss5=$3/1e6 }
@@ -32,6 +33,8 @@ END {
   printf "%-44s %9.0f MB/s\n", "(1) 200 MiB from a peer, libp2p stream", p2p
   printf "%-44s %9.0f MB/s\n", "(1) same file, plain HTTP", http
   printf "%-44s %12.2f\n", "(1) ratio libp2p / HTTP (aim >= 0.7)", p2p/http
+  printf "%-44s %s\n", "(1) CPU per blob, sender + receiver: libp2p", p2pcpu
+  printf "%-44s %s\n", "(1) CPU per blob, sender + receiver: HTTP", httpcpu
   printf "%-44s %9.0f MB/s\n", "(1) same blob over QUIC (not used on a LAN)", quic
   printf "%-44s %9.2f ms\n", "(2) time to first byte from a peer", ttfb
   printf "%-44s %9.2f ms\n", "(3) miss on 1 peer before mirrors", miss1

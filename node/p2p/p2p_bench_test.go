@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,6 +54,7 @@ type benchPeer struct {
 	tcp, quic  peer.AddrInfo // the node, by one transport each
 	url        string        // the big blob over plain HTTP
 	stdin      io.Closer     // held open: the child ends when it closes
+	pid        int           // the child's, for its CPU time
 }
 
 var (
@@ -111,7 +113,7 @@ func spawnBenchPeer() (*benchPeer, error) {
 	}
 	// The child lives as long as this process: it exits when its stdin
 	// closes, which the kernel does when this process ends.
-	bp.stdin = stdin
+	bp.stdin, bp.pid = stdin, cmd.Process.Pid
 	sc := bufio.NewScanner(stdout)
 	var lines []string
 	for len(lines) < 3 && sc.Scan() {
@@ -210,18 +212,22 @@ func BenchmarkP2PThroughput(b *testing.B) {
 			}
 			src := &peerSource{s: self.s, p: tt.to.ID}
 			b.SetBytes(benchBlobSize)
+			cpu := bp.startCPU()
 			b.ResetTimer()
 			for b.Loop() {
 				if n, err := src.Fetch(context.Background(), bp.big, 0, io.Discard); err != nil || n != benchBlobSize {
 					b.Fatalf("fetch: %d, %v", n, err)
 				}
 			}
+			cpu.report(b)
 		})
 	}
 	b.Run("http", func(b *testing.B) {
 		client := &http.Client{Transport: &http.Transport{}}
 		defer client.CloseIdleConnections()
 		b.SetBytes(benchBlobSize)
+		cpu := bp.startCPU()
+		defer cpu.report(b)
 		for b.Loop() {
 			resp, err := client.Get(bp.url)
 			if err != nil {
@@ -234,6 +240,48 @@ func BenchmarkP2PThroughput(b *testing.B) {
 			}
 		}
 	})
+}
+
+// benchCPU is the CPU time (user + system) of both ends of a bench: this
+// process (the receiver) and the bench peer's child (the sender).
+type benchCPU struct {
+	bp           *benchPeer
+	recv0, send0 time.Duration
+}
+
+func (bp *benchPeer) startCPU() benchCPU {
+	return benchCPU{bp: bp, recv0: selfCPU(), send0: procCPU(bp.pid)}
+}
+
+// report adds the CPU per op of each end: ms-cpu-recv/op and ms-cpu-send/op.
+func (c benchCPU) report(b *testing.B) {
+	n := float64(max(b.N, 1))
+	b.ReportMetric(float64(selfCPU()-c.recv0)/1e6/n, "ms-cpu-recv/op")
+	b.ReportMetric(float64(procCPU(c.bp.pid)-c.send0)/1e6/n, "ms-cpu-send/op")
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU is the CPU time of process pid from /proc (clock ticks of 10 ms).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]) // after "pid (comm) "
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
 func BenchmarkP2PFirstByte(b *testing.B) {
