@@ -164,9 +164,9 @@ func (s *Host) serveBlob(ctx context.Context, str network.Stream, req blobReques
 }
 
 // serveFile sends a complete blob, hashing all of it (the part before the
-// offset too) while it goes out, and holds the last chunk back until the
-// hash is proven: a file that rotted on disk is never sent whole, the
-// stream is reset with codeCorrupt and the copy is dropped.
+// offset too) while it goes out, and holds the chunk that ends the file
+// back until the hash is proven: a file that rotted on disk is never sent
+// whole, the stream is reset with codeCorrupt and the copy is dropped.
 func (s *Host) serveFile(ctx context.Context, str network.Stream, f *os.File, size int64, req blobRequest, corrupt func()) error {
 	want, err := verify.SHA256Of(req.c)
 	if err != nil {
@@ -177,77 +177,89 @@ func (s *Host) serveFile(ctx context.Context, str network.Stream, f *os.File, si
 		s.answer(str, statusBadRequest)
 		return nil
 	}
-	_ = str.SetWriteDeadline(time.Now().Add(stallTimeout))
-	if err := writeHeader(str, header{code: statusOK, size: size, available: size}); err != nil {
-		return err
-	}
-	body := newBodySender(str, framed(str), nil) // keepalives while the offset is hashed, too
+	// The header leaves with the first frame (or a keepalive while the
+	// offset is hashed).
+	head := appendHeader(nil, header{code: statusOK, size: size, available: size})
+	body := newHeadedSender(str, framed(str), nil, head)
 	defer body.stop()
+	bp := getChunk()
+	defer putChunk(bp)
 	h := sha256.New()
 	if _, err := io.CopyN(h, f, req.off); err != nil {
 		return s.corrupt(str, body, req.c, "short file", corrupt)
 	}
-	bufs := [2]*[]byte{getChunk(), getChunk()}
-	defer putChunk(bufs[0])
-	defer putChunk(bufs[1])
-	last, read, err := s.sendHoldingLast(ctx, str, body, f, h, bufs)
+	last, err := s.sendAllButLast(ctx, str, body, f, h, size-req.off, *bp)
+	if errors.Is(err, errShortFile) {
+		return s.corrupt(str, body, req.c, "short file", corrupt)
+	}
 	if err != nil {
 		return err
 	}
-	if req.off+read != size || !bytes.Equal(h.Sum(nil), want) {
+	if !bytes.Equal(h.Sum(nil), want) || !atEOF(f) {
 		return s.corrupt(str, body, req.c, "hash mismatch", corrupt)
 	}
-	return s.send(ctx, str, body, last)
+	if err := s.send(ctx, str, body, last); err != nil {
+		return err
+	}
+	return body.flush(stallTimeout)
 }
 
 // firstChunk is the size of a served file's first chunk; each next one is
-// twice the last, up to chunkSize. The first bytes go out as soon as the
-// second chunk is read and the first hashed (about 0.1 ms), not after 2 MiB
-// (the peer's first byte took 7.7 ms, p50 on a loaded machine); big chunks
-// keep the syscalls and the hand-offs few for the rest.
-const firstChunk = 64 << 10
+// twice the last, up to chunkSize. The first bytes go out as soon as they
+// are read (the hash runs beside the send), not after 2 MiB (the peer's
+// first byte took 7.7 ms, p50 on a loaded machine); big chunks keep the
+// syscalls and the hand-offs few for the rest.
+const firstChunk = 32 << 10
 
-// sendHoldingLast copies f to str through h, sending every chunk but the
-// last, which it returns (in one of bufs); read counts the bytes read from f.
-func (s *Host) sendHoldingLast(ctx context.Context, str network.Stream, body *bodySender, f io.Reader, h io.Writer, bufs [2]*[]byte) (last []byte, read int64, err error) {
-	i, size := 0, firstChunk
+// errShortFile is a file that ended before its stat'ed size.
+var errShortFile = errors.New("file shorter than its size")
+
+// sendAllButLast reads n bytes of f in chunks into room[frameRoom:] and
+// sends each through h, all but the one that ends the file, which it hashes
+// and returns (in room, with its frame room) unsent. A chunk is hashed on
+// the other core while it goes out: the sender's sha256 was a sixth of a
+// transfer's CPU, in series with the encryption (BenchmarkP2PThroughput
+// profile).
+func (s *Host) sendAllButLast(ctx context.Context, str network.Stream, body *bodySender, f io.Reader, h io.Writer, n int64, room []byte) ([]byte, error) {
+	size := int64(firstChunk)
 	for {
-		buf := (*bufs[i])[:size]
+		k := min(size, n)
 		size = min(2*size, chunkSize)
-		n, rerr := io.ReadFull(f, buf)
-		if n > 0 {
-			// Hash this chunk while the previous one goes out: the
-			// sender's sha256 was a sixth of a transfer's CPU, in series
-			// with the encryption (BenchmarkP2PThroughput profile). The
-			// first has nothing to overlap with.
-			var err error
-			if last == nil {
-				h.Write(buf[:n])
-			} else {
-				var hashed sync.WaitGroup
-				hashed.Go(func() { h.Write(buf[:n]) })
-				err = s.send(ctx, str, body, last)
-				hashed.Wait()
+		buf := room[:frameRoom+k]
+		if _, err := io.ReadFull(f, buf[frameRoom:]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, errShortFile
 			}
-			read += int64(n)
-			if err != nil {
-				return nil, read, err
-			}
-			last, i = buf[:n], i^1
+			return nil, err
 		}
-		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
-			return last, read, nil
+		n -= k
+		if n == 0 {
+			h.Write(buf[frameRoom:])
+			return buf, nil
 		}
-		if rerr != nil {
-			return nil, read, rerr
+		var hashed sync.WaitGroup
+		hashed.Go(func() { h.Write(buf[frameRoom:]) })
+		err := s.send(ctx, str, body, buf)
+		hashed.Wait()
+		if err != nil {
+			return nil, err
 		}
 	}
+}
+
+// atEOF reports whether f has nothing left to read: a file longer than its
+// stat'ed size is not the blob either.
+func atEOF(f io.Reader) bool {
+	var b [1]byte
+	n, err := f.Read(b[:])
+	return n == 0 && errors.Is(err, io.EOF)
 }
 
 // chunkPool holds the chunk buffers of blob streams, both sides: a stream
 // used to allocate (and zero) 2 MiB, which cost a small blob more than its
-// bytes and left the garbage collector a pile per transfer.
-var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+// bytes and left the garbage collector a pile per transfer. A sender's
+// chunk is buf[frameRoom:], the room in front for the frame's length.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, frameRoom+chunkSize); return &b }}
 
 func getChunk() *[]byte  { return chunkPool.Get().(*[]byte) }
 func putChunk(b *[]byte) { chunkPool.Put(b) }
@@ -268,22 +280,24 @@ func (s *Host) dropBlob(c cid.Cid) {
 	}
 }
 
-// send writes b to the body under the stall deadline and the peer's
-// upload rate (keepalives go out while it waits for the rate).
-func (s *Host) send(ctx context.Context, str network.Stream, body *bodySender, b []byte) error {
-	if len(b) == 0 {
+// send writes the chunk buf[frameRoom:] to the body under the stall
+// deadline and the peer's upload rate (keepalives go out while it waits
+// for the rate).
+func (s *Host) send(ctx context.Context, str network.Stream, body *bodySender, buf []byte) error {
+	k := len(buf) - frameRoom
+	if k <= 0 {
 		return nil
 	}
 	p := str.Conn().RemotePeer()
-	if err := s.limiter.wait(ctx, p, len(b)); err != nil {
+	if err := s.limiter.wait(ctx, p, k); err != nil {
 		return err
 	}
 	if s.sites.site(p) == routing.Remote {
-		if err := s.wan.wait(ctx, wanBucket, len(b)); err != nil {
+		if err := s.wan.wait(ctx, wanBucket, k); err != nil {
 			return err
 		}
 	}
-	n, err := body.write(b, sendDeadline(len(b)))
+	n, err := body.writeChunk(buf, sendDeadline(k))
 	s.countSent(p, n)
 	if err != nil {
 		return fmt.Errorf("send to %s: %w", p, err)
@@ -336,8 +350,8 @@ func (s *Host) serveGrowing(ctx context.Context, str network.Stream, g growingBl
 	defer putChunk(bp)
 	buf := *bp
 	for {
-		n, err := r.Read(buf)
-		if serr := s.send(ctx, str, body, buf[:n]); serr != nil {
+		n, err := r.Read(buf[frameRoom:])
+		if serr := s.send(ctx, str, body, buf[:frameRoom+n]); serr != nil {
 			return serr
 		}
 		if errors.Is(err, io.EOF) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,7 @@ type bodySender struct {
 	w      deadlineWriter
 	framed bool
 	gone   func() // called when a keepalive cannot be sent
+	head   []byte // the answer's header, not sent yet: it leaves with the first write
 
 	mu   sync.Mutex // one writer on the stream at a time
 	last atomic.Int64
@@ -82,7 +84,15 @@ type bodySender struct {
 // and a sender waiting on its own source can stop waiting. stop must be
 // called before the stream is closed or reset.
 func newBodySender(w deadlineWriter, framed bool, gone func()) *bodySender {
-	b := &bodySender{w: w, framed: framed, gone: gone, quit: make(chan struct{}), done: make(chan struct{})}
+	return newHeadedSender(w, framed, gone, nil)
+}
+
+// newHeadedSender is newBodySender for an answer whose header (head) is
+// not sent yet: it goes out in the same write as the first frame (or
+// keepalive), one yamux frame and one wake-up of the receiver fewer on
+// the way to the first byte. flush sends it when no body follows.
+func newHeadedSender(w deadlineWriter, framed bool, gone func(), head []byte) *bodySender {
+	b := &bodySender{w: w, framed: framed, gone: gone, head: head, quit: make(chan struct{}), done: make(chan struct{})}
 	b.last.Store(time.Now().UnixNano())
 	if !framed {
 		close(b.done)
@@ -101,6 +111,9 @@ func (b *bodySender) write(p []byte, d time.Duration) (int, error) {
 	defer b.mu.Unlock()
 	defer b.last.Store(time.Now().UnixNano())
 	_ = b.w.SetWriteDeadline(time.Now().Add(d))
+	if err := b.flushLocked(); err != nil {
+		return 0, err
+	}
 	if !b.framed {
 		return b.w.Write(p)
 	}
@@ -120,6 +133,58 @@ func (b *bodySender) write(p []byte, d time.Duration) (int, error) {
 	return sent, nil
 }
 
+// frameRoom is the room a chunk buffer keeps in front of its bytes (see
+// getChunk): writeChunk puts the frame's length there, and the answer's
+// header before the first frame, so that a chunk leaves in one write.
+// Written apart, the length of blob/1.1.0 was a yamux frame of its own
+// per chunk (a TLS record, a write(2), a hand-off to yamux's send loop).
+const frameRoom = 1 + 3*binary.MaxVarintLen64
+
+// writeChunk sends buf[frameRoom:] (at most maxFrame bytes) like write,
+// in one write: the frame length and a pending header are put in
+// buf[:frameRoom]. It returns the bytes of the chunk sent.
+func (b *bodySender) writeChunk(buf []byte, d time.Duration) (int, error) {
+	p := buf[frameRoom:]
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var pre [frameRoom]byte
+	prefix := pre[:0]
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	defer b.last.Store(time.Now().UnixNano())
+	prefix = append(prefix, b.head...)
+	if b.framed {
+		prefix = binary.AppendUvarint(prefix, uint64(len(p)))
+	}
+	if len(prefix) > frameRoom || len(p) > maxFrame {
+		panic("p2p: writeChunk: no room for the frame")
+	}
+	start := frameRoom - len(prefix)
+	copy(buf[start:], prefix)
+	_ = b.w.SetWriteDeadline(time.Now().Add(d))
+	n, err := b.w.Write(buf[start:])
+	b.head = nil
+	return max(n-len(prefix), 0), err
+}
+
+// flush sends a pending header (an answer with no body) under a deadline of d.
+func (b *bodySender) flush(d time.Duration) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_ = b.w.SetWriteDeadline(time.Now().Add(d))
+	return b.flushLocked()
+}
+
+func (b *bodySender) flushLocked() error {
+	if len(b.head) == 0 {
+		return nil
+	}
+	_, err := b.w.Write(b.head)
+	b.head = nil
+	return err
+}
+
 // keepAlive sends an empty frame whenever the body has been quiet for
 // keepaliveEvery, until stop.
 func (b *bodySender) keepAlive() {
@@ -135,7 +200,8 @@ func (b *bodySender) keepAlive() {
 				continue
 			}
 			_ = b.w.SetWriteDeadline(now.Add(stallTimeout))
-			_, err := b.w.Write([]byte{0})
+			_, err := b.w.Write(append(slices.Clip(b.head), 0))
+			b.head = nil
 			b.last.Store(time.Now().UnixNano())
 			b.mu.Unlock()
 			if err != nil {

@@ -112,12 +112,15 @@ func readHave(r *bufio.Reader) (header, error) {
 }
 
 func writeHeader(w io.Writer, h header) error {
-	b := make([]byte, 0, 1+2*binary.MaxVarintLen64)
+	_, err := w.Write(appendHeader(make([]byte, 0, 1+2*binary.MaxVarintLen64), h))
+	return err
+}
+
+// appendHeader appends the encoding of an answer header to b.
+func appendHeader(b []byte, h header) []byte {
 	b = append(b, h.code)
 	b = binary.AppendUvarint(b, uint64(h.size+1))
-	b = binary.AppendUvarint(b, uint64(h.available))
-	_, err := w.Write(b)
-	return err
+	return binary.AppendUvarint(b, uint64(h.available))
 }
 
 // errMalformed is a frame that does not parse: misbehaviour, not a failure.
