@@ -55,6 +55,7 @@ func newHost(cfg Config, st localStore) (*Host, error) {
 		inflight:    newStartTimes(),
 		followers:   newFollowerSet(),
 		heard:       newHeardBook(),
+		verified:    newVerifiedFiles(),
 		recent:      newRecentPeers(),
 		slots:       newPeerSlots(orDefault(cfg.BlobStreamsPerPeer, defaultPeerStreams)),
 		limiter:     newPeerRates(cfg.PeerBytesPerSec),

@@ -99,9 +99,10 @@ type Host struct {
 	sites     *siteSet
 	shared    *shareIndex
 	announced *cidSet
-	inflight  *startTimes  // when this node's in-flight downloads started
-	followers *followerSet // peers streaming an in-flight blob from this node
-	heard     *heardBook   // when each peer's blob streams last brought a byte
+	inflight  *startTimes    // when this node's in-flight downloads started
+	followers *followerSet   // peers streaming an in-flight blob from this node
+	heard     *heardBook     // when each peer's blob streams last brought a byte
+	verified  *verifiedFiles // served files proven whole lately (verified.go)
 	recent    *recentPeers
 	slots     *peerSlots
 	limiter   *peerRates
