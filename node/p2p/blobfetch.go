@@ -18,8 +18,23 @@ import (
 // reset or a "not found" (ErrPeerNotFound, wrapping store.ErrNotFound) is a
 // plain failure; a malformed frame, a clean end before the announced size,
 // or bytes past it are misbehaviour: p is banned on top (ErrMisbehaviour).
+//
+// From offset 0, the first bytes p sent with its have answer (heads.go)
+// are written at once and the stream asks for the rest.
 func (s *Host) FetchBlob(ctx context.Context, p peer.ID, c cid.Cid, off int64, w io.Writer) (int64, error) {
-	n, err := s.fetchBlob(ctx, p, blobRequest{kind: kindBlob, c: c, off: off}, w)
+	var head int64
+	if off == 0 {
+		if b := s.heads.take(p, c, time.Now()); len(b) > 0 {
+			k, err := w.Write(b)
+			head = int64(k)
+			if err != nil {
+				s.peers.update(p, func(st *peerStats) { st.BytesRecv += head })
+				return head, fmt.Errorf("fetch %s from %s: write: %w", c, p, err)
+			}
+		}
+	}
+	n, err := s.fetchBlob(ctx, p, blobRequest{kind: kindBlob, c: c, off: off + head}, w)
+	n += head
 	if n > 0 {
 		s.peers.update(p, func(st *peerStats) { st.BytesRecv += n })
 	}

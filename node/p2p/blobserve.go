@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -22,14 +23,32 @@ import (
 
 // handleHave answers whether this node has a CID: complete (a verified blob
 // or a verified shared file), in flight (with the bytes so far), or not.
+// On have/1.1.0 a complete answer carries the blob's first bytes (heads.go).
 func (s *Host) handleHave(str network.Stream) {
 	_ = str.SetDeadline(time.Now().Add(headerWait * time.Second))
-	c, err := readCID(bufio.NewReader(str))
+	r := bufio.NewReader(str)
+	c, err := readCID(r)
+	var want uint64
+	if err == nil && str.Protocol() == haveProtoHead {
+		want, err = binary.ReadUvarint(r)
+	}
 	if err != nil {
 		_ = str.Reset()
 		return
 	}
-	if err := writeHave(str, s.haveState(c)); err != nil {
+	h := s.haveState(c)
+	var head []byte
+	if h.code == haveComplete && want > 0 {
+		var size int64
+		if size, head = s.readHead(c, int(min(want, maxHead))); size >= 0 {
+			h.size, h.available = size, size
+		}
+	}
+	b := appendHave(nil, h)
+	if str.Protocol() == haveProtoHead {
+		b = appendHead(b, head)
+	}
+	if _, err := str.Write(b); err != nil {
 		_ = str.Reset()
 		return
 	}

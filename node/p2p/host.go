@@ -56,6 +56,7 @@ func newHost(cfg Config, st localStore) (*Host, error) {
 		followers:   newFollowerSet(),
 		heard:       newHeardBook(),
 		verified:    newVerifiedFiles(),
+		heads:       newHeadCache(),
 		recent:      newRecentPeers(),
 		slots:       newPeerSlots(orDefault(cfg.BlobStreamsPerPeer, defaultPeerStreams)),
 		limiter:     newPeerRates(cfg.PeerBytesPerSec),
@@ -84,6 +85,7 @@ func newHost(cfg Config, st localStore) (*Host, error) {
 		}
 	}})
 	h.SetStreamHandler(haveProto, s.handleHave)
+	h.SetStreamHandler(haveProtoHead, s.handleHave)
 	h.SetStreamHandler(blobProto, s.handleBlob)
 	h.SetStreamHandler(blobProtoLive, s.handleBlob)
 	h.SetStreamHandler(peersProto, s.handlePeers)
@@ -157,9 +159,11 @@ func newResourceManager(streamsPerPeer int) (network.ResourceManager, error) {
 			Streams: 1024, StreamsInbound: 512, StreamsOutbound: 512, Memory: 512 << 20,
 		}, rcmgr.BaseLimitIncrease{})
 	}
-	cfg.AddProtocolPeerLimit(haveProto, rcmgr.BaseLimit{
-		Streams: 64, StreamsInbound: 32, StreamsOutbound: 32, Memory: 4 << 20,
-	}, rcmgr.BaseLimitIncrease{})
+	for _, proto := range []protocol.ID{haveProto, haveProtoHead} {
+		cfg.AddProtocolPeerLimit(proto, rcmgr.BaseLimit{
+			Streams: 64, StreamsInbound: 32, StreamsOutbound: 32, Memory: 4 << 20,
+		}, rcmgr.BaseLimitIncrease{})
+	}
 	return rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(cfg.AutoScale()))
 }
 

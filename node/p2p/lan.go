@@ -3,6 +3,7 @@ package p2p
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"slices"
 	"sync"
 	"time"
@@ -158,7 +159,7 @@ func (s *Host) lookupPeers() []peer.ID {
 // queryHave asks p about c on a /flocon/have stream bounded by ctx.
 func (s *Host) queryHave(ctx context.Context, p peer.ID, c cid.Cid) (haveAnswer, error) {
 	start := time.Now()
-	str, err := s.h.NewStream(ctx, p, haveProto)
+	str, err := s.h.NewStream(ctx, p, haveProtoHead, haveProto) // 1.1.0 when p speaks it
 	if err != nil {
 		return haveAnswer{}, err
 	}
@@ -166,12 +167,23 @@ func (s *Host) queryHave(ctx context.Context, p peer.ID, c cid.Cid) (haveAnswer,
 	if d, ok := ctx.Deadline(); ok {
 		_ = str.SetDeadline(d)
 	}
-	if _, err := str.Write(writeCID(nil, c)); err != nil {
+	req := writeCID(nil, c)
+	withHead := str.Protocol() == haveProtoHead
+	if withHead {
+		req = binary.AppendUvarint(req, maxHead)
+	}
+	if _, err := str.Write(req); err != nil {
 		_ = str.Reset()
 		return haveAnswer{}, err
 	}
 	_ = str.CloseWrite()
-	h, err := readHave(bufio.NewReader(str))
+	r := bufio.NewReader(str)
+	h, err := readHave(r)
+	if err == nil && withHead {
+		var head []byte
+		head, err = readHead(r, h, maxHead)
+		s.heads.put(p, c, head, time.Now())
+	}
 	if err != nil {
 		_ = str.Reset()
 		return haveAnswer{}, err

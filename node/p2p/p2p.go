@@ -103,6 +103,7 @@ type Host struct {
 	followers *followerSet   // peers streaming an in-flight blob from this node
 	heard     *heardBook     // when each peer's blob streams last brought a byte
 	verified  *verifiedFiles // served files proven whole lately (verified.go)
+	heads     *headCache     // first bytes of blobs from have answers (heads.go)
 	recent    *recentPeers
 	slots     *peerSlots
 	limiter   *peerRates

@@ -2,7 +2,6 @@ package p2p
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -26,6 +25,12 @@ import (
 //	blob answer:   status(1 byte) size+1 available, then the raw bytes from
 //	               offset to size (a signature for kindSig)
 //
+// have/1.1.0 adds the blob's first bytes to a "complete" answer (heads.go):
+//
+//	have request:  cidLen cid headWant
+//	have answer:   that of 1.0.0, then headLen and headLen bytes
+//	               (headLen <= headWant, maxHead, size-1; 0 unless complete)
+//
 // blob/1.1.0 frames the body of the answer, so that a sender with nothing
 // to send can say it is alive (liveness.go); the request and the header
 // are those of 1.0.0, which a node still serves to older peers:
@@ -38,7 +43,9 @@ import (
 // was everything", so a short one is a lie.
 const (
 	haveProto = protocol.ID("/flocon/have/1.0.0")
-	blobProto = protocol.ID("/flocon/blob/1.0.0")
+	// haveProtoHead is have/1.0.0 with the blob's first bytes (heads.go).
+	haveProtoHead = protocol.ID("/flocon/have/1.1.0")
+	blobProto     = protocol.ID("/flocon/blob/1.0.0")
 	// blobProtoLive is blob/1.0.0 with a framed body and keepalives.
 	blobProtoLive = protocol.ID("/flocon/blob/1.1.0")
 
@@ -81,15 +88,44 @@ type header struct {
 
 // writeHave writes a have answer: the header plus the in-flight start.
 func writeHave(w io.Writer, h header) error {
-	var buf bytes.Buffer
-	_ = writeHeader(&buf, h)
+	_, err := w.Write(appendHave(nil, h))
+	return err
+}
+
+// appendHave appends a have answer (the header plus the in-flight start).
+func appendHave(b []byte, h header) []byte {
+	b = appendHeader(b, h)
 	var us int64
 	if !h.started.IsZero() {
 		us = max(h.started.UnixMicro(), 0)
 	}
-	buf.Write(binary.AppendUvarint(nil, uint64(us)))
-	_, err := w.Write(buf.Bytes())
-	return err
+	return binary.AppendUvarint(b, uint64(us))
+}
+
+// appendHead appends a have/1.1.0 answer's head to an encoded answer.
+func appendHead(b, head []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(head)))
+	return append(b, head...)
+}
+
+// readHead reads a have/1.1.0 answer's head: at most want bytes, fewer
+// than the announced size, none unless complete.
+func readHead(r *bufio.Reader, h header, want int) ([]byte, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, eofMalformed(err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	if n > uint64(want) || h.code != haveComplete || h.size < 0 || n >= uint64(h.size) {
+		return nil, fmt.Errorf("head of %d bytes (wanted %d, state %d, size %d): %w", n, want, h.code, h.size, errMalformed)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, eofMalformed(err)
+	}
+	return b, nil
 }
 
 // readHave reads a have answer.
