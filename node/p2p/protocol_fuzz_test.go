@@ -29,6 +29,7 @@ func FuzzFrames(f *testing.F) {
 	f.Add(blobRequest{kind: kindBlob, c: c, off: 12}.encode())
 	f.Add(blobRequest{kind: kindSig, c: c}.encode())
 	f.Add(have.Bytes())
+	f.Add(appendHead(appendHave(nil, header{code: haveComplete, size: 10, available: 10}), []byte("123")))
 	f.Add(hdr.Bytes())
 	f.Add(writeCID(nil, c))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
@@ -59,14 +60,7 @@ func FuzzFrames(f *testing.F) {
 		} else {
 			checkFrameErr("header", err)
 		}
-		if h, err := readHave(bufio.NewReader(bytes.NewReader(b))); err == nil {
-			checkFrameHeader(t, h)
-			if h.code != haveNone && h.code != haveComplete && h.code != haveInflight {
-				t.Fatalf("accepted have state %d", h.code)
-			}
-		} else {
-			checkFrameErr("have", err)
-		}
+		checkHave(t, b, checkFrameErr)
 		// A framed body (blob/1.1.0) yields at most its own bytes; a bad
 		// one is malformed or short, both of which ban.
 		if data, err := io.ReadAll(&frameReader{r: bufio.NewReader(bytes.NewReader(b))}); err != nil {
@@ -80,6 +74,27 @@ func FuzzFrames(f *testing.F) {
 			t.Fatal("accepted an undefined cid")
 		}
 	})
+}
+
+// checkHave decodes b as a have/1.1.0 answer: the head is never the whole
+// blob, nor more than asked.
+func checkHave(t *testing.T, b []byte, checkFrameErr func(string, error)) {
+	t.Helper()
+	r := bufio.NewReader(bytes.NewReader(b))
+	h, err := readHave(r)
+	if err != nil {
+		checkFrameErr("have", err)
+		return
+	}
+	checkFrameHeader(t, h)
+	if h.code != haveNone && h.code != haveComplete && h.code != haveInflight {
+		t.Fatalf("accepted have state %d", h.code)
+	}
+	head, err := readHead(r, h, maxHead)
+	checkFrameErr("head", err)
+	if len(head) > 0 && (h.code != haveComplete || int64(len(head)) >= h.size || len(head) > maxHead) {
+		t.Fatalf("accepted a head of %d bytes with %+v", len(head), h)
+	}
 }
 
 func checkFrameHeader(t *testing.T, h header) {
