@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"slices"
+	"sort"
 	"sync"
 	"time"
 
@@ -12,15 +13,28 @@ import (
 )
 
 // Provider records this node holds for others, kept compact: the DHT puts
-// about replication × blobs records on every node, so a record costs 16
-// bytes (8 bytes of the blob's hash, a peer number, an expiry), not the
-// ~200 of kad-dht's datastore-backed provider manager. 8 bytes of a SHA-256
-// tell 20k-blob swarms apart with room to spare, and a record only says
-// where to ask: every provider is asked over /flocon/have before use.
+// about replication × blobs records on every node, so a record costs
+// recordBytes (8 bytes of the blob's hash, then a provider number and an
+// expiry packed in 4), not the ~200 of kad-dht's datastore-backed provider
+// manager. 8 bytes of a SHA-256 tell 20k-blob swarms apart with room to
+// spare, and a record only says where to ask: every provider is asked over
+// /flocon/have before use.
 const (
-	maxRecordsPerPeer = 1 << 18 // 4 MiB of records from one provider
-	maxRecords        = 1 << 22 // 64 MiB in all
+	maxRecordsPerPeer = 1 << 18 // 3 MiB of records from one provider
+	maxRecords        = 1 << 22 // 48 MiB in all
 	minRecordMerge    = 4096    // new records wait unsorted up to this many
+	recordBytes       = 12      // a key and a recordMeta
+
+	// A record's expiry is counted in recordTick units from the store's
+	// epoch, in expiryBits bits (28 days); the epoch moves forward at a
+	// merge once half of that range is used.
+	recordTick = 10 * time.Minute
+	expiryBits = 12
+	maxExpiry  = 1<<expiryBits - 1
+	rebaseAt   = 1 << (expiryBits - 1)
+	// maxProviders is how many providers' records the store holds at once
+	// (the rest of a recordMeta numbers them).
+	maxProviders = 1 << (32 - expiryBits)
 )
 
 var errRecordsFull = errors.New("provider records full")
@@ -38,55 +52,97 @@ func keyOf(c cid.Cid) recordKey {
 	return recordKey(binary.BigEndian.Uint64(h[len(h)-8:]))
 }
 
-type providerRecord struct {
-	key     recordKey
-	peer    uint32 // index into recordStore.peers
-	expires uint32 // seconds since recordStore.epoch
+// recordMeta is a record's provider (an index into recordStore.peers) in
+// the high bits and its expiry (recordTicks from the epoch) in the low
+// expiryBits: it sorts by provider, as the records of one key are kept.
+type recordMeta uint32
+
+func newMeta(peer uint32, expires uint32) recordMeta {
+	return recordMeta(peer<<expiryBits | expires)
 }
 
-// recordStore holds provider records until they expire: a sorted slice
-// searched by key, and the newest records unsorted until they are merged.
+func (m recordMeta) peer() uint32    { return uint32(m) >> expiryBits }
+func (m recordMeta) expires() uint32 { return uint32(m) & maxExpiry }
+
+// recordStore holds provider records until they expire: parallel slices
+// of keys and metas sorted by key then provider, searched by key, and the
+// newest records unsorted until they are merged. Parallel slices, not a
+// slice of structs: a struct of a uint64 and a uint32 is padded to 16 bytes.
 type recordStore struct {
-	mu      sync.Mutex
-	epoch   time.Time
-	sorted  []providerRecord // by key, then peer; one record per (key, peer)
-	fresh   []providerRecord // not merged yet
-	peers   []peer.ID
-	index   map[peer.ID]uint32
-	perPeer []int // records (sorted and fresh) per peer number
+	mu         sync.Mutex
+	epoch      time.Time
+	keys       []recordKey // sorted by key, then provider; one record per (key, provider)
+	metas      []recordMeta
+	freshKeys  []recordKey // not merged yet
+	freshMetas []recordMeta
+	peers      []peer.ID
+	index      map[peer.ID]uint32
+	perPeer    []int // records (sorted and fresh) per provider number
 }
 
 func newRecordStore(now time.Time) *recordStore {
 	return &recordStore{epoch: now, index: make(map[peer.ID]uint32)}
 }
 
-func (r *recordStore) stamp(t time.Time) uint32 {
-	return uint32(max(t.Sub(r.epoch)/time.Second, 0))
+// expiry is t in recordTicks from the epoch, rounded up: a record lives
+// at least its TTL, at most a tick more.
+func (r *recordStore) expiry(t time.Time) uint32 {
+	d := max(t.Sub(r.epoch), 0)
+	return uint32((d + recordTick - 1) / recordTick)
 }
 
-// add records that p provides key until now+ttl.
+// stamp is t in recordTicks from the epoch, rounded down: a record whose
+// expiry is past stamp(now) is alive.
+func (r *recordStore) stamp(t time.Time) uint32 {
+	return uint32(max(t.Sub(r.epoch), 0) / recordTick)
+}
+
+// add records that p provides key until now+ttl (at least; expiries are
+// kept in recordTicks).
 func (r *recordStore) add(now time.Time, key recordKey, p peer.ID, ttl time.Duration) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n, ok := r.index[p]
-	if !ok {
-		n = uint32(len(r.peers))
-		r.peers = append(r.peers, p)
-		r.perPeer = append(r.perPeer, 0)
-		r.index[p] = n
+	ttl = min(ttl, (rebaseAt-1)*recordTick)
+	if r.expiry(now.Add(ttl)) > maxExpiry {
+		r.merge(now) // moves the epoch
 	}
-	if r.perPeer[n] >= maxRecordsPerPeer || len(r.sorted)+len(r.fresh) >= maxRecords {
+	if r.full(p) {
 		r.merge(now) // duplicates and expired records may make room
-		if r.perPeer[n] >= maxRecordsPerPeer || len(r.sorted)+len(r.fresh) >= maxRecords {
+		if r.full(p) {
 			return errRecordsFull
 		}
 	}
-	r.fresh = append(r.fresh, providerRecord{key: key, peer: n, expires: r.stamp(now.Add(ttl))})
+	n := r.number(p)
+	r.freshKeys = append(r.freshKeys, key)
+	r.freshMetas = append(r.freshMetas, newMeta(n, r.expiry(now.Add(ttl))))
 	r.perPeer[n]++
-	if len(r.fresh) >= max(minRecordMerge, len(r.sorted)/8) {
+	if len(r.freshKeys) >= max(minRecordMerge, len(r.keys)/8) {
 		r.merge(now)
 	}
 	return nil
+}
+
+// full reports whether a record of p would pass a limit. Callers hold mu.
+func (r *recordStore) full(p peer.ID) bool {
+	if r.lenLocked() >= maxRecords {
+		return true
+	}
+	if n, ok := r.index[p]; ok {
+		return r.perPeer[n] >= maxRecordsPerPeer
+	}
+	return len(r.peers) >= maxProviders
+}
+
+// number is p's provider number, given now if p has none. Callers hold mu.
+func (r *recordStore) number(p peer.ID) uint32 {
+	if n, ok := r.index[p]; ok {
+		return n
+	}
+	n := uint32(len(r.peers))
+	r.peers = append(r.peers, p)
+	r.perPeer = append(r.perPeer, 0)
+	r.index[p] = n
+	return n
 }
 
 // get lists the unexpired providers of key.
@@ -95,16 +151,18 @@ func (r *recordStore) get(now time.Time, key recordKey) []peer.ID {
 	defer r.mu.Unlock()
 	t := r.stamp(now)
 	var out []peer.ID
-	seen := func(p peer.ID) bool { return slices.Contains(out, p) }
-	i, _ := slices.BinarySearchFunc(r.sorted, key, func(rec providerRecord, k recordKey) int { return cmpKey(rec.key, k) })
-	for ; i < len(r.sorted) && r.sorted[i].key == key; i++ {
-		if rec := r.sorted[i]; rec.expires > t && !seen(r.peers[rec.peer]) {
-			out = append(out, r.peers[rec.peer])
+	add := func(m recordMeta) {
+		if p := r.peers[m.peer()]; m.expires() > t && !slices.Contains(out, p) {
+			out = append(out, p)
 		}
 	}
-	for _, rec := range r.fresh {
-		if rec.key == key && rec.expires > t && !seen(r.peers[rec.peer]) {
-			out = append(out, r.peers[rec.peer])
+	i, _ := slices.BinarySearch(r.keys, key)
+	for ; i < len(r.keys) && r.keys[i] == key; i++ {
+		add(r.metas[i])
+	}
+	for i, k := range r.freshKeys {
+		if k == key {
+			add(r.freshMetas[i])
 		}
 	}
 	return out
@@ -121,54 +179,124 @@ func (r *recordStore) expire(now time.Time) {
 func (r *recordStore) len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.sorted) + len(r.fresh)
+	return r.lenLocked()
 }
+
+func (r *recordStore) lenLocked() int { return len(r.keys) + len(r.freshKeys) }
 
 // merge sorts the fresh records into the sorted ones, keeping one record
-// (the latest expiry) per (key, peer) and dropping expired ones. Callers
-// hold mu.
+// (the latest expiry) per (key, provider) and dropping expired ones; it
+// moves the epoch forward once half the expiry range is used, and
+// renumbers the providers once most numbers are unused. Callers hold mu.
 func (r *recordStore) merge(now time.Time) {
 	t := r.stamp(now)
-	slices.SortFunc(r.fresh, cmpRecord)
-	out := make([]providerRecord, 0, len(r.sorted)+len(r.fresh))
+	sortRecords(r.freshKeys, r.freshMetas)
+	n := len(r.keys) + len(r.freshKeys)
+	keys, metas := make([]recordKey, 0, n), make([]recordMeta, 0, n)
 	clear(r.perPeer)
-	keep := func(rec providerRecord) {
-		if rec.expires <= t {
+	keep := func(k recordKey, m recordMeta) {
+		if m.expires() <= t {
 			return
 		}
-		if k := len(out) - 1; k >= 0 && out[k].key == rec.key && out[k].peer == rec.peer {
-			out[k].expires = max(out[k].expires, rec.expires)
+		if last := len(keys) - 1; last >= 0 && keys[last] == k && metas[last].peer() == m.peer() {
+			metas[last] = newMeta(m.peer(), max(metas[last].expires(), m.expires()))
 			return
 		}
-		out = append(out, rec)
-		r.perPeer[rec.peer]++
+		keys, metas = append(keys, k), append(metas, m)
+		r.perPeer[m.peer()]++
 	}
-	a, b := r.sorted, r.fresh
-	for len(a) > 0 || len(b) > 0 {
-		if len(b) == 0 || (len(a) > 0 && cmpRecord(a[0], b[0]) <= 0) {
-			keep(a[0])
-			a = a[1:]
+	ak, am, bk, bm := r.keys, r.metas, r.freshKeys, r.freshMetas
+	for len(ak) > 0 || len(bk) > 0 {
+		if len(bk) == 0 || (len(ak) > 0 && cmpRecord(ak[0], am[0], bk[0], bm[0]) <= 0) {
+			keep(ak[0], am[0])
+			ak, am = ak[1:], am[1:]
 		} else {
-			keep(b[0])
-			b = b[1:]
+			keep(bk[0], bm[0])
+			bk, bm = bk[1:], bm[1:]
 		}
 	}
-	r.sorted, r.fresh = slices.Clip(out), r.fresh[:0]
+	r.keys, r.metas = slices.Clip(keys), slices.Clip(metas)
+	// A large fresh buffer is let go: it is only needed while records
+	// come in, and a round's would stay a sixth of the records' size.
+	if cap(r.freshKeys) > minRecordMerge {
+		r.freshKeys, r.freshMetas = nil, nil
+	} else {
+		r.freshKeys, r.freshMetas = r.freshKeys[:0], r.freshMetas[:0]
+	}
+	if t >= rebaseAt {
+		r.rebase(t)
+	}
+	if live := r.livePeers(); len(r.peers) >= 64 && live < len(r.peers)/2 {
+		r.renumber()
+	}
 }
 
-func cmpKey(a, b recordKey) int {
+// rebase moves the epoch t ticks forward; every record kept expires after
+// t. Callers hold mu, the fresh records merged.
+func (r *recordStore) rebase(t uint32) {
+	r.epoch = r.epoch.Add(time.Duration(t) * recordTick)
+	for i, m := range r.metas {
+		r.metas[i] = newMeta(m.peer(), m.expires()-t)
+	}
+}
+
+func (r *recordStore) livePeers() int {
+	live := 0
+	for _, c := range r.perPeer {
+		if c > 0 {
+			live++
+		}
+	}
+	return live
+}
+
+// renumber forgets the providers with no record left and numbers the
+// others from 0, in the same order (the records stay sorted). Callers
+// hold mu, the fresh records merged.
+func (r *recordStore) renumber() {
+	renum := make([]uint32, len(r.peers))
+	var peers []peer.ID
+	var perPeer []int
+	clear(r.index)
+	for old, c := range r.perPeer {
+		if c == 0 {
+			continue
+		}
+		renum[old] = uint32(len(peers))
+		r.index[r.peers[old]] = uint32(len(peers))
+		peers, perPeer = append(peers, r.peers[old]), append(perPeer, c)
+	}
+	for i, m := range r.metas {
+		r.metas[i] = newMeta(renum[m.peer()], m.expires())
+	}
+	r.peers, r.perPeer = peers, perPeer
+}
+
+// sortRecords sorts parallel key and meta slices by key, then provider.
+func sortRecords(keys []recordKey, metas []recordMeta) {
+	sort.Sort(recordSlice{keys, metas})
+}
+
+type recordSlice struct {
+	keys  []recordKey
+	metas []recordMeta
+}
+
+func (s recordSlice) Len() int { return len(s.keys) }
+func (s recordSlice) Less(i, j int) bool {
+	return cmpRecord(s.keys[i], s.metas[i], s.keys[j], s.metas[j]) < 0
+}
+func (s recordSlice) Swap(i, j int) {
+	s.keys[i], s.keys[j] = s.keys[j], s.keys[i]
+	s.metas[i], s.metas[j] = s.metas[j], s.metas[i]
+}
+
+func cmpRecord(ak recordKey, am recordMeta, bk recordKey, bm recordMeta) int {
 	switch {
-	case a < b:
+	case ak < bk:
 		return -1
-	case a > b:
+	case ak > bk:
 		return 1
 	}
-	return 0
-}
-
-func cmpRecord(a, b providerRecord) int {
-	if c := cmpKey(a.key, b.key); c != 0 {
-		return c
-	}
-	return int(a.peer) - int(b.peer)
+	return int(am.peer()) - int(bm.peer())
 }

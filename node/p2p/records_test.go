@@ -53,3 +53,37 @@ func TestRecordStore(t *testing.T) {
 		t.Fatalf("another provider is refused when one is at its quota: %v", err)
 	}
 }
+
+// TestRecordStoreLongRun: over weeks of re-provides the expiry epoch moves
+// forward (a record's expiry has 12 bits) and providers gone for good are
+// forgotten; records keep their provider and expiry through both.
+func TestRecordStoreLongRun(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	r := newRecordStore(t0)
+	stay := peer.ID("stays")
+	now := t0
+	for day := range 60 { // past the 28 days of the expiry range, twice
+		now = t0.Add(time.Duration(day) * 24 * time.Hour)
+		for i := range 100 { // a hundred providers each day, gone the next
+			if err := r.add(now, recordKey(i), peer.ID(fmt.Sprintf("day %d peer %d", day, i)), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := r.add(now, recordKey(7), stay, providerTTL); err != nil {
+			t.Fatal(err)
+		}
+		r.expire(now.Add(2 * time.Hour))
+		if got := r.get(now.Add(2*time.Hour), recordKey(7)); len(got) != 1 || got[0] != stay {
+			t.Fatalf("day %d: providers of key 7 after the others expired: %v", day, got)
+		}
+	}
+	if got := r.get(now.Add(providerTTL-time.Minute), recordKey(7)); len(got) != 1 {
+		t.Fatalf("a record is gone before its expiry: %v", got)
+	}
+	if got := r.get(now.Add(providerTTL+recordTick), recordKey(7)); len(got) != 0 {
+		t.Fatalf("a record outlives its expiry by more than a tick: %v", got)
+	}
+	if len(r.peers) > 200 {
+		t.Fatalf("%d provider numbers in use for 1 provider with records: the gone ones are never forgotten", len(r.peers))
+	}
+}
