@@ -338,7 +338,7 @@ func (r *DHT) FindProviders(ctx context.Context, c cid.Cid) <-chan routing.Provi
 
 type recordAnswer struct {
 	from           peer.ID
-	provs, closers []*peer.AddrInfo
+	provs, closers []peer.AddrInfo
 }
 
 func (r *DHT) walk(ctx, lctx context.Context, c cid.Cid, members []member, out chan<- routing.Provider) {
@@ -388,7 +388,7 @@ func (r *DHT) walk(ctx, lctx context.Context, c cid.Cid, members []member, out c
 				}
 				providers[pi.ID] = true
 				checks.Go(func() {
-					if r.ask(ctx, lctx, c, *pi, out) {
+					if r.ask(ctx, lctx, c, pi, out) {
 						foundOnce.Do(func() { close(found) })
 					}
 				})

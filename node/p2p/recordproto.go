@@ -2,11 +2,13 @@ package p2p
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"time"
 
 	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
@@ -16,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-msgio/pbio"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // The provider-record protocol. kad-dht sends one ADD_PROVIDER message per
@@ -32,9 +35,18 @@ const (
 	opGet            = 'G'
 	maxProvideStream = maxRecordsPerPeer // keys in one provide stream
 	maxRecordsAnswer = 64 << 10          // bytes of one get answer
-	recordsCloser    = dhtBucketSize     // closer peers in a get answer
-	provideDeadline  = time.Minute
+	maxAnswerPeers   = 32                // providers, or closer peers, a get answer may name
+	maxAnswerAddrs   = 16                // addresses of one peer kept from a get answer
+	answerProviders  = dhtBucketSize     // providers a get answer names at most
+	// recordsCloser is how many closer peers a get answer names. A lookup
+	// asks only the lookupWidth closest peers it has heard of, so an
+	// answer needs that many and a few spare for peers that are gone;
+	// kad-dht's 20, with their addresses, were most of a lookup's bytes.
+	recordsCloser   = 2 * lookupWidth
+	provideDeadline = time.Minute
 )
+
+var errBadAnswer = errors.New("malformed records answer")
 
 // handleRecords serves one provide or get stream.
 func (s *Host) handleRecords(str network.Stream) {
@@ -98,18 +110,19 @@ func (r *DHT) serveGet(str network.Stream, in *bufio.Reader) error {
 	}
 	key := recordKey(binary.BigEndian.Uint64(buf[:]))
 	from := str.Conn().RemotePeer()
-	ps, nw := r.s.h.Peerstore(), r.s.h.Network()
-	msg := pb.NewMessage(pb.Message_GET_PROVIDERS, buf[:], 0)
+	ps := r.s.h.Peerstore()
 	provs := r.records.get(time.Now(), key)
-	msg.ProviderPeers = pb.PeerInfosToPBPeers(nw, peerstore.AddrInfos(ps, provs))
+	if len(provs) > answerProviders { // any of them will do: spread the asks
+		rand.Shuffle(len(provs), func(i, j int) { provs[i], provs[j] = provs[j], provs[i] })
+		provs = provs[:answerProviders]
+	}
 	var closer []peer.ID
 	for _, p := range r.d.RoutingTable().NearestPeers(keySpaceID(key), recordsCloser+1) {
 		if p != from && len(closer) < recordsCloser {
 			closer = append(closer, p)
 		}
 	}
-	msg.CloserPeers = pb.PeerInfosToPBPeers(nw, peerstore.AddrInfos(ps, closer))
-	return pbio.NewDelimitedWriter(str).WriteMsg(msg)
+	return writeRecordAnswer(str, key, peerstore.AddrInfos(ps, provs), peerstore.AddrInfos(ps, closer))
 }
 
 // sendProvide sends keys to p as one provide stream and waits for the
@@ -150,7 +163,7 @@ func (r *DHT) sendProvide(ctx context.Context, p peer.ID, keys []recordKey) erro
 
 // askRecords asks p for the providers of key: the providers it holds
 // records of, and the closer peers it knows.
-func (r *DHT) askRecords(ctx context.Context, p peer.ID, key recordKey) (provs, closer []*peer.AddrInfo, err error) {
+func (r *DHT) askRecords(ctx context.Context, p peer.ID, key recordKey) (provs, closer []peer.AddrInfo, err error) {
 	str, err := r.s.h.NewStream(ctx, p, recordsProto)
 	if err != nil {
 		return nil, nil, err
@@ -167,12 +180,74 @@ func (r *DHT) askRecords(ctx context.Context, p peer.ID, key recordKey) (provs, 
 		return nil, nil, err
 	}
 	_ = str.CloseWrite()
-	var msg pb.Message
-	if err := pbio.NewDelimitedReader(str, maxRecordsAnswer).ReadMsg(&msg); err != nil {
+	provs, closer, err = readRecordAnswer(str, key)
+	if err != nil {
 		_ = str.Reset()
 		return nil, nil, err
 	}
-	return pb.PBPeersToPeerInfos(msg.GetProviderPeers()), pb.PBPeersToPeerInfos(msg.GetCloserPeers()), nil
+	return provs, closer, nil
+}
+
+// writeRecordAnswer writes a get answer: kad-dht's GET_PROVIDERS message
+// with the providers and the closer peers, varint-delimited.
+func writeRecordAnswer(w io.Writer, key recordKey, provs, closer []peer.AddrInfo) error {
+	msg := pb.NewMessage(pb.Message_GET_PROVIDERS, keyBytes(key), 0)
+	msg.ProviderPeers = pb.RawPeerInfosToPBPeers(provs)
+	msg.CloserPeers = pb.RawPeerInfosToPBPeers(closer)
+	return pbio.NewDelimitedWriter(w).WriteMsg(msg)
+}
+
+// readRecordAnswer reads the answer to a get of key. It reads at most
+// maxRecordsAnswer bytes; an answer to another key or of another type, more
+// than maxAnswerPeers peers of a kind or a peer ID that does not parse is
+// errBadAnswer. Addresses that do not parse are dropped, and those of a
+// peer past maxAnswerAddrs.
+func readRecordAnswer(r io.Reader, key recordKey) (provs, closer []peer.AddrInfo, err error) {
+	var msg pb.Message
+	if err := pbio.NewDelimitedReader(r, maxRecordsAnswer).ReadMsg(&msg); err != nil {
+		return nil, nil, err
+	}
+	if msg.GetType() != pb.Message_GET_PROVIDERS {
+		return nil, nil, fmt.Errorf("%w: message type %v", errBadAnswer, msg.GetType())
+	}
+	if want := keyBytes(key); !bytes.Equal(msg.GetKey(), want) {
+		return nil, nil, fmt.Errorf("%w: answers key %x, asked %x", errBadAnswer, msg.GetKey(), want)
+	}
+	if provs, err = answerPeers(msg.GetProviderPeers()); err != nil {
+		return nil, nil, fmt.Errorf("providers: %w", err)
+	}
+	if closer, err = answerPeers(msg.GetCloserPeers()); err != nil {
+		return nil, nil, fmt.Errorf("closer peers: %w", err)
+	}
+	return provs, closer, nil
+}
+
+func answerPeers(pbps []*pb.Message_Peer) ([]peer.AddrInfo, error) {
+	if len(pbps) > maxAnswerPeers {
+		return nil, fmt.Errorf("%w: %d peers", errBadAnswer, len(pbps))
+	}
+	out := make([]peer.AddrInfo, 0, len(pbps))
+	for _, pbp := range pbps {
+		id, err := peer.IDFromBytes(pbp.GetId())
+		if err != nil {
+			return nil, fmt.Errorf("%w: peer id: %w", errBadAnswer, err)
+		}
+		ai := peer.AddrInfo{ID: id}
+		for _, b := range pbp.GetAddrs() {
+			if len(ai.Addrs) == maxAnswerAddrs {
+				break
+			}
+			if a, err := ma.NewMultiaddrBytes(b); err == nil {
+				ai.Addrs = append(ai.Addrs, a)
+			}
+		}
+		out = append(out, ai)
+	}
+	return out, nil
+}
+
+func keyBytes(key recordKey) []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(key))
 }
 
 // keySpaceID places a record key in kad-dht's key space (SHA-256 of the
