@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,10 +34,10 @@ const (
 	peersPerRegion   = 4                      // a region of the key space holds about this many peers
 	maxRegionBits    = 10                     // at most 1024 region lookups per round
 	provideWorkers   = 8                      // provide streams at once
-	lookupWidth      = replication            // peers asked at each step of a lookup
-	lookupSteps      = 4
-	dhtLookupTimeout = 2 * time.Second // bound of one lookup
-	recordAskTimeout = time.Second     // bound of one record query
+	lookupWidth      = replication            // record queries of a lookup at once
+	maxLookupAsks    = 4 * lookupWidth        // record queries of a lookup in all
+	dhtLookupTimeout = 2 * time.Second        // bound of one lookup
+	recordAskTimeout = time.Second            // bound of one record query
 	// kadRefresh is how often kad-dht refreshes its routing table (a lookup
 	// per bucket). Its default, 10 min, cost a hundred-node swarm more than
 	// all its records; a swarm of machines changes slowly, a dead peer is
@@ -62,6 +63,7 @@ type DHT struct {
 
 	rounds atomic.Int64 // re-provide rounds done (benches)
 	sent   atomic.Int64 // records sent to peers (benches)
+	asks   atomic.Int64 // record queries sent (benches)
 }
 
 var _ routing.Router = (*DHT)(nil)
@@ -337,87 +339,153 @@ func (r *DHT) FindProviders(ctx context.Context, c cid.Cid) <-chan routing.Provi
 }
 
 type recordAnswer struct {
-	from           peer.ID
+	from           member
 	provs, closers []peer.AddrInfo
+	err            error
 }
 
+// walk asks the peers closest to c's key for its records, lookupWidth
+// queries at a time: each answer's closer peers join the candidates, and
+// as soon as a query ends the closest candidate not asked yet that is
+// closer than the replication closest peers answering (or still asked) is
+// asked, without waiting for the slowest of a step. Each provider named
+// gets a have query at once. The walk ends at the first provider that has
+// c, when no query is left and nobody closer is known (once the have
+// queries end), after maxLookupAsks queries, or at lctx's end.
 func (r *DHT) walk(ctx, lctx context.Context, c cid.Cid, members []member, out chan<- routing.Provider) {
 	key := keyOf(c)
-	target := keySpaceID(key)
-	self := r.s.h.ID()
+	w := newWalkState(keySpaceID(key), members, r.s.h.ID())
 	found := make(chan struct{})
 	var foundOnce sync.Once
 	var checks sync.WaitGroup
 	defer checks.Wait()
-	asked := map[peer.ID]bool{self: true}
-	providers := map[peer.ID]bool{self: true}
-	known := map[peer.ID]member{}
-	for _, m := range members {
-		known[m.id] = m
-	}
-	var askedBest []member // the replication closest peers asked so far
-	next := closest(members, target, lookupWidth)
-	for step := 0; step < lookupSteps && len(next) > 0; step++ {
-		answers := make(chan recordAnswer, len(next))
-		for _, m := range next {
-			asked[m.id] = true
+	providers := map[peer.ID]bool{r.s.h.ID(): true}
+	answers := make(chan recordAnswer, maxLookupAsks)
+	inflight := 0
+	launch := func() {
+		for inflight < lookupWidth {
+			m, ok := w.next()
+			if !ok {
+				return
+			}
+			inflight++
+			r.asks.Add(1)
 			go func() {
 				qctx, cancel := context.WithTimeout(lctx, recordAskTimeout)
 				defer cancel()
 				provs, closers, err := r.askRecords(qctx, m.id, key)
-				if err != nil {
-					r.s.log.Debug("dht record query failed", "peer", m.id.String(), "err", err)
-				}
-				answers <- recordAnswer{from: m.id, provs: provs, closers: closers}
+				answers <- recordAnswer{from: m, provs: provs, closers: closers, err: err}
 			}()
 		}
-		askedBest = closest(append(askedBest, next...), target, replication)
-		ps := r.s.h.Peerstore()
-		for range next {
-			var a recordAnswer
-			select {
-			case a = <-answers:
-			case <-found:
-				return
-			case <-lctx.Done():
-				return
-			}
-			for _, pi := range a.provs {
-				if providers[pi.ID] || r.s.bans.banned(pi.ID) {
-					continue
-				}
-				providers[pi.ID] = true
-				checks.Go(func() {
-					if r.ask(ctx, lctx, c, pi, out) {
-						foundOnce.Do(func() { close(found) })
-					}
-				})
-			}
-			for _, pi := range a.closers {
-				if _, ok := known[pi.ID]; ok || pi.ID == self || r.s.bans.banned(pi.ID) {
-					continue
-				}
-				ps.AddAddrs(pi.ID, r.s.usableAddrs(pi.Addrs), peerstore.TempAddrTTL)
-				known[pi.ID] = member{id: pi.ID, pos: kb.ConvertPeerID(pi.ID)}
-			}
-		}
-		// Next: the closest unasked peers that beat the ones asked so far.
-		var unasked []member
-		for id, m := range known {
-			if !asked[id] && (len(askedBest) < replication || closer(m.pos, askedBest[len(askedBest)-1].pos, target)) {
-				unasked = append(unasked, m)
-			}
-		}
-		next = closest(unasked, target, lookupWidth)
-		if len(next) == 0 {
-			// Nobody closer: the providers found so far are all there is.
-			select {
-			case <-found:
-			case <-waitGroupDone(&checks):
-			case <-lctx.Done():
-			}
+	}
+	launch()
+	for inflight > 0 {
+		var a recordAnswer
+		select {
+		case a = <-answers:
+		case <-found:
+			return
+		case <-lctx.Done():
 			return
 		}
+		inflight--
+		if a.err != nil {
+			r.s.log.Debug("dht record query failed", "peer", a.from.id.String(), "err", a.err)
+		}
+		for _, pi := range a.provs {
+			if providers[pi.ID] || r.s.bans.banned(pi.ID) {
+				continue
+			}
+			providers[pi.ID] = true
+			checks.Go(func() {
+				if r.ask(ctx, lctx, c, pi, out) {
+					foundOnce.Do(func() { close(found) })
+				}
+			})
+		}
+		r.learnClosers(w, a)
+		launch()
+	}
+	// Nobody closer: the providers found so far are all there is.
+	select {
+	case <-found:
+	case <-waitGroupDone(&checks):
+	case <-lctx.Done():
+	}
+}
+
+// learnClosers adds the closer peers of an answer to the walk's
+// candidates and notes how the query ended.
+func (r *DHT) learnClosers(w *walkState, a recordAnswer) {
+	w.answered(a.from, a.err == nil)
+	if a.err != nil {
+		return
+	}
+	ps := r.s.h.Peerstore()
+	for _, pi := range a.closers {
+		if w.knows(pi.ID) || r.s.bans.banned(pi.ID) {
+			continue
+		}
+		ps.AddAddrs(pi.ID, r.s.usableAddrs(pi.Addrs), peerstore.TempAddrTTL)
+		w.add(member{id: pi.ID, pos: kb.ConvertPeerID(pi.ID)})
+	}
+}
+
+// walkState is what a lookup knows: the candidates, who was asked, and
+// the closest peers that answered or are being asked.
+type walkState struct {
+	target  kb.ID
+	known   map[peer.ID]bool
+	unasked []member
+	best    []member // the replication closest answering or being asked
+	asks    int
+}
+
+func newWalkState(target kb.ID, members []member, self peer.ID) *walkState {
+	w := &walkState{target: target, known: map[peer.ID]bool{self: true}}
+	for _, m := range members {
+		w.add(m)
+	}
+	return w
+}
+
+func (w *walkState) knows(p peer.ID) bool { return w.known[p] }
+
+func (w *walkState) add(m member) {
+	if !w.known[m.id] {
+		w.known[m.id] = true
+		w.unasked = append(w.unasked, m)
+	}
+}
+
+// next picks the closest unasked candidate if it is closer than the
+// replication closest answering or being asked, and counts it as asked.
+func (w *walkState) next() (member, bool) {
+	if w.asks == maxLookupAsks || len(w.unasked) == 0 {
+		return member{}, false
+	}
+	i := 0
+	for j := range w.unasked {
+		if closer(w.unasked[j].pos, w.unasked[i].pos, w.target) {
+			i = j
+		}
+	}
+	m := w.unasked[i]
+	if len(w.best) == replication && !closer(m.pos, w.best[len(w.best)-1].pos, w.target) {
+		return member{}, false
+	}
+	w.unasked[i] = w.unasked[len(w.unasked)-1]
+	w.unasked = w.unasked[:len(w.unasked)-1]
+	w.asks++
+	w.best = closest(append(w.best, m), w.target, replication)
+	return m, true
+}
+
+// answered notes the end of a query to m: one that failed no longer
+// counts among the closest, so the next closest candidate is asked.
+func (w *walkState) answered(m member, ok bool) {
+	if !ok {
+		w.best = slices.DeleteFunc(w.best, func(b member) bool { return b.id == m.id })
 	}
 }
 
