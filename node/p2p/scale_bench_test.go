@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -114,14 +115,18 @@ func runScale(b *testing.B, n, blobs int) {
 		st.mu.Unlock()
 	}
 	heapBlobs := heapNow()
+	writeHeapProfile(b, "FLOCON_BENCH_HEAPPROFILE0")
+	conns0 := connsPerNode(nodes)
 
 	// One re-provide round on every node, a few at a time.
-	traffic0 := totalBytes(nodes)
+	traffic0 := settledBytes(nodes)
 	start := time.Now()
 	parallel(len(nodes), 4, func(i int) { nodes[i].tn.s.dht.round(context.Background()) })
 	roundTime := time.Since(start)
-	roundBytes := totalBytes(nodes) - traffic0
+	roundBytes := settledBytes(nodes) - traffic0
 	heapProvided := heapNow()
+	writeHeapProfile(b, "FLOCON_BENCH_HEAPPROFILE")
+	conns1 := connsPerNode(nodes)
 	var records, sent, rounds int64
 	for _, sn := range nodes {
 		records += int64(sn.tn.s.dht.records.len())
@@ -131,7 +136,7 @@ func runScale(b *testing.B, n, blobs int) {
 
 	// New blobs announced one by one: each goes out with the next batch.
 	const fresh = 5
-	traffic1 := totalBytes(nodes)
+	traffic1 := settledBytes(nodes)
 	for i := range nodes {
 		for j := range fresh {
 			c := routingtest.CID(b, fmt.Sprintf("node %d fresh %d", i, j))
@@ -149,15 +154,19 @@ func runScale(b *testing.B, n, blobs int) {
 		}
 		return got >= sent+int64(n*fresh*replication)*9/10
 	})
-	perFresh := float64(totalBytes(nodes)-traffic1) / float64(n*fresh)
+	perFresh := float64(settledBytes(nodes)-traffic1) / float64(n*fresh)
 
+	stopCPU := startCPUProfile(b, "FLOCON_BENCH_CPUPROFILE")
+	gc0 := gcStats()
 	hit, hitBytes, notFound := lookups(b, nodes, 300, true)
 	miss, missBytes, _ := lookups(b, nodes, 100, false)
+	gc1 := gcStats()
+	stopCPU()
 
 	// kad-dht's own upkeep: one routing-table refresh on every node.
-	traffic2 := totalBytes(nodes)
+	traffic2 := settledBytes(nodes)
 	parallel(len(nodes), 8, func(i int) { <-nodes[i].tn.s.dht.d.ForceRefresh() })
-	refreshBytes := float64(totalBytes(nodes)-traffic2) / float64(n)
+	refreshBytes := float64(settledBytes(nodes)-traffic2) / float64(n)
 
 	// Every byte is counted out at one node and in at another: half the
 	// total is what a node sends (and receives).
@@ -174,8 +183,8 @@ func runScale(b *testing.B, n, blobs int) {
 		pct(hit, 0.50), pct(hit, 0.99), len(hit)+notFound, notFound)
 	fmt.Printf("| lookup of an unknown blob (miss): p50 / p99 | %s / %s (%d lookups) |\n", pct(miss, 0.50), pct(miss, 0.99), len(miss))
 	fmt.Printf("| routing state per node: heap growth of the round | %.2f MiB |\n", statePerNode/(1<<20))
-	fmt.Printf("| routing state per node: provider records (16 B each) | %.0f records, %.2f MiB |\n",
-		float64(records)/float64(n), float64(records)*16/float64(n)/(1<<20))
+	fmt.Printf("| routing state per node: provider records (%d B each) | %.0f records, %.2f MiB |\n",
+		recordBytes, float64(records)/float64(n), float64(records)*recordBytes/float64(n)/(1<<20))
 	fmt.Printf("| heap per node: host up / blobs held (store, offer index) | %.1f / %.1f MiB |\n",
 		(float64(heapHosts)-float64(heap0))/(1<<20)/float64(n), (float64(heapBlobs)-float64(heapHosts))/(1<<20)/float64(n))
 	fmt.Printf("| re-provide round, all nodes (%d at a time; %d rounds ran, want %d) | %s, %.2f MiB sent per node |\n",
@@ -186,6 +195,9 @@ func runScale(b *testing.B, n, blobs int) {
 		benchLookupsPerHour, perNode(hitBytes*float64(n))/1024, perNode(missBytes*float64(n))/1024, lookupPerHour/(1<<20))
 	fmt.Printf("| kad-dht upkeep sent per node per hour (%.0f table refreshes at %.1f KiB) | %.2f MiB |\n",
 		kadRefreshPerHour, refreshBytes/1024, refreshBytes*kadRefreshPerHour/(1<<20))
+	fmt.Printf("| connections per node: before / after the round | %.1f / %.1f |\n", conns0, conns1)
+	fmt.Printf("| GC during the lookups (share of CPU: since start) | %d cycles, %v paused (%.0f%%) |\n",
+		gc1.NumGC-gc0.NumGC, time.Duration(gc1.PauseTotalNs-gc0.PauseTotalNs), 100*gc1.GCCPUFraction)
 	b.ReportMetric(float64(pctDur(hit, 0.50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(pctDur(hit, 0.99).Microseconds())/1000, "p99-ms")
 	b.ReportMetric(statePerNode/(1<<20), "state-MiB/node")
@@ -197,7 +209,7 @@ func runScale(b *testing.B, n, blobs int) {
 // bytes per lookup (all nodes, in and out) and how many hits found nothing.
 func lookups(b *testing.B, nodes []scaleNode, count int, hit bool) (lat []time.Duration, bytesPer float64, notFound int) {
 	n := len(nodes)
-	t0 := totalBytes(nodes)
+	t0 := settledBytes(nodes)
 	for i := range count {
 		from, to := rand.IntN(n), rand.IntN(n)
 		if from == to {
@@ -207,6 +219,7 @@ func lookups(b *testing.B, nodes []scaleNode, count int, hit bool) (lat []time.D
 		if hit {
 			c = nodes[to].cs[rand.IntN(len(nodes[to].cs))]
 		}
+		conns0, asks0, gcs0 := len(nodes[from].tn.s.h.Network().Conns()), nodes[from].tn.s.dht.asks.Load(), gcStats().NumGC
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		found := false
@@ -218,15 +231,20 @@ func lookups(b *testing.B, nodes []scaleNode, count int, hit bool) (lat []time.D
 			}
 		}
 		cancel()
+		took := time.Since(start)
 		switch {
 		case !hit:
-			lat = append(lat, time.Since(start))
+			lat = append(lat, took)
 		case !found:
 			notFound++
 		}
+		if os.Getenv("FLOCON_BENCH_TRACE") != "" {
+			fmt.Printf("trace hit=%v found=%v took=%v asks=%d conns=%+d gcs=%d\n", hit, found, took,
+				nodes[from].tn.s.dht.asks.Load()-asks0, len(nodes[from].tn.s.h.Network().Conns())-conns0, gcStats().NumGC-gcs0)
+		}
 	}
 	slices.Sort(lat)
-	return lat, float64(totalBytes(nodes)-t0) / float64(count), notFound
+	return lat, float64(settledBytes(nodes)-t0) / float64(count), notFound
 }
 
 func parallel(n, width int, f func(i int)) {
@@ -261,6 +279,16 @@ func loadAvg() string {
 	return string(b[:14])
 }
 
+// settledBytes is the bytes all nodes sent and received, read once the
+// counters caught up: libp2p's bandwidth counter adds what was marked to
+// its total only at its next one-second sweep, so a total read right after
+// a lookup missed up to the last second of traffic (a hundred misses took
+// less than that, and read as 0 bytes).
+func settledBytes(nodes []scaleNode) int64 {
+	time.Sleep(1500 * time.Millisecond)
+	return totalBytes(nodes)
+}
+
 func totalBytes(nodes []scaleNode) int64 {
 	var t int64
 	for _, sn := range nodes {
@@ -268,6 +296,53 @@ func totalBytes(nodes []scaleNode) int64 {
 		t += st.TotalIn + st.TotalOut
 	}
 	return t
+}
+
+// writeHeapProfile writes the live heap to the file named by env, if set.
+func writeHeapProfile(b *testing.B, env string) {
+	path := os.Getenv(env)
+	if path == "" {
+		return
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// startCPUProfile profiles the CPU into the file named by env, if set,
+// until the returned function is called.
+func startCPUProfile(b *testing.B, env string) (stop func()) {
+	path := os.Getenv(env)
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }
+}
+
+func connsPerNode(nodes []scaleNode) float64 {
+	var c int
+	for _, sn := range nodes {
+		c += len(sn.tn.s.h.Network().Conns())
+	}
+	return float64(c) / float64(len(nodes))
+}
+
+func gcStats() runtime.MemStats {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m
 }
 
 func heapNow() uint64 {
