@@ -1,11 +1,17 @@
 package p2p
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"testing"
 	"time"
+
+	pb "github.com/libp2p/go-libp2p-kad-dht/pb"
+	"github.com/libp2p/go-msgio/pbio"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/flocon/flocon/node/routing/routingtest"
 )
@@ -64,5 +70,55 @@ func TestRecordsProtocol(t *testing.T) {
 	_ = bad.CloseWrite()
 	if b, err := io.ReadAll(bad); err == nil {
 		t.Fatalf("an unknown operation answered %q, want a reset", b)
+	}
+}
+
+// TestRecordAnswerRefused: an answer to another key, of another type, with
+// more peers than the bound or a peer ID that does not parse is
+// errBadAnswer; a peer's addresses past the bound are dropped.
+func TestRecordAnswerRefused(t *testing.T) {
+	t.Parallel()
+	const key = recordKey(42)
+	id := newRawHost(t).ID()
+	write := func(msg *pb.Message) []byte {
+		var b bytes.Buffer
+		if err := pbio.NewDelimitedWriter(&b).WriteMsg(msg); err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	answer := func(k recordKey, provs []*pb.Message_Peer) *pb.Message {
+		msg := pb.NewMessage(pb.Message_GET_PROVIDERS, keyBytes(k), 0)
+		msg.ProviderPeers = provs
+		return msg
+	}
+	good := &pb.Message_Peer{Id: []byte(id)}
+	tooMany := make([]*pb.Message_Peer, maxAnswerPeers+1)
+	for i := range tooMany {
+		tooMany[i] = good
+	}
+	otherType := answer(key, nil)
+	otherType.Type = pb.Message_FIND_NODE
+	for _, tc := range []struct {
+		name string
+		msg  *pb.Message
+	}{
+		{"another key", answer(key+1, []*pb.Message_Peer{good})},
+		{"another type", otherType},
+		{"too many providers", answer(key, tooMany)},
+		{"a peer ID that does not parse", answer(key, []*pb.Message_Peer{{Id: []byte("not a peer id")}})},
+	} {
+		if _, _, err := readRecordAnswer(bytes.NewReader(write(tc.msg)), key); !errors.Is(err, errBadAnswer) {
+			t.Errorf("%s: %v, want %v", tc.name, err, errBadAnswer)
+		}
+	}
+	addr := ma.StringCast("/ip4/192.0.2.1/tcp/19432").Bytes()
+	many := &pb.Message_Peer{Id: []byte(id), Addrs: [][]byte{[]byte("garbage")}}
+	for range maxAnswerAddrs + 4 {
+		many.Addrs = append(many.Addrs, addr)
+	}
+	provs, _, err := readRecordAnswer(bytes.NewReader(write(answer(key, []*pb.Message_Peer{many}))), key)
+	if err != nil || len(provs) != 1 || provs[0].ID != id || len(provs[0].Addrs) != maxAnswerAddrs {
+		t.Fatalf("a peer with %d addresses, one garbage: %v, %v; want it with %d", len(many.Addrs), provs, err, maxAnswerAddrs)
 	}
 }
