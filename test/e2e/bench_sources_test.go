@@ -196,6 +196,7 @@ func printBenchTable(fx *benchFixtures, rows []benchRow) {
 // shared machine included), daemons and pacmans what the bench's own used.
 type benchCPU struct {
 	wall, busy, daemons, pacmans time.Duration
+	perDaemon                    []time.Duration // each machine's daemon, in machine order
 }
 
 // cpuMeter measures a run's benchCPU.
@@ -203,25 +204,27 @@ type cpuMeter struct {
 	ms      []*benchMachine
 	start   time.Time
 	busy    time.Duration
-	daemons time.Duration
+	daemons []time.Duration // each daemon's CPU at the start
 }
 
 func startCPU(ms []*benchMachine) *cpuMeter {
 	c := &cpuMeter{ms: ms, start: time.Now(), busy: machineBusy()}
 	for _, m := range ms {
-		c.daemons += processCPU(m.d.PID())
+		c.daemons = append(c.daemons, processCPU(m.d.PID()))
 	}
 	return c
 }
 
-// stop ends the run; a daemon killed during it counts up to its kill.
+// stop ends the run; a daemon killed during it counts up to its last look
+// (cpuMeter.look).
 func (c *cpuMeter) stop() benchCPU {
 	r := benchCPU{wall: time.Since(c.start), busy: machineBusy() - c.busy}
-	for _, m := range c.ms {
-		r.daemons += processCPU(m.d.PID())
+	for i, m := range c.ms {
+		used := max(processCPU(m.d.PID())-c.daemons[i], m.lastCPU-c.daemons[i], 0)
+		r.perDaemon = append(r.perDaemon, used)
+		r.daemons += used
 		r.pacmans += m.cpu
 	}
-	r.daemons -= c.daemons
 	return r
 }
 
@@ -284,6 +287,7 @@ type benchRow struct {
 	base    time.Duration // the denominator of slowest when not "alone" (site A's slowest)
 	baseF   time.Duration // the same for fetched
 	stall   time.Duration // longest wait for a byte seen by a pacman
+	phases  string        // the slowest machine's start-up + downloads + checks
 	// link is what crossed the site's shaped mirror link (htb class 1:10,
 	// headers included; 0 for two sites). The bytes ratio counts what the
 	// mirror wrote to its sockets, which includes, for a request cancelled
@@ -322,9 +326,13 @@ func (r benchRow) appendFigures(t *testing.T, file string) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	_, err = fmt.Fprintf(f, "%s\t%d\tbytes %.3f\tslowest %.2fs\tdownloads %.2fs\tbase %.2fs/%.2fs\tstall %.2fs\tlink %d\tload %.2f\tcpu busy %.0fs of %.0fs\tflocon %.2fs\tpacman %.2fs\tkill %s\n",
+	perDaemon := make([]string, len(r.cpu.perDaemon))
+	for i, d := range r.cpu.perDaemon {
+		perDaemon[i] = fmt.Sprintf("%.2f", d.Seconds())
+	}
+	_, err = fmt.Fprintf(f, "%s\t%d\tbytes %.3f\tslowest %.2fs\tdownloads %.2fs\tbase %.2fs/%.2fs\tstall %.2fs\tlink %d\tload %.2f\tcpu busy %.0fs of %.0fs\tflocon %.2fs (%s)\tpacman %.2fs\tslowest phases %s\tkill %s\n",
 		r.name, r.run, r.ratio, r.slowest.Seconds(), r.fetched.Seconds(), r.base.Seconds(), r.baseF.Seconds(), r.stall.Seconds(), r.link, r.load,
-		r.cpu.busy.Seconds(), float64(runtime.NumCPU())*r.cpu.wall.Seconds(), r.cpu.daemons.Seconds(), r.cpu.pacmans.Seconds(), r.killFigures())
+		r.cpu.busy.Seconds(), float64(runtime.NumCPU())*r.cpu.wall.Seconds(), r.cpu.daemons.Seconds(), strings.Join(perDaemon, " "), r.cpu.pacmans.Seconds(), r.phases, r.killFigures())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,8 +364,8 @@ func (r benchRow) writeLogs(t *testing.T, dir string) {
 	if r.up != nil {
 		var b strings.Builder
 		for _, q := range r.up.Requests() {
-			fmt.Fprintf(&b, "%s\t%s\t%s\t%s\t%d\t%d\n", q.Remote, q.Path, q.Time.Format(time.RFC3339Nano),
-				q.Done.Format(time.RFC3339Nano), q.Status, q.Bytes)
+			fmt.Fprintf(&b, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", q.Remote, q.Path, q.Time.Format(time.RFC3339Nano),
+				q.Done.Format(time.RFC3339Nano), q.Status, q.Bytes, q.Range)
 		}
 		write("mirror.tsv", b.String())
 	}
@@ -419,7 +427,9 @@ type benchMachine struct {
 	start time.Time
 	took  time.Duration
 	cpu   time.Duration // pacman's CPU time (user + system)
-	err   error
+	// lastCPU is the daemon's CPU time just before a kill -9 (cpuMeter).
+	lastCPU time.Duration
+	err     error
 }
 
 // fetched is how long the machine's pacman took to get its last package
@@ -436,6 +446,23 @@ func (m *benchMachine) fetched() time.Duration {
 		return 0
 	}
 	return last.Sub(m.start)
+}
+
+// phases splits the machine's pacman -Sw: before its first package
+// request (start-up, databases), the downloads (to the last package byte),
+// and after them (pacman's own checks of the packages).
+func (m *benchMachine) phases() string {
+	var first time.Time
+	for _, d := range m.proxy.timeline() {
+		if first.IsZero() || d.start.Before(first) {
+			first = d.start
+		}
+	}
+	if first.IsZero() {
+		return "-"
+	}
+	f := m.fetched()
+	return fmt.Sprintf("%.2fs+%.2fs+%.2fs", first.Sub(m.start).Seconds(), (f - first.Sub(m.start)).Seconds(), (m.took - f).Seconds())
 }
 
 func (m *benchMachine) upgrade(pkgs []string) {
@@ -605,7 +632,9 @@ func runLAN(t *testing.T, fx *benchFixtures, sc benchScenario) benchRow {
 		if m.err != nil {
 			t.Errorf("%s: machine %d: %v", sc.name, i, m.err)
 		}
-		row.slowest = max(row.slowest, m.took)
+		if m.took > row.slowest {
+			row.slowest, row.phases = m.took, m.phases()
+		}
 		row.fetched = max(row.fetched, m.fetched())
 		row.stall = max(row.stall, m.proxy.longest())
 	}
@@ -652,6 +681,7 @@ func killWhileServing(m *benchMachine, id string, want int) killReport {
 		time.Sleep(100 * time.Millisecond)
 	}
 	rep.at = time.Since(m.start)
+	m.lastCPU = processCPU(m.d.PID())
 	m.d.Kill()
 	return rep
 }
