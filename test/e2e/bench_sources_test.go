@@ -714,14 +714,13 @@ func servingCounters(c *http.Client, d *Daemon) (sent map[string]float64, inflig
 }
 
 // churnEvents counts the survivors' downloads that lost the killed peer as
-// a source ("source failed" or "silent peer is gone" naming it): 0 means
-// the kill row measured no churn.
+// a source ("source failed" naming it): 0 means the kill row measured no
+// churn.
 func churnEvents(survivors []*benchMachine, killed string) int {
 	n := 0
 	for _, m := range survivors {
 		for _, line := range strings.Split(m.d.Logs(), "\n") {
-			if (strings.Contains(line, `msg="source failed"`) || strings.Contains(line, `msg="silent peer is gone"`)) &&
-				strings.Contains(line, `source="peer `+killed+`"`) {
+			if strings.Contains(line, `msg="source failed"`) && strings.Contains(line, `source="peer `+killed+`"`) {
 				n++
 			}
 		}
