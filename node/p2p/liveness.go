@@ -138,7 +138,12 @@ func (b *bodySender) write(p []byte, d time.Duration) (int, error) {
 // header before the first frame, so that a chunk leaves in one write.
 // Written apart, the length of blob/1.1.0 was a yamux frame of its own
 // per chunk (a TLS record, a write(2), a hand-off to yamux's send loop).
-const frameRoom = 1 + 3*binary.MaxVarintLen64
+// It needs 1 + 3*binary.MaxVarintLen64 bytes (a header, then a length);
+// 64 keeps the chunk's bytes cache-line aligned, as they were before,
+// for read(2) from the page cache and the hash.
+const frameRoom = 64
+
+var _ [frameRoom - (1 + 3*binary.MaxVarintLen64)]byte // compile-time: the room fits
 
 // writeChunk sends buf[frameRoom:] (at most maxFrame bytes) like write,
 // in one write: the frame length and a pending header are put in
