@@ -22,6 +22,7 @@ echo "$out" | awk '
 /^BenchmarkP2PThroughput\/libp2p-quic/ { for (i=1;i<=NF;i++) if ($i=="MB/s") quic=$(i-1); next }
 function cpu(   i, r, s) { for (i=1;i<=NF;i++) { if ($i=="ms-cpu-send/op") s=$(i-1); if ($i=="ms-cpu-recv/op") r=$(i-1) }; return sprintf("%.0f + %.0f ms", s, r) }
 /^BenchmarkP2PThroughput\/libp2p/ { for (i=1;i<=NF;i++) if ($i=="MB/s") p2p=$(i-1); p2pcpu=cpu() }
+/^BenchmarkP2PThroughput\/http-1m/ { for (i=1;i<=NF;i++) if ($i=="MB/s") http1m=$(i-1); http1mcpu=cpu(); next }
 /^BenchmarkP2PThroughput\/http/   { for (i=1;i<=NF;i++) if ($i=="MB/s") http=$(i-1); httpcpu=cpu() }
 /^BenchmarkP2PFirstByte/          { ttfb=$3/1e6 }
 /^BenchmarkP2PLookupMiss\/peers=1/ { miss1=$3/1e6 }
@@ -35,6 +36,9 @@ END {
   printf "%-44s %12.2f\n", "(1) ratio libp2p / HTTP (aim >= 0.7)", p2p/http
   printf "%-44s %s\n", "(1) CPU per blob, sender + receiver: libp2p", p2pcpu
   printf "%-44s %s\n", "(1) CPU per blob, sender + receiver: HTTP", httpcpu
+  printf "%-44s %9.0f MB/s\n", "(1b) HTTP read 1 MiB at a time", http1m
+  printf "%-44s %12.2f\n", "(1b) libp2p / that HTTP", p2p/http1m
+  printf "%-44s %s\n", "(1b) CPU per blob, sender + receiver", http1mcpu
   printf "%-44s %9.0f MB/s\n", "(1) same blob over QUIC (not used on a LAN)", quic
   printf "%-44s %9.2f ms\n", "(2) time to first byte from a peer", ttfb
   printf "%-44s %9.2f ms\n", "(3) miss on 1 peer before mirrors", miss1
