@@ -22,6 +22,9 @@
 #   BENCH_OUT []: directory that receives the table, logs and profiles
 #   BENCH_PROFILE []: 1 = record flocon with `perf record -g` during its rows
 #       and write the hottest symbols to BENCH_OUT (or print them)
+#   BENCH_STRACE []: 1 = count the daemon's system calls (`strace -c -f`)
+#       during each row and write them to BENCH_OUT (or print them); slows
+#       the daemon down: not for the timings of the same run
 #   BENCH_VERIFY [auto]: run scripts/bench-verify.sh too when it exists (0 = no)
 #   BENCH_P2P [1]: run scripts/bench-p2p.sh for the peer-path rows (0 = no)
 #   IDLE_WAIT [3]: seconds the daemon rests before its idle RSS is read
@@ -29,6 +32,9 @@
 #   BENCH_REPO []: use this already generated repo (make-repo.sh OUTDIR) as is
 #   FLOCON_BIN []: use this binary instead of building ./cmd/flocon
 #   FLOCON_ARGS []: more `flocon serve` flags, e.g. "--keep-versions 0" (word-split)
+#   BENCH_ROWS [1 2 3 4 5]: the rows to run (rows 6-7 always report); e.g.
+#       BENCH_ROWS=5 BIG_MB=1 BENCH_P2P=0 BENCH_VERIFY=0 for the small-file rows
+#       alone, in seconds (the big rows then show "err" and the run exits 1)
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
@@ -42,9 +48,12 @@ CLIENTS=${CLIENTS:-8}
 BENCH_CACHE=${BENCH_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/flocon-bench}
 BENCH_OUT=${BENCH_OUT:-}
 BENCH_PROFILE=${BENCH_PROFILE:-}
+BENCH_STRACE=${BENCH_STRACE:-}
 BENCH_VERIFY=${BENCH_VERIFY:-auto}
 BENCH_P2P=${BENCH_P2P:-1}
 IDLE_WAIT=${IDLE_WAIT:-3}
+BENCH_ROWS=${BENCH_ROWS:-1 2 3 4 5}
+row_on() { [[ " $BENCH_ROWS " == *" $1 "* ]]; } # row_on N: row N is to run
 MAKE_REPO=${MAKE_REPO:-$ROOT/test/e2e/testdata/make-repo.sh}
 ARCH=x86_64
 REPO=bench
@@ -57,6 +66,7 @@ for t in nginx curl go awk sha256sum; do
 done
 [[ -f $MAKE_REPO ]] || die "missing repo generator $MAKE_REPO (set MAKE_REPO)"
 [[ -z $BENCH_PROFILE ]] || command -v perf >/dev/null || die "BENCH_PROFILE needs perf (linux-perf)"
+[[ -z $BENCH_STRACE ]] || command -v strace >/dev/null || die "BENCH_STRACE needs strace"
 
 TMP=$(mktemp -d /tmp/flocon-bench.XXXXXX)
 PIDS=()
@@ -220,7 +230,7 @@ sha_ok() { # sha_ok URL FILE: the body at URL is byte-identical to FILE
 }
 
 # ------------------------------------------------------------------ flocon
-FL_PID="" PERF_PID="" FL_UP=0
+FL_PID="" PERF_PID="" STRACE_PID="" FL_UP=0
 DB_T="not fetched" START_RSS=err
 
 start_flocon() {
@@ -270,13 +280,25 @@ rss_split() {
 # prof_start ROW / prof_stop: with BENCH_PROFILE, one perf recording of the
 # daemon per row, so each row's hot spots stand on their own
 prof_start() {
-	[[ -n $BENCH_PROFILE ]] && ((FL_UP)) || return 0
+	((FL_UP)) || return 0
+	if [[ -n $BENCH_STRACE ]]; then
+		strace -c -f -p "$FL_PID" -o "$TMP/strace-$1.txt" 2>>"$TMP/perf.log" &
+		STRACE_PID=$!
+		PIDS+=("$STRACE_PID")
+		sleep 0.5
+	fi
+	[[ -n $BENCH_PROFILE ]] || return 0
 	perf record -F 999 -g -p "$FL_PID" -o "$TMP/perf-$1.data" >>"$TMP/perf.log" 2>&1 &
 	PERF_PID=$!
 	PIDS+=("$PERF_PID")
 	sleep 0.5 # perf needs a moment to attach to every thread
 }
 prof_stop() {
+	if [[ -n $STRACE_PID ]]; then
+		kill -INT "$STRACE_PID" 2>/dev/null || true
+		wait "$STRACE_PID" 2>/dev/null || true
+		STRACE_PID=""
+	fi
 	[[ -n $PERF_PID ]] || return 0
 	kill -INT "$PERF_PID" 2>/dev/null || true
 	wait "$PERF_PID" 2>/dev/null || true
@@ -330,6 +352,7 @@ R1_NG=err R1_FL=err R1_FIRST=err R1_UP=err R2_NG=err R2_FL=err
 R3_NG=err R3_FL=err R3_UP=err R4_NG=err R4_FL=err R4_INFLIGHT=err R4_UP=err
 R5_NG=err R5A_FL=err R5A_UP=err R5A_FAILED=err R5B_FL=err SHA=err HWM=err RSS=err
 
+if row_on 1; then
 log "row 1: cold ${BIG_MB} MiB"
 t=$(ng_ticks)
 R1_NG=$(curl_time "$NGINX_URL/$BIG" "$BIG_SIZE" | cut -d' ' -f1)
@@ -339,7 +362,9 @@ if ((FL_UP)); then
 	read -r R1_FL R1_FIRST <<<"$(curl_time "$FL_URL/$BIG" "$BIG_SIZE")"
 	row_end
 fi
+fi
 
+if row_on 2; then
 log "row 2: warm ${BIG_MB} MiB, $WARM_RUNS runs each"
 row_start 2-warm
 for ((i = 0; i < WARM_RUNS; i++)); do
@@ -352,7 +377,9 @@ row_end
 R2_NG=$(median <"$TMP/r2-ng")
 ((FL_UP)) && R2_FL=$(median <"$TMP/r2-fl")
 ((FL_UP)) && R1_UP=$(upstream_fetches "$BIG")
+fi
 
+if row_on 3; then
 log "row 3: $CLIENTS clients on one cold ${BIG_MB} MiB file"
 t=$(ng_ticks)
 R3_NG=$(kv wall "$(hb concurrent -n "$CLIENTS" -size "$C8_SIZE" "$NGINX_URL/$C8")")
@@ -363,7 +390,9 @@ if ((FL_UP)); then
 	row_end
 	R3_UP=$(upstream_fetches "$C8")
 fi
+fi
 
+if row_on 4; then
 log "row 4: a client joining a download in flight"
 R4_NG=$(kv firstbyte "$(hb join -after $((JOIN_SIZE / 8)) -size "$JOIN_SIZE" "$NGINX_URL/$JOIN")")
 if ((FL_UP)); then
@@ -374,7 +403,9 @@ if ((FL_UP)); then
 	R4_INFLIGHT=$(kv inflight "$line")
 	R4_UP=$(upstream_fetches "$JOIN")
 fi
+fi
 
+if row_on 5; then
 log "row 5: $SMALL_N x $SMALL_KB KiB over one keep-alive connection"
 if ((FL_UP)); then
 	row_start 5a-small-cold
@@ -395,6 +426,7 @@ done
 row_end
 R5_NG=$(median <"$TMP/r5-ng")
 ((FL_UP)) && R5B_FL=$(median <"$TMP/r5-fl")
+fi
 
 if ((FL_UP)); then
 	SHA=ok
@@ -515,6 +547,10 @@ if [[ -n $BENCH_PROFILE ]]; then
 	done
 	[[ -z $BENCH_OUT ]] || log "profiles (perf-ROW.txt, perf-ROW.data) in $BENCH_OUT"
 fi
+for d in "$TMP"/strace-*.txt; do
+	[[ -f $d ]] || continue
+	if [[ -n $BENCH_OUT ]]; then cp "$d" "$BENCH_OUT/"; else { echo "### ${d##*/}"; head -n 30 "$d"; } >&2; fi
+done
 [[ ! -s $TMP/httpbench.err ]] || { log "client errors:"; sort -u "$TMP/httpbench.err" | head -n 10 >&2; }
 
 echo
