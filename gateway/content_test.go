@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"testing"
+
+	"github.com/flocon/flocon/store"
 )
 
 // fileRecorder is a ResponseWriter with a ReadFrom, as net/http's is: it
@@ -30,11 +32,12 @@ func (f *fileRecorder) ReadFrom(src io.Reader) (int64, error) {
 // TestInflightSentFromFile: http.ServeContent's copy of a download in
 // flight reaches the response as parts of the download's file (sendfile,
 // no copy through the gateway) while it grows, the held status goes out
-// with the first of them, and the last byte only after the commit.
+// with the first of them, and the last byte only after the commit. (A
+// download small enough to be held in memory is written from there.)
 func TestInflightSentFromFile(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{})
-	pkg := newTestPkg(t, "sendfile", "1.0-1", 300<<10, nil)
+	pkg := newTestPkg(t, "sendfile", "1.0-1", store.DefaultMemoryBody+300<<10, nil)
 	size := int64(len(pkg.data))
 	p, leader, err := e.st.Begin(pkg.cid(t), size)
 	if err != nil || !leader {

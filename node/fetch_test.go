@@ -194,20 +194,25 @@ func TestFetchJoinerBuildsNoVerifier(t *testing.T) {
 	assertStored(t, st, pkg, pkg.sig)
 }
 
+// TestFetchDigestMismatch: a lying mirror's bytes are never released
+// whole, for a small body held in memory as for one in a temp file.
 func TestFetchDigestMismatch(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
+		size       int
 		secondMode mirrorMode
 		wantErr    error
 	}{
-		{"every mirror sends bad bytes", mirrorMode{corrupt: true}, verify.ErrDigestMismatch},
-		{"second mirror is good", mirrorMode{}, nil},
+		{"every mirror sends bad bytes", 128 << 10, mirrorMode{corrupt: true}, verify.ErrDigestMismatch},
+		{"second mirror is good", 128 << 10, mirrorMode{}, nil},
+		{"every mirror sends bad bytes, body past memory", store.DefaultMemoryBody + 1, mirrorMode{corrupt: true}, verify.ErrDigestMismatch},
+		{"second mirror is good, body past memory", store.DefaultMemoryBody + 1, mirrorMode{}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			pkg := newTestPkg(t, "qux-1.0-1-x86_64.pkg.tar.zst", 128<<10, testKeyring(t).packager)
+			pkg := newTestPkg(t, "qux-1.0-1-x86_64.pkg.tar.zst", tt.size, testKeyring(t).packager)
 			files := map[string][]byte{pkg.name: pkg.data}
 			bad := newFakeMirror(t, mirrorMode{corrupt: true}, files)
 			second := newFakeMirror(t, tt.secondMode, files)

@@ -35,7 +35,18 @@ type Config struct {
 	Logger       *slog.Logger // default: discard
 	KeepVersions int          // retention: newest N versions per (name, arch); 0 = keep all
 	MaxBytes     int64        // size quota (LRU by last access); 0 = none
+	// MemoryBody: a download of known size up to this many bytes is held
+	// in memory until it is proven, and written to disk (temp file, fsync,
+	// rename, index row) only after its readers were released; 0 =
+	// DefaultMemoryBody, < 0 = every download goes to a temp file at once.
+	MemoryBody int64
 }
+
+// DefaultMemoryBody is the largest download held in memory until proven
+// (Config.MemoryBody). Creating the temp file (an inode allocation) was the
+// largest single step on the path of a small cold package; a held body
+// costs its size in memory until the disk has it.
+const DefaultMemoryBody = 1 << 20
 
 // BlobInfo is the index row of a verified blob.
 type BlobInfo struct {
@@ -73,6 +84,7 @@ type Store struct {
 
 	mu      sync.Mutex
 	pending map[cid.Cid]*Pending
+	memHeld int64 // bytes of the downloads held in memory (under mu)
 
 	discardMu sync.Mutex // one read-raise-write of a discarded prefix at a time
 
@@ -112,6 +124,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MemoryBody == 0 {
+		cfg.MemoryBody = DefaultMemoryBody
 	}
 	s := &Store{
 		cfg:      cfg,

@@ -10,7 +10,11 @@ import (
 func (s *Store) Crash() error {
 	s.mu.Lock()
 	for _, p := range s.pending {
-		_ = p.f.Close()
+		p.mu.Lock()
+		if p.f != nil {
+			_ = p.f.Close()
+		}
+		p.mu.Unlock()
 	}
 	s.mu.Unlock()
 	s.closeMu.Lock()

@@ -70,11 +70,15 @@ func (s *Store) commit(p *Pending, info BlobInfo, sig []byte) error {
 
 // writeBatch makes every download of batch durable, or aborts it.
 func (s *Store) writeBatch(batch []*commitReq) {
-	var wg sync.WaitGroup
-	for _, r := range batch {
-		wg.Go(func() { r.err = r.p.syncTemp() })
+	if len(batch) == 1 { // alone (the usual case): no goroutine to hand it to
+		batch[0].err = batch[0].p.syncTemp()
+	} else {
+		var wg sync.WaitGroup
+		for _, r := range batch {
+			wg.Go(func() { r.err = r.p.syncTemp() })
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	renamed := make([]*commitReq, 0, len(batch))
 	for _, r := range batch {
 		if r.err == nil {
@@ -154,8 +158,16 @@ func setBlobRows(txn *badger.Txn, c cid.Cid, info BlobInfo, sig []byte) error {
 	return setJSON(txn, blobKey(c), info)
 }
 
-// syncTemp fsyncs the temp file and makes it read-only; a failure aborts.
+// syncTemp fsyncs the temp file (written first when the download was held
+// in memory) and makes it read-only; a failure aborts.
 func (p *Pending) syncTemp() error {
+	if p.inMem {
+		if err := p.toDisk(); err != nil {
+			err = fmt.Errorf("commit %s: %w", p.cid, err)
+			p.abort(err, false)
+			return err
+		}
+	}
 	err := p.f.Sync()
 	if err == nil {
 		err = p.f.Chmod(0o444)
@@ -207,6 +219,7 @@ func (p *Pending) finish() {
 	p.notifyLocked()
 	p.mu.Unlock()
 	close(p.done)
+	p.releaseMem()
 	p.s.forget(p)
 	p.s.requestPrune()
 }

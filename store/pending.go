@@ -36,7 +36,8 @@ type Pending struct {
 	done chan struct{}
 
 	// Leader side: Write, Truncate and Commit hold wmu, so f and hash are
-	// only touched by one of them at a time.
+	// only touched by one of them at a time. A download held in memory
+	// (mem != nil) has no f until its commit writes it to disk.
 	wmu  sync.Mutex
 	f    tempFile
 	hash hash.Hash // sha256 of bytes [0, written)
@@ -45,10 +46,15 @@ type Pending struct {
 	state   pendingState
 	err     error
 	written int64
-	path    string        // temp file, then blobs/<cid> after the rename
-	changed chan struct{} // closed and replaced on every change
-	truncs  []int64       // offsets of every Truncate, in order
-	exposed int64         // how far readers got into the unproven bytes
+	path    string // temp file, then blobs/<cid> after the rename ("" while in memory)
+	// mem holds the bytes of a download kept in memory (see memory.go):
+	// mem[:written], capacity the expected size; nil for a temp file.
+	mem     []byte
+	inMem   bool                    // held in memory until its commit (set once, at Begin)
+	wrap    func(*os.File) tempFile // the store's test seam when p began (memory only)
+	changed chan struct{}           // closed and replaced on every change
+	truncs  []int64                 // offsets of every Truncate, in order
+	exposed int64                   // how far readers got into the unproven bytes
 
 	// verified: Commit proved the bytes (size and sha256, after the caller's
 	// signature check); readers may read to the end while the blob is being
@@ -73,6 +79,13 @@ type tempFile interface {
 }
 
 func newPending(s *Store, c cid.Cid, size int64) (*Pending, error) {
+	if s.holdInMemory(size) {
+		return &Pending{
+			s: s, cid: c, size: size, done: make(chan struct{}),
+			hash: newHasher(), mem: make([]byte, 0, size), inMem: true, wrap: s.wrapTemp,
+			changed: make(chan struct{}), verifiedCh: make(chan struct{}),
+		}, nil
+	}
 	f, err := createTemp(s.tmpDir, "dl-")
 	if err != nil {
 		return nil, fmt.Errorf("create temp file: %w", err)
@@ -144,6 +157,9 @@ func (p *Pending) Write(b []byte) (int, error) {
 		return 0, fmt.Errorf("write %s: %d bytes past the expected %d: %w",
 			p.cid, off+int64(len(b))-p.size, p.size, verify.ErrSizeMismatch)
 	}
+	if p.inMem {
+		return p.writeMem(b, off), nil
+	}
 	// The hash runs beside the write to the page cache: two cores, and
 	// still the only pass over the bytes (the verifier takes this state,
 	// see ContentSum).
@@ -212,6 +228,10 @@ func (p *Pending) Truncate(off int64) error {
 	// the truncation when it looks, never take the short read for a plain
 	// error (after which the gateway would join the committed blob's tail
 	// to bytes that were thrown away).
+	if p.inMem {
+		p.truncateMem(off)
+		return nil
+	}
 	p.mu.Lock()
 	p.written = off
 	p.truncs = append(p.truncs, off)
@@ -320,16 +340,17 @@ func (p *Pending) abort(err error, force bool) {
 	}
 	p.state, p.err = stateAborted, err
 	p.notifyLocked()
-	path := p.path
+	path, f := p.path, p.f
 	p.mu.Unlock()
-	if p.f != nil {
-		_ = p.f.Close()
+	if f != nil {
+		_ = f.Close()
 	}
-	if path != p.s.BlobPath(p.cid) { // never a published blob
+	if path != "" && path != p.s.BlobPath(p.cid) { // never a published blob
 		_ = os.Remove(path)
 	}
 	p.discardExposed(0)
 	close(p.done)
+	p.releaseMem()
 	p.s.forget(p)
 }
 

@@ -40,6 +40,7 @@ type pendingReader struct {
 	pos       int64
 	truncSeen int // how many of p.truncs were checked
 	f         *os.File
+	mem       []byte // a download held in memory: its bytes when last looked (no f)
 	closed    bool
 }
 
@@ -151,8 +152,12 @@ func (r *pendingReader) wait(want int64, expose bool) (int64, error) {
 }
 
 // send copies span bytes at the reader's position to w from its
-// descriptor (positioned there: sendfile reads from the file offset).
+// descriptor (positioned there: sendfile reads from the file offset), or
+// from memory.
 func (r *pendingReader) send(w io.Writer, span int64) (int64, error) {
+	if r.mem != nil {
+		return r.sendMem(w, span)
+	}
 	if _, err := r.f.Seek(r.pos, io.SeekStart); err != nil {
 		return 0, fmt.Errorf("read %s at %d: %w", r.p.cid, r.pos, err)
 	}
@@ -176,6 +181,10 @@ func (r *pendingReader) send(w io.Writer, span int64) (int64, error) {
 // path is current (the temp file and the blob are the same inode after the
 // rename, so an open descriptor survives it).
 func (r *pendingReader) openLocked() error {
+	if r.p.inMem {
+		r.mem = r.p.mem // valid up to written, and never overwritten below it
+		return nil
+	}
 	if r.f != nil {
 		return nil
 	}
@@ -189,7 +198,13 @@ func (r *pendingReader) openLocked() error {
 
 // readAt reads b at the reader's position from its descriptor.
 func (r *pendingReader) readAt(b []byte) (int, error) {
-	n, err := r.f.ReadAt(b, r.pos)
+	var n int
+	var err error
+	if r.mem != nil {
+		n = copy(b, r.mem[r.pos:])
+	} else {
+		n, err = r.f.ReadAt(b, r.pos)
+	}
 	if n < len(b) && err == nil {
 		err = io.ErrUnexpectedEOF
 	}
@@ -220,4 +235,23 @@ func (r *pendingReader) Close() error {
 		return r.f.Close()
 	}
 	return nil
+}
+
+// sendMem is send for a download held in memory: one write of the span.
+func (r *pendingReader) sendMem(w io.Writer, span int64) (int64, error) {
+	n, err := w.Write(r.mem[r.pos : r.pos+span])
+	k := int64(n)
+	r.p.mu.Lock()
+	truncErr := r.truncatedLocked(r.pos + k)
+	r.p.mu.Unlock()
+	r.pos += k
+	switch {
+	case truncErr != nil:
+		return k, truncErr
+	case err != nil:
+		return k, err
+	case k < span:
+		return k, fmt.Errorf("read %s at %d: %w", r.p.cid, r.pos, io.ErrShortWrite)
+	}
+	return k, nil
 }

@@ -47,6 +47,15 @@ func TestConformance(t *testing.T) {
 	storetest.Conformance(t, openTemp)
 }
 
+// TestConformanceTempFiles: the same contract with every download in a
+// temp file from its first byte (small ones are held in memory by default).
+func TestConformanceTempFiles(t *testing.T) {
+	t.Parallel()
+	storetest.Conformance(t, func(t *testing.T) *store.Store {
+		return openAt(t, store.Config{Dir: t.TempDir(), MemoryBody: -1})
+	})
+}
+
 func TestOpenRefusesBadConfig(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -209,11 +218,12 @@ func writeFile(t *testing.T, path string, b []byte) {
 }
 
 // TestCrashMidWrite kills the store (no Close) with a download half written
-// and a blob renamed but not indexed; nothing committed may be lost.
+// to its temp file and a blob renamed but not indexed; nothing committed
+// may be lost. (Downloads held in memory: TestMemoryCrashBeforeDisk.)
 func TestCrashMidWrite(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s, err := store.Open(store.Config{Dir: dir})
+	s, err := store.Open(store.Config{Dir: dir, MemoryBody: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
