@@ -378,6 +378,14 @@ func newSink(p io.Writer, v *verify.Verifier, size int64) *sink {
 	return s
 }
 
+// parallel reports whether the verifier takes chunks beside the store's
+// write: not for a body the store holds in memory (its write is a copy,
+// and the whole body is checked in less time than a hand-off to another
+// goroutine costs on a busy machine).
+func (s *sink) parallel() bool {
+	return s.size < 0 || s.size > store.DefaultMemoryBody
+}
+
 // verdict is the verifier's verdict over everything written.
 func (s *sink) verdict() (verify.Result, error) {
 	if s.sum == nil {
@@ -402,7 +410,7 @@ func (s *sink) Write(b []byte) (int, error) {
 	// aborts the download, so the verifier having seen more than was kept
 	// does not matter.
 	var verified sync.WaitGroup
-	if len(b) >= parallelChunk {
+	if len(b) >= parallelChunk && s.parallel() {
 		verified.Go(func() { _, _ = s.v.Write(b) }) // never fails: the verdict comes from Finish
 	} else {
 		_, _ = s.v.Write(b)

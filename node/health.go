@@ -211,57 +211,75 @@ func (m meter) Write(b []byte) (int, error) {
 }
 
 // watchdog cancels a transfer that gets no byte within the first-byte
-// timeout, or fewer than minSpeed bytes/s over a window once started.
+// timeout, or fewer than minSpeed bytes/s over a window once started. Its
+// checks run on timers (time.AfterFunc), not on a goroutine of its own: a
+// small package's transfer is over in a millisecond, and a goroutine
+// started and woken to stop per source was two more hand-offs on its path.
 type watchdog struct {
-	bytes    atomic.Int64
-	fired    atomic.Pointer[error] // why it cancelled the transfer
-	cancel   context.CancelCauseFunc
-	quit     chan struct{}
-	done     chan struct{}
-	stopOnce sync.Once
+	bytes  atomic.Int64
+	fired  atomic.Pointer[error] // why it cancelled the transfer
+	cancel context.CancelCauseFunc
+	ctx    context.Context //nolint:containedctx // the watched transfer's: its end ends the checks
+
+	mu       sync.Mutex // guards what follows; held by each check
+	stopped  bool
+	first    *time.Timer
+	tick     *time.Timer
+	firstBy  time.Duration // the first-byte timeout
+	window   time.Duration
+	minBytes int64
+	last     int64 // bytes at the previous window's end once started; -1 before
 }
 
 // watch starts a watchdog over a transfer run with the returned context.
 func (n *Node) watch(ctx context.Context) (context.Context, *watchdog) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	wd := &watchdog{cancel: cancel, quit: make(chan struct{}), done: make(chan struct{})}
-	go wd.run(ctx, n.cfg.MirrorTimeout, n.cfg.StallWindow, n.cfg.MinSpeed)
+	window := n.cfg.StallWindow
+	wd := &watchdog{cancel: cancel, ctx: ctx, firstBy: n.cfg.MirrorTimeout, window: window, last: -1,
+		minBytes: int64(float64(n.cfg.MinSpeed) * window.Seconds())}
+	wd.mu.Lock()
+	defer wd.mu.Unlock()
+	wd.first = time.AfterFunc(wd.firstBy, wd.checkFirst)
+	wd.tick = time.AfterFunc(window, wd.checkWindow)
 	return ctx, wd
 }
 
-func (wd *watchdog) run(ctx context.Context, firstByte, window time.Duration, minSpeed int64) {
-	defer close(wd.done)
-	first := time.NewTimer(firstByte)
-	defer first.Stop()
-	tick := time.NewTicker(window)
-	defer tick.Stop()
-	minBytes := int64(float64(minSpeed) * window.Seconds())
-	last := int64(-1) // bytes at the previous tick once started
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-wd.quit:
-			return
-		case <-first.C:
-			if wd.bytes.Load() == 0 {
-				wd.fire(fmt.Errorf("no data within %s: %w", firstByte, ErrStalled))
-				return
-			}
-		case <-tick.C:
-			cur := wd.bytes.Load()
-			if last >= 0 && cur-last < minBytes {
-				wd.fire(fmt.Errorf("%d bytes in %s: %w", cur-last, window, ErrStalled))
-				return
-			}
-			if cur > 0 {
-				last = cur
-			}
-		}
+// checkFirst fails a transfer that got no byte by the first-byte timeout.
+func (wd *watchdog) checkFirst() {
+	wd.mu.Lock()
+	defer wd.mu.Unlock()
+	if wd.stopped || wd.ctx.Err() != nil {
+		return
+	}
+	if wd.bytes.Load() == 0 {
+		wd.fireLocked(fmt.Errorf("no data within %s: %w", wd.firstBy, ErrStalled))
 	}
 }
 
-func (wd *watchdog) fire(err error) {
+// checkWindow fails a started transfer that moved fewer than minBytes over
+// the last window, and checks again a window later.
+func (wd *watchdog) checkWindow() {
+	wd.mu.Lock()
+	defer wd.mu.Unlock()
+	if wd.stopped || wd.ctx.Err() != nil {
+		return
+	}
+	cur := wd.bytes.Load()
+	if wd.last >= 0 && cur-wd.last < wd.minBytes {
+		wd.fireLocked(fmt.Errorf("%d bytes in %s: %w", cur-wd.last, wd.window, ErrStalled))
+		return
+	}
+	if cur > 0 {
+		wd.last = cur
+	}
+	wd.tick.Reset(wd.window)
+}
+
+// fireLocked cancels the transfer with err, once; wd.mu is held.
+func (wd *watchdog) fireLocked(err error) {
+	wd.stopped = true
+	wd.first.Stop()
+	wd.tick.Stop()
 	wd.fired.Store(&err)
 	wd.cancel(err)
 }
@@ -269,12 +287,16 @@ func (wd *watchdog) fire(err error) {
 func (wd *watchdog) add(k int64) { wd.bytes.Add(k) }
 
 // stop ends the watchdog and its context; safe to call more than once.
+// No check runs after it returns.
 func (wd *watchdog) stop() {
-	wd.stopOnce.Do(func() {
-		close(wd.quit)
-		<-wd.done
-		wd.cancel(nil)
-	})
+	wd.mu.Lock()
+	if !wd.stopped {
+		wd.stopped = true
+		wd.first.Stop()
+		wd.tick.Stop()
+	}
+	wd.mu.Unlock()
+	wd.cancel(nil)
 }
 
 // cause replaces err by the watchdog's verdict when it fired.
