@@ -120,6 +120,7 @@ func LoadKeyring(dir string, opts ...Option) (*Keyring, error) {
 		return nil, fmt.Errorf("load keyring %s: %w: no keys", dir, ErrKeyring)
 	}
 	k.verifyMasterCerts()
+	k.dropCertifications()
 	return k, nil
 }
 
