@@ -83,6 +83,16 @@ func (p *progressWriter) ReadFrom(src io.Reader) (int64, error) {
 	if lr, ok := src.(*io.LimitedReader); ok {
 		src, left = lr.R, lr.N
 	}
+	if !p.flush {
+		// The header goes out alone, first: else net/http's ReadFrom
+		// reads the body's first 512 bytes through a buffer to send them
+		// with it (one more system call per response), then sendfiles
+		// the rest.
+		p.arm()
+		if err := p.rc.Flush(); err != nil {
+			return 0, err
+		}
+	}
 	var total int64
 	for left != 0 {
 		chunk := int64(writeChunk)

@@ -110,7 +110,7 @@ func (g *Gateway) serveStored(w http.ResponseWriter, r *http.Request, t *target,
 	}
 	pw := g.progress(w)
 	defer pw.finish()
-	http.ServeContent(pw, r, "", modtime, f)
+	http.ServeContent(pw, r, "", modtime, newBlobFile(f, info.Size))
 	return true
 }
 
