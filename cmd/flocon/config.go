@@ -377,17 +377,22 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// logger builds the daemon's structured logger on w.
+// logger builds the daemon's structured logger on w (on a batchWriter,
+// warnings and errors flush it).
 func (o *options) logger(w io.Writer) *slog.Logger {
 	if w == nil {
 		w = os.Stderr
 	}
 	level, _ := parseLevel(o.logLevel) // validated
 	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, hopts)
 	if o.logFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, hopts))
+		h = slog.NewJSONHandler(w, hopts)
 	}
-	return slog.New(slog.NewTextHandler(w, hopts))
+	if b, ok := w.(*batchWriter); ok {
+		h = flushHandler{h, b}
+	}
+	return slog.New(h)
 }
 
 // gatewayRepos are the official repos plus the [[repo]] tables; a table

@@ -67,7 +67,12 @@ func serve(ctx context.Context, o *options) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	applyGCPolicy()
-	log := o.logger(o.logOut)
+	logOut := newBatchWriter(o.logOut)
+	if o.logOut == nil {
+		logOut = newBatchWriter(os.Stderr)
+	}
+	defer logOut.Flush()
+	log := o.logger(logOut)
 	releaseStartPages(log, "init") // package initialisation ran once
 	repos, err := o.gatewayRepos()
 	if err != nil {
