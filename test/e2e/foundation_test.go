@@ -342,9 +342,9 @@ func TestCorruptUpstreamNotStored(t *testing.T) {
 				assertNotStored(t, b.d, f, bad)
 			}
 			reason := regexp.MustCompile(`(?i)sha256 does not match|digest|mismatch`)
-			if !b.d.LogMatches(reason) {
-				t.Errorf("flocon log does not say why it refused (want a line matching %s)", reason)
-			}
+			// info lines reach the log in batches (at most 100 ms late)
+			Eventually(t, 5*time.Second, "a flocon log line saying why it refused, matching "+reason.String(),
+				func() bool { return b.d.LogMatches(reason) })
 		})
 	}
 }
@@ -461,9 +461,9 @@ func TestTrust(t *testing.T) {
 				assertRefused(t, "GET", f, h)
 			}
 			assertNotStored(t, b.d, f)
-			if !logSays(b.d, reason, f) {
-				t.Errorf("flocon log has no line naming %s (file, package or CID) and matching %s", f.File, reason)
-			}
+			// info lines reach the log in batches (at most 100 ms late)
+			Eventually(t, 5*time.Second, fmt.Sprintf("a flocon log line naming %s (file, package or CID) and matching %s",
+				f.File, reason), func() bool { return logSays(b.d, reason, f) })
 		})
 	}
 }
