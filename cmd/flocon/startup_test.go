@@ -126,6 +126,8 @@ func TestExampleConfigStarts(t *testing.T) {
 	if !rep.P2P || rep.Keyring == nil || len(rep.Mirrors) == 0 {
 		t.Fatalf("status = %+v", rep)
 	}
+	r.stop()
+	_ = r.wait(t) // serve flushes its batched log on the way out
 	for _, want := range []string{"upstream mirrors", "flocon serving"} {
 		if !strings.Contains(r.log.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, r.log)
