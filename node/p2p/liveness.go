@@ -25,9 +25,9 @@ import (
 // One rule, in one place, for every blob stream (header and body, either
 // version): the receiver reads with a deadline of livenessTimeout, and
 // silence that long means the sender is gone (ErrPeerGone) unless it
-// answers a ping in time (livenessConfirm: a loaded machine can starve a
-// sender's goroutine, not its whole connection); the download moves on at
-// once. The ping's time is not short: on loaded cores a live peer's ping
+// answers a ping, or sends a byte on the stream, in time (livenessConfirm:
+// a loaded machine can starve a sender's goroutine, not its whole
+// connection); the download moves on at once. The ping's time is not short: on loaded cores a live peer's ping
 // took over 250 ms (a herd of five at load 22; a -race test at load 20),
 // and a live peer judged dead loses every stream at once, which costs far
 // more than a dead one found half a second later. A sender that answers pings is waited for, up to stallTimeout of
@@ -233,8 +233,8 @@ func (b *bodySender) stop() {
 
 // liveReader reads a stream under a deadline renewed before every read:
 // any byte, a keepalive included, proves the sender alive for d more.
-// When the deadline passes and alive is set, alive has the last word: a
-// peer that still answers it (a sending goroutine starved on a loaded
+// When the deadline passes and alive is set, alive has the last word
+// unless a byte comes first (confirm): a peer that still answers it (a sending goroutine starved on a loaded
 // machine) is waited for, up to stallTimeout of silence in all; one that
 // does not is gone (ErrPeerGone). Without alive, the deadline's error is
 // returned as is.
@@ -252,20 +252,63 @@ func (l *liveReader) Read(p []byte) (int, error) {
 	}
 	for {
 		_ = l.r.SetReadDeadline(time.Now().Add(l.d))
-		n, err := l.r.Read(p)
-		if n > 0 {
-			l.last = time.Now()
-			if l.heard != nil {
-				l.heard.Store(l.last.UnixNano())
-			}
-		}
+		n, err := l.read(p)
 		if n > 0 || !isTimeout(err) || l.alive == nil || time.Since(l.last) >= stallTimeout {
 			return n, err
 		}
-		if aerr := l.alive(); aerr != nil {
+		n, err, aerr := l.confirm(p)
+		if n > 0 || (err != nil && !isTimeout(err)) || time.Since(l.last) >= stallTimeout {
+			return n, err
+		}
+		if aerr != nil {
 			return 0, fmt.Errorf("nothing for %s and %w: %w", l.d, aerr, ErrPeerGone)
 		}
 	}
+}
+
+// read reads p and notes when bytes came.
+func (l *liveReader) read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if n > 0 {
+		l.last = time.Now()
+		if l.heard != nil {
+			l.heard.Store(l.last.UnixNano())
+		}
+	}
+	return n, err
+}
+
+// confirm asks alive about a silent sender and keeps reading the stream
+// meanwhile: a byte that comes before the answer (a keepalive that waited
+// behind a starved goroutine, the next chunk) proves the sender alive as
+// well as the answer does. Measured (node TestLANSingleFlight, -race, load
+// 20 on 2 cores): a live sender's bytes arrived during an unanswered ping,
+// were left unread, and the follower judged it gone, closed the connection
+// and downloaded the package from the mirror a second time. confirm
+// returns the read's outcome, and alive's answer once the read ended
+// without bytes (nil when it ended on bytes or an error of its own).
+func (l *liveReader) confirm(p []byte) (n int, err, aerr error) {
+	var mu sync.Mutex
+	reading := true
+	res := make(chan error, 1)
+	_ = l.r.SetReadDeadline(l.last.Add(stallTimeout))
+	go func() {
+		err := l.alive()
+		mu.Lock()
+		if reading { // the answer ends the read: a later one keeps its own deadline
+			_ = l.r.SetReadDeadline(time.Now())
+		}
+		mu.Unlock()
+		res <- err
+	}()
+	n, err = l.read(p)
+	mu.Lock()
+	reading = false
+	mu.Unlock()
+	if n > 0 || !isTimeout(err) || time.Since(l.last) >= stallTimeout {
+		return n, err, nil
+	}
+	return 0, err, <-res
 }
 
 // frameReader yields the data of a framed body, skipping keepalives. A

@@ -301,6 +301,37 @@ func TestLivenessPingHasTheLastWord(t *testing.T) {
 	}
 }
 
+// TestLivenessBytesDuringThePingSpeakForTheSender: a sender silent past
+// the deadline whose next bytes come while the ping is unanswered (both
+// ends starved on a loaded machine) is alive: its bytes are read as they
+// come, not left behind a ping that then fails (ErrPeerGone, and the
+// connection closed).
+func TestLivenessBytesDuringThePingSpeakForTheSender(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := net.Pipe()
+		defer b.Close()
+		defer a.Close()
+		send := newBodySender(a, true, nil)
+		send.stop() // no keepalive: the late chunk is the only sign of life
+		const sendAt = livenessTimeout + livenessConfirm/2
+		go func() {
+			time.Sleep(sendAt)
+			_, _ = send.write([]byte("late"), stallTimeout)
+		}()
+		unanswered := func() error { time.Sleep(livenessConfirm); return errors.New("ping: deadline") }
+		recv := &frameReader{r: bufio.NewReader(&liveReader{r: b, d: livenessTimeout, alive: unanswered})}
+		start := time.Now()
+		got := make([]byte, 4)
+		if _, err := io.ReadFull(recv, got); err != nil {
+			t.Fatalf("read: %v, want the bytes sent during the ping", err)
+		}
+		if took := time.Since(start); took != sendAt {
+			t.Fatalf("bytes read after %s, want as they came (%s)", took, sendAt)
+		}
+		time.Sleep(livenessConfirm) // the unanswered ping ends on its own
+	})
+}
+
 // TestLivenessOtherStreamsSpeakForThePeer: a stream silent past the
 // deadline while another stream from the same peer brings bytes is not
 // given up, even when the ping goes unanswered (it would wait behind those
