@@ -155,13 +155,19 @@ func (r *pendingReader) wait(want int64, expose bool) (int64, error) {
 // descriptor (positioned there: sendfile reads from the file offset), or
 // from memory.
 func (r *pendingReader) send(w io.Writer, span int64) (int64, error) {
+	var k int64
+	var err error
+	short := io.ErrUnexpectedEOF // the file ended before span
 	if r.mem != nil {
-		return r.sendMem(w, span)
+		var n int
+		n, err = w.Write(r.mem[r.pos : r.pos+span])
+		k, short = int64(n), io.ErrShortWrite
+	} else {
+		if _, err := r.f.Seek(r.pos, io.SeekStart); err != nil {
+			return 0, fmt.Errorf("read %s at %d: %w", r.p.cid, r.pos, err)
+		}
+		k, err = io.Copy(w, &io.LimitedReader{R: r.f, N: span})
 	}
-	if _, err := r.f.Seek(r.pos, io.SeekStart); err != nil {
-		return 0, fmt.Errorf("read %s at %d: %w", r.p.cid, r.pos, err)
-	}
-	k, err := io.Copy(w, &io.LimitedReader{R: r.f, N: span})
 	r.p.mu.Lock()
 	truncErr := r.truncatedLocked(r.pos + k)
 	r.p.mu.Unlock()
@@ -172,7 +178,7 @@ func (r *pendingReader) send(w io.Writer, span int64) (int64, error) {
 	case err != nil:
 		return k, err
 	case k < span:
-		return k, fmt.Errorf("read %s at %d: %w", r.p.cid, r.pos, io.ErrUnexpectedEOF)
+		return k, fmt.Errorf("read %s at %d: %w", r.p.cid, r.pos, short)
 	}
 	return k, nil
 }
@@ -235,23 +241,4 @@ func (r *pendingReader) Close() error {
 		return r.f.Close()
 	}
 	return nil
-}
-
-// sendMem is send for a download held in memory: one write of the span.
-func (r *pendingReader) sendMem(w io.Writer, span int64) (int64, error) {
-	n, err := w.Write(r.mem[r.pos : r.pos+span])
-	k := int64(n)
-	r.p.mu.Lock()
-	truncErr := r.truncatedLocked(r.pos + k)
-	r.p.mu.Unlock()
-	r.pos += k
-	switch {
-	case truncErr != nil:
-		return k, truncErr
-	case err != nil:
-		return k, err
-	case k < span:
-		return k, fmt.Errorf("read %s at %d: %w", r.p.cid, r.pos, io.ErrShortWrite)
-	}
-	return k, nil
 }
