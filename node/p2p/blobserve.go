@@ -163,23 +163,32 @@ func (s *Host) signature(c cid.Cid) ([]byte, error) {
 // serveBlob writes the header and the bytes; an error means the stream must
 // be reset (the receiver treats it as a plain failure).
 func (s *Host) serveBlob(ctx context.Context, str network.Stream, req blobRequest) error {
-	if f, ok := s.shared.get(req.c); ok {
-		file, err := os.Open(f.path) // read-only: shared caches are never modified
-		if err == nil {
-			defer file.Close()
-			return s.serveFile(ctx, str, file, f.size, req, func() { s.dropShared(req.c, f.path) })
-		}
-		s.dropShared(req.c, f.path)
-	}
-	if file, info, err := s.st.OpenBlob(req.c); err == nil {
+	if file, size, corrupt, ok := s.openComplete(req.c); ok {
 		defer file.Close()
-		return s.serveFile(ctx, str, file, info.Size, req, func() { s.dropBlob(req.c) })
+		return s.serveFile(ctx, str, file, size, req, corrupt)
 	}
 	if g := s.st.growing(req.c); g != nil {
 		return s.serveGrowing(ctx, str, g, req)
 	}
 	s.answer(str, statusNotFound)
 	return nil
+}
+
+// openComplete opens a complete copy of c: a shared cache's file first (a
+// shared file that cannot be opened is dropped), else the store's blob;
+// corrupt drops the copy it opened.
+func (s *Host) openComplete(c cid.Cid) (f *os.File, size int64, corrupt func(), ok bool) {
+	if sf, ok := s.shared.get(c); ok {
+		file, err := os.Open(sf.path) // read-only: shared caches are never modified
+		if err == nil {
+			return file, sf.size, func() { s.dropShared(c, sf.path) }, true
+		}
+		s.dropShared(c, sf.path)
+	}
+	if file, info, err := s.st.OpenBlob(c); err == nil {
+		return file, info.Size, func() { s.dropBlob(c) }, true
+	}
+	return nil, 0, nil, false
 }
 
 // serveFile sends a complete blob, hashing all of it (the part before the

@@ -2,7 +2,6 @@ package p2p
 
 import (
 	"io"
-	"os"
 	"sync"
 	"time"
 
@@ -90,19 +89,9 @@ func (hc *headCache) take(p peer.ID, c cid.Cid, now time.Time) []byte {
 // readHead reads the first bytes of a complete blob for a have answer: at
 // most want and maxHead, and fewer than size.
 func (s *Host) readHead(c cid.Cid, want int) (size int64, head []byte) {
-	var f io.ReadCloser
-	if sf, ok := s.shared.get(c); ok {
-		file, err := os.Open(sf.path) // read-only: shared caches are never modified
-		if err != nil {
-			return -1, nil
-		}
-		f, size = file, sf.size
-	} else {
-		file, info, err := s.st.OpenBlob(c)
-		if err != nil {
-			return -1, nil
-		}
-		f, size = file, info.Size
+	f, size, _, ok := s.openComplete(c)
+	if !ok {
+		return -1, nil
 	}
 	defer f.Close()
 	k := min(int64(want), maxHead, size-1)
