@@ -19,6 +19,10 @@
 # scenario, so a burst of load on a shared machine hits them all): the table
 # has every run, with the load and where the CPU went, then the worst run of
 # each. FLOCON_BENCH_ONLY=<scenario prefix> reruns one scenario;
+# FLOCON_BENCH_MACHINE_CPU=<cores> caps each machine (its daemon and its
+# pacman) with a cpu cgroup, alone or not (default: the host's cores / 5,
+# so five machines at once fit the host as five real machines would; 0:
+# uncapped, where one alone gets every core and five share them).
 # FLOCON_BENCH_LOGS=<dir> keeps each run's daemon logs, pacman downloads
 # (start, first byte, end) and mirror requests.
 # Takes minutes; prerequisites as for the e2e tests (scripts/deps.sh). Run

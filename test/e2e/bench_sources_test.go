@@ -26,9 +26,10 @@ import (
 // tbf-shaped links run the real pacman (ParallelDownloads = 5) through
 // flocon with default flags, and the table says how many bytes crossed the
 // Internet (and the WAN), how much slower the slowest machine was than one
-// machine alone (its whole pacman -Sw, and its download phase alone: the
-// machines share 2 cores, where pacman's own checks of 5 machines compete),
-// and the longest time a pacman download waited for a byte.
+// machine alone (its whole pacman -Sw, and its download phase alone),
+// and the longest time a pacman download waited for a byte. Each machine
+// gets the same share of the host's cores in every scenario
+// (bench_machinecpu_test.go), as real machines would each have their own.
 // It is a bench, not a test: scripts/bench-sources.sh runs it with
 // FLOCON_BENCH_SOURCES=1, and it asserts nothing about the figures.
 
@@ -51,6 +52,7 @@ func TestBenchSources(t *testing.T) {
 	requireNetns(t)
 	requirePacman(t)
 	fx := loadBenchFixtures(t)
+	fx.machineCPU = machineCPU(t)
 	runs := 3 // the goals hold "in every run": one run says little here
 	if v := os.Getenv("FLOCON_BENCH_RUNS"); v != "" {
 		var err error
@@ -147,6 +149,11 @@ func printBenchTable(fx *benchFixtures, rows []benchRow) {
 	}
 	fmt.Printf("BENCH set: %d packages, %.1f MB; mirror link %s per site, WAN %s; %d cores shared by every machine\n",
 		len(fx.pkgs), float64(fx.size)/1e6, mirrorRate, wanRate, runtime.NumCPU())
+	if c := fx.machineCPU; c > 0 {
+		fmt.Printf("BENCH each machine (daemon + pacman) capped at %.2f cores (cpu cgroup), alone too: equal machines; %s=0 runs uncapped\n", c, envMachineCPU)
+	} else {
+		fmt.Printf("BENCH machines uncapped (%s=0): one alone has every core, five at once share them\n", envMachineCPU)
+	}
 	fmt.Printf("BENCH slowest / alone: the slowest machine's pacman -Sw over the median alone one (%.2fs); two sites: B's over A's\n", aloneS.Seconds())
 	fmt.Printf("BENCH downloads / alone: the same up to the pacman's last package byte (alone %.2fs), without pacman's own checks\n", aloneF.Seconds())
 	fmt.Printf("BENCH link ratio: bytes that crossed the mirror link (headers included) over the median alone run's\n")
@@ -377,6 +384,8 @@ type benchFixtures struct {
 	*Fixtures
 	pkgs []FixtureFile
 	size int64
+	// machineCPU caps each machine's cores (bench_machinecpu_test.go); 0: uncapped.
+	machineCPU float64
 }
 
 func loadBenchFixtures(t *testing.T) *benchFixtures {
@@ -509,13 +518,15 @@ func newBenchSite(t *testing.T, fx *benchFixtures, up *Upstream, n int, args ...
 	for i := range n {
 		ns, ip := l.add(i)
 		l.sh("ip", "netns", "exec", ns, "ip", "route", "add", "default", "via", l.gateway())
+		capped := machineCgroup(t, fx.machineCPU) // daemon and pacman of one machine share it
 		d := StartDaemon(t, DaemonConfig{
 			Mirrors: []string{mirror}, Keyring: fx.Keyring, P2P: true,
-			Listen: ip + ":19433", Prefix: []string{"ip", "netns", "exec", ns},
+			Listen: ip + ":19433", Prefix: append(append([]string(nil), capped...), "ip", "netns", "exec", ns),
 			Args: append([]string{"--p2p-listen", "/ip4/0.0.0.0/tcp/19432", "--p2p-listen", "/ip4/0.0.0.0/udp/19432/quic-v1"}, args...),
 		})
 		px := newStallProxy(t, d.URL())
 		p := NewPacman(t, fx.Keyring, []string{px.url + "/$repo/os/$arch"}, WithRepos("bench"))
+		p.prefix = append(append([]string(nil), capped...), p.prefix...)
 		s.machines = append(s.machines, &benchMachine{d: d, p: p, proxy: px})
 	}
 	ids := make([]string, n)

@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// Each bench machine's CPU: five "machines" in network namespaces share
+// this host's cores, where five real machines would each have their own.
+// Uncapped, a machine alone gets every core while each of five at once
+// gets a fifth of them, and "slowest / alone" measures the sharing of the
+// cores (five pacmans checking packages at once) more than source choice.
+// With a cap, each machine (its daemon and its pacman, children included)
+// runs in a cpu cgroup with the same share in every scenario, the alone
+// one included: machines as equal as real ones. The bench prints which.
+
+const envMachineCPU = "FLOCON_BENCH_MACHINE_CPU"
+
+// machineCPU is the cores each bench machine may use: the env knob (0 =
+// no cap), else the host's cores over the 5 machines of a LAN scenario.
+func machineCPU(t testing.TB) float64 {
+	t.Helper()
+	v := os.Getenv(envMachineCPU)
+	if v == "" {
+		return float64(runtime.NumCPU()) / 5
+	}
+	c, err := strconv.ParseFloat(v, 64)
+	if err != nil || c < 0 {
+		t.Fatalf("%s=%q: want cores per machine (0: no cap)", envMachineCPU, v)
+	}
+	return c
+}
+
+// cpuCgroupRoot is where a cpu cgroup is made: cgroup v1's cpu hierarchy,
+// or v2's unified one when its cpu controller is on; "" when neither.
+func cpuCgroupRoot() (dir string, v1 bool) {
+	if _, err := os.Stat("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"); err == nil {
+		return "/sys/fs/cgroup/cpu", true
+	}
+	if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.subtree_control"); err == nil && strings.Contains(" "+string(b), " cpu") {
+		return "/sys/fs/cgroup", false
+	}
+	return "", false
+}
+
+var cgroupSeq atomic.Int64
+
+// machineCgroup makes a cpu cgroup capped at cores and returns a command
+// prefix that runs a program in it (the shell joins the group, then execs
+// the program, so the pid and every child stay in it). nil when cores is
+// 0. The group goes when the test ends (after the processes in it: register
+// it before starting them).
+func machineCgroup(t testing.TB, cores float64) []string {
+	t.Helper()
+	if cores == 0 {
+		return nil
+	}
+	root, v1 := cpuCgroupRoot()
+	if root == "" {
+		t.Fatalf("%s: no writable cpu cgroup here (cgroup v1 cpu or v2 with the cpu controller); set %s=0 to run uncapped", envMachineCPU, envMachineCPU)
+	}
+	dir := filepath.Join(root, fmt.Sprintf("flocon-bench-%d-%d", os.Getpid(), cgroupSeq.Add(1)))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatalf("cpu cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := os.Remove(dir); err != nil {
+			t.Logf("cpu cgroup %s: %v", dir, err)
+		}
+	})
+	const period = 100_000 // µs
+	quota := int(cores * period)
+	var err error
+	if v1 {
+		err = os.WriteFile(filepath.Join(dir, "cpu.cfs_period_us"), []byte(strconv.Itoa(period)), 0o644)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "cpu.cfs_quota_us"), []byte(strconv.Itoa(quota)), 0o644)
+		}
+	} else {
+		err = os.WriteFile(filepath.Join(dir, "cpu.max"), []byte(fmt.Sprintf("%d %d", quota, period)), 0o644)
+	}
+	if err != nil {
+		t.Fatalf("cpu cgroup %s: quota: %v", dir, err)
+	}
+	return []string{"sh", "-c", `echo $$ >"$0/cgroup.procs" && exec "$@"`, dir}
+}
