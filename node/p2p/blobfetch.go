@@ -86,6 +86,7 @@ func (s *Host) fetchBlob(ctx context.Context, p peer.ID, req blobRequest, w io.W
 		defer cancel()
 		return s.alive(pctx, p)
 	}}
+	defer live.stop()
 	// A small reader for the header: the body goes by copyBody's buffer.
 	r := bufio.NewReaderSize(live, headerBuf)
 	h, err := readHeader(r)

@@ -23,8 +23,8 @@ import (
 // A process killed with SIGKILL over QUIC sends nothing: its streams just
 // go quiet, and only the stall timer (stallTimeout, 5 s) used to end them.
 // One rule, in one place, for every blob stream (header and body, either
-// version): the receiver reads with a deadline of livenessTimeout, and
-// silence that long means the sender is gone (ErrPeerGone) unless it
+// version): the receiver watches each read (a timer, not a short read
+// deadline: see liveReader), and silence of livenessTimeout means the sender is gone (ErrPeerGone) unless it
 // answers a ping, or sends a byte on the stream, in time (livenessConfirm:
 // a loaded machine can starve a sender's goroutine, not its whole
 // connection); the download moves on at once. The ping's time is not short: on loaded cores a live peer's ping
@@ -231,84 +231,141 @@ func (b *bodySender) stop() {
 	<-b.done
 }
 
-// liveReader reads a stream under a deadline renewed before every read:
-// any byte, a keepalive included, proves the sender alive for d more.
-// When the deadline passes and alive is set, alive has the last word
-// unless a byte comes first (confirm): a peer that still answers it (a sending goroutine starved on a loaded
-// machine) is waited for, up to stallTimeout of silence in all; one that
-// does not is gone (ErrPeerGone). Without alive, the deadline's error is
+// liveReader reads a stream for as long as its sender is alive: the read
+// itself waits up to stallTimeout after the latest bytes (the stall
+// limit), and a watch (a timer, not a read deadline) asks alive once a
+// read has waited d without a byte. A sender that answers, or sends a byte
+// meanwhile (a keepalive that waited behind a starved goroutine, the next
+// chunk), is waited for, and asked again after d more; one that does not
+// is gone: the watch ends the read, which returns ErrPeerGone. Without
+// alive, the watch ends the read after d and the deadline's error is
 // returned as is.
+//
+// The watch never cuts a read short on a live sender: go-yamux v5.1.0
+// (the newest the Go proxy serves) counts a window update as granted
+// before it sends it, and drops it when the read's deadline has passed by
+// then, so a read that returns bytes as a short deadline expires loses the
+// sender that much credit for good, and fails with the deadline's error
+// besides; a few such reads leave the sender without a window while the
+// receiver thinks it has one (TestLiveReaderKeepsYamuxCredit). Reads with
+// a deadline of livenessTimeout, renewed at each read, did that: "peer
+// stalled: i/o deadline reached" after 0.4-1.5 MB on live peers.
 type liveReader struct {
 	r     deadlineReader
 	d     time.Duration
 	alive func() error
-	last  time.Time     // when the latest read returned bytes
 	heard *atomic.Int64 // if set, the sender's latest byte on any stream (heardBook)
+
+	mu      sync.Mutex
+	last    time.Time // when the latest read returned bytes (the stall limit runs from it)
+	since   time.Time // when the read in progress started
+	reading bool      // a read waits on r
+	reads   int64     // reads ended: an answer about an earlier one does not judge this one
+	watch   *time.Timer
+	armed   bool  // watch pending
+	asking  bool  // alive running
+	gone    error // the watch's verdict on the read in progress
+	stopped bool
 }
 
 func (l *liveReader) Read(p []byte) (int, error) {
+	l.mu.Lock()
 	if l.last.IsZero() {
 		l.last = time.Now()
 	}
-	for {
-		_ = l.r.SetReadDeadline(time.Now().Add(l.d))
-		n, err := l.read(p)
-		if n > 0 || !isTimeout(err) || l.alive == nil || time.Since(l.last) >= stallTimeout {
-			return n, err
-		}
-		n, err, aerr := l.confirm(p)
-		if n > 0 || (err != nil && !isTimeout(err)) || time.Since(l.last) >= stallTimeout {
-			return n, err
-		}
-		if aerr != nil {
-			return 0, fmt.Errorf("nothing for %s and %w: %w", l.d, aerr, ErrPeerGone)
-		}
-	}
-}
+	stall := l.last.Add(stallTimeout)
+	l.mu.Unlock()
+	// Set before the read is marked in progress: the watch's own deadline
+	// (now) comes after it and is not overwritten.
+	_ = l.r.SetReadDeadline(stall)
+	l.mu.Lock()
+	l.reading, l.since, l.gone = true, time.Now(), nil
+	l.arm(l.d)
+	l.mu.Unlock()
 
-// read reads p and notes when bytes came.
-func (l *liveReader) read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reading = false
+	l.reads++
 	if n > 0 {
 		l.last = time.Now()
 		if l.heard != nil {
 			l.heard.Store(l.last.UnixNano())
 		}
+		if l.gone != nil && isTimeout(err) { // the bytes came as the watch gave up: they win
+			err = nil
+		}
+		return n, err
+	}
+	if l.gone != nil && isTimeout(err) {
+		return 0, l.gone
 	}
 	return n, err
 }
 
-// confirm asks alive about a silent sender and keeps reading the stream
-// meanwhile: a byte that comes before the answer (a keepalive that waited
-// behind a starved goroutine, the next chunk) proves the sender alive as
-// well as the answer does. Measured (node TestLANSingleFlight, -race, load
-// 20 on 2 cores): a live sender's bytes arrived during an unanswered ping,
-// were left unread, and the follower judged it gone, closed the connection
-// and downloaded the package from the mirror a second time. confirm
-// returns the read's outcome, and alive's answer once the read ended
-// without bytes (nil when it ended on bytes or an error of its own).
-func (l *liveReader) confirm(p []byte) (n int, err, aerr error) {
-	var mu sync.Mutex
-	reading := true
-	res := make(chan error, 1)
-	_ = l.r.SetReadDeadline(l.last.Add(stallTimeout))
-	go func() {
-		err := l.alive()
-		mu.Lock()
-		if reading { // the answer ends the read: a later one keeps its own deadline
-			_ = l.r.SetReadDeadline(time.Now())
-		}
-		mu.Unlock()
-		res <- err
-	}()
-	n, err = l.read(p)
-	mu.Lock()
-	reading = false
-	mu.Unlock()
-	if n > 0 || !isTimeout(err) || time.Since(l.last) >= stallTimeout {
-		return n, err, nil
+// arm starts the watch to fire after d unless it is pending or asking.
+// l.mu is held.
+func (l *liveReader) arm(d time.Duration) {
+	if l.armed || l.asking || l.stopped {
+		return
 	}
-	return 0, err, <-res
+	l.armed = true
+	if l.watch == nil {
+		l.watch = time.AfterFunc(d, l.check)
+		return
+	}
+	l.watch.Reset(d)
+}
+
+// check runs when the watch fires: a read that has waited d without a
+// byte asks alive (without holding the lock) and is ended when the sender
+// does not answer and sent nothing meanwhile.
+func (l *liveReader) check() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.armed = false
+	if !l.reading {
+		return // the next read starts the watch again
+	}
+	if waited := time.Since(l.since); waited < l.d {
+		l.arm(l.d - waited)
+		return
+	}
+	if l.alive == nil {
+		_ = l.r.SetReadDeadline(time.Now())
+		return
+	}
+	read := l.reads
+	l.asking = true
+	l.mu.Unlock()
+	aerr := l.alive()
+	l.mu.Lock()
+	l.asking = false
+	switch {
+	case !l.reading:
+		// the read ended during the ping: the next one starts the watch
+	case l.reads != read:
+		// bytes came during the ping, and a new read waits: watch it
+		l.arm(max(l.d-time.Since(l.since), 0))
+	case aerr != nil:
+		l.gone = fmt.Errorf("nothing for %s and %w: %w", l.d, aerr, ErrPeerGone)
+		_ = l.r.SetReadDeadline(time.Now())
+	default:
+		l.since = time.Now() // answered: asked again after d more of silence
+		l.arm(l.d)
+	}
+}
+
+// stop ends the watch; the reader is not used after it.
+func (l *liveReader) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stopped = true
+	if l.watch != nil {
+		l.watch.Stop()
+	}
 }
 
 // frameReader yields the data of a framed body, skipping keepalives. A
