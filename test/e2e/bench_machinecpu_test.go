@@ -74,6 +74,8 @@ func machineCgroup(t testing.TB, cores float64) []string {
 			t.Logf("cpu cgroup %s: %v", dir, err)
 		}
 	})
+	// The quota bounds what a machine takes; the weight (8x a plain
+	// task's) lets it get that much while other work runs on the host.
 	const period = 100_000 // µs
 	quota := int(cores * period)
 	var err error
@@ -82,8 +84,14 @@ func machineCgroup(t testing.TB, cores float64) []string {
 		if err == nil {
 			err = os.WriteFile(filepath.Join(dir, "cpu.cfs_quota_us"), []byte(strconv.Itoa(quota)), 0o644)
 		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "cpu.shares"), []byte("8192"), 0o644)
+		}
 	} else {
 		err = os.WriteFile(filepath.Join(dir, "cpu.max"), []byte(fmt.Sprintf("%d %d", quota, period)), 0o644)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "cpu.weight"), []byte("800"), 0o644)
+		}
 	}
 	if err != nil {
 		t.Fatalf("cpu cgroup %s: quota: %v", dir, err)
