@@ -51,6 +51,38 @@ func TestHaveCarriesHead(t *testing.T) {
 	}
 }
 
+// TestHaveHeadOnlyOnThisSite: a have query to a peer of another site asks
+// for no head (its bytes would cross the WAN for every package, whichever
+// source wins); one to a peer of this site gets it.
+func TestHaveHeadOnlyOnThisSite(t *testing.T) {
+	t.Parallel()
+	remote := func(c *Config) { c.SingleSite = false }
+	data := storetest.RandomBytes(7, 64<<10)
+	stA := newMemStore(t)
+	c := stA.addBlob(t, data)
+	a := startNode(t, stA, remote)
+	b := startNode(t, newMemStore(t), remote, withBootstrap(a))
+	waitConnected(t, b.s.h, a.id())
+	held := func() []byte {
+		b.s.heads.mu.Lock()
+		defer b.s.heads.mu.Unlock()
+		return b.s.heads.m[headKey{a.id(), c}].b
+	}
+	if ans, err := b.s.queryHave(t.Context(), a.id(), c); err != nil || ans.header.code != haveComplete {
+		t.Fatalf("remote have = %+v, %v; want complete", ans, err)
+	}
+	if h := held(); len(h) != 0 {
+		t.Fatalf("a peer of another site sent a head of %d bytes", len(h))
+	}
+	b.s.sites.markLAN(a.id()) // as mDNS does
+	if ans, err := b.s.queryHave(t.Context(), a.id(), c); err != nil || ans.header.code != haveComplete {
+		t.Fatalf("LAN have = %+v, %v; want complete", ans, err)
+	}
+	if h := held(); len(h) != maxHead || !bytes.Equal(h, data[:maxHead]) {
+		t.Fatalf("head from a peer of this site: %d bytes, want the first %d", len(h), maxHead)
+	}
+}
+
 // TestReadHeadBounds: a head over what was asked, as long as the blob, or
 // on an answer that is not "complete" is malformed.
 func TestReadHeadBounds(t *testing.T) {

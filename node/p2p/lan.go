@@ -169,8 +169,9 @@ func (s *Host) queryHave(ctx context.Context, p peer.ID, c cid.Cid) (haveAnswer,
 	}
 	req := writeCID(nil, c)
 	withHead := str.Protocol() == haveProtoHead
+	want := headWant(s.sites.site(p))
 	if withHead {
-		req = binary.AppendUvarint(req, maxHead)
+		req = binary.AppendUvarint(req, uint64(want))
 	}
 	if _, err := str.Write(req); err != nil {
 		_ = str.Reset()
@@ -181,7 +182,7 @@ func (s *Host) queryHave(ctx context.Context, p peer.ID, c cid.Cid) (haveAnswer,
 	h, err := readHave(r)
 	if err == nil && withHead {
 		var head []byte
-		head, err = readHead(r, h, maxHead)
+		head, err = readHead(r, h, want)
 		s.heads.put(p, c, head, time.Now())
 	}
 	if err != nil {
