@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // releaseExecutable drops this process's mappings of the executable's
@@ -20,8 +22,18 @@ import (
 // Memory). The pages stay in the page cache; what runs later faults back
 // in, a page-cache hit. Only private read-only mappings without anonymous
 // pages are dropped (a debugger's breakpoints would be anonymous copies),
-// so no byte the process sees can change. It returns how many bytes were
-// resident in the mappings it dropped.
+// so no byte the process sees can change.
+//
+// Dropping the mappings alone leaves the whole executable in the page
+// cache, and fault-around maps it back 64 KiB at a time: serving plus the
+// garbage collector's stack scans then fault about 18 MiB of it back in
+// (mostly the function table, which every unwound frame reads). So the
+// executable's pages that no process maps also leave the page cache
+// (evictExecutable), and the read-only data and the function table read
+// one page per fault from then on (MADV_RANDOM: no read-around); a fault
+// in the code still reads around it (Linux ignores MADV_RANDOM on
+// executable mappings), so part of the file comes back to the cache. It
+// returns how many bytes were resident in the mappings it dropped.
 func releaseExecutable() (int64, error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
@@ -33,16 +45,59 @@ func releaseExecutable() (int64, error) {
 	}
 	var dropped int64
 	for _, m := range maps {
-		if m.anonymous != 0 || (m.perms != "r-xp" && m.perms != "r--p") {
+		// every mapping, the data segment too: a fault in it would read
+		// around it (read_ahead_kb, 8 MiB on some disks) into the cache
+		if err := madvise(m, syscall.MADV_RANDOM); err != nil {
+			return dropped, err
+		}
+		if !m.dropable() {
 			continue
 		}
-		_, _, e := syscall.Syscall(syscall.SYS_MADVISE, m.start, m.end-m.start, syscall.MADV_DONTNEED)
-		if e != 0 {
-			return dropped, fmt.Errorf("madvise %x-%x: %w", m.start, m.end, e)
+		if err := madvise(m, syscall.MADV_DONTNEED); err != nil {
+			return dropped, err
 		}
 		dropped += m.rss
 	}
-	return dropped, nil
+	return dropped, evictExecutable(exe, maps)
+}
+
+// dropable: m is read-only and holds no anonymous page.
+func (m mapping) dropable() bool {
+	return m.anonymous == 0 && (m.perms == "r-xp" || m.perms == "r--p")
+}
+
+func madvise(m mapping, advice uintptr) error {
+	if _, _, e := syscall.Syscall(syscall.SYS_MADVISE, m.start, m.end-m.start, advice); e != 0 {
+		return fmt.Errorf("madvise %x-%x: %w", m.start, m.end, e)
+	}
+	return nil
+}
+
+// evictExecutable asks the kernel to drop exe's clean pages that no process
+// maps from the page cache (POSIX_FADV_DONTNEED), so that fault-around has
+// no cached neighbours to map. Other threads fault pages back in meanwhile,
+// and a cached folio with one mapped page stays whole (folios written by
+// the build or read ahead at exec span up to hundreds of KiB), so the drop
+// is repeated once: the pages faulted in between are single pages.
+// Another process running the same executable keeps what it maps; a page
+// it needs later is read again.
+func evictExecutable(exe string, maps []mapping) error {
+	f, err := os.Open(exe)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for range 2 {
+		for _, m := range maps {
+			if m.dropable() {
+				_ = madvise(m, syscall.MADV_DONTNEED) // worked a moment ago
+			}
+		}
+		if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+			return fmt.Errorf("fadvise %s: %w", exe, err)
+		}
+	}
+	return nil
 }
 
 // mapping is one line of /proc/self/smaps with its Rss and Anonymous (bytes).
