@@ -126,9 +126,13 @@ func newVerifier(kr *Keyring, exp Expect, now func() time.Time) (*Verifier, erro
 		return nil, fmt.Errorf("verify %s: %w", exp.Filename, err)
 	}
 	if v.file.Name != "" {
-		v.ident = &identityCheck{} // its reader starts with the first Write
-		// safety net for callers that drop a verifier without Finish or Close
-		runtime.AddCleanup(v, (*identityCheck).abandon, v.ident)
+		if inlineIdentity(exp) {
+			v.ident = &identityCheck{inline: true, size: exp.Size} // read at the verdict
+		} else {
+			v.ident = &identityCheck{} // its reader starts with the first Write
+			// safety net for callers that drop a verifier without Finish or Close
+			runtime.AddCleanup(v, (*identityCheck).abandon, v.ident)
+		}
 	}
 	return v, nil
 }
@@ -344,13 +348,18 @@ type identityResult struct {
 
 // identityCheck reads .PKGINFO from a copy of the written bytes, through a
 // pipe, while they are written. Once .PKGINFO is found the reader closes
-// the pipe and later writes skip it.
+// the pipe and later writes skip it. A small stream (inline, see
+// identityInline) is kept instead and read at the verdict.
 type identityCheck struct {
 	pw     *io.PipeWriter // nil until the first Write
 	done   chan struct{}
 	res    identityResult
 	closed bool // the reader is gone (or never started): stop copying
 	once   sync.Once
+
+	inline bool   // keep the bytes and read them at stop: no goroutine
+	size   int64  // the expected size (inline)
+	held   []byte // the bytes so far (inline)
 }
 
 // start runs the .PKGINFO reader; a verifier that never sees a byte never
@@ -369,6 +378,10 @@ var errIdentityRead = errors.New(".PKGINFO already read")
 
 func (c *identityCheck) write(p []byte) {
 	if c.closed {
+		return
+	}
+	if c.inline {
+		c.keep(p)
 		return
 	}
 	if c.pw == nil {
@@ -390,7 +403,14 @@ func (c *identityCheck) abandon() {
 func (c *identityCheck) stop(cause error) identityResult {
 	c.once.Do(func() {
 		c.closed = true
-		if c.pw == nil { // no byte was written
+		switch {
+		case c.inline && cause != nil:
+			c.res.err, c.held = cause, nil
+			return
+		case c.inline && len(c.held) > 0:
+			c.res = c.readKept()
+			return
+		case c.pw == nil: // no byte was written
 			c.res.err = fmt.Errorf("%w: empty stream", ErrNoPKGINFO)
 			return
 		}
