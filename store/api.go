@@ -139,6 +139,8 @@ func Open(cfg Config) (*Store, error) {
 
 		entryRows: newRowCache[string, repodb.Entry](),
 		blobRows:  newRowCache[cid.Cid, blobRow](),
+
+		commits: committer{gatherWait: commitGather, gatherMax: gatherBytes},
 	}
 	for _, d := range []string{s.blobDir, s.tmpDir, filepath.Join(cfg.Dir, "index")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {

@@ -97,6 +97,21 @@ func (s *Store) QueuedCommits() int {
 	return len(s.commits.queue)
 }
 
+// SetCommitGather changes how long and up to how many bytes of held
+// bodies a batch gathers commits (0: no gathering, batches as they come).
+func (s *Store) SetCommitGather(wait time.Duration, bytes int64) {
+	s.commits.mu.Lock()
+	defer s.commits.mu.Unlock()
+	s.commits.gatherWait, s.commits.gatherMax = wait, bytes
+}
+
+// CommitBatches is how many group-commit batches were written.
+func (s *Store) CommitBatches() int {
+	s.commits.mu.Lock()
+	defer s.commits.mu.Unlock()
+	return s.commits.batches
+}
+
 // AfterFileTruncate runs f inside every Truncate, right after the temp file
 // was cut.
 func (s *Store) AfterFileTruncate(f func()) { s.afterFileTruncate = f }

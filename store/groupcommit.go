@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
@@ -32,22 +33,30 @@ type commitReq struct {
 	sig  []byte
 	err  error
 	done chan struct{}
+	at   time.Time // when it was queued (commitgather.go)
 }
 
 // committer batches the commits that arrive while a batch is written; the
 // caller that finds it idle writes batches until the queue is empty.
 type committer struct {
-	mu      sync.Mutex
-	queue   []*commitReq
-	running bool
+	mu        sync.Mutex
+	queue     []*commitReq
+	running   bool
+	heldBytes int64         // bodies held in memory in the queue
+	full      chan struct{} // told when the queue became a full batch (gatherLocked)
+	batches   int           // batches written (tests)
+
+	gatherWait time.Duration // commitGather (tests change it)
+	gatherMax  int64         // gatherBytes (tests change it)
 }
 
 // commit makes p durable with its row and returns once that is done.
 func (s *Store) commit(p *Pending, info BlobInfo, sig []byte) error {
-	req := &commitReq{p: p, info: info, sig: sig, done: make(chan struct{})}
+	req := &commitReq{p: p, info: info, sig: sig, done: make(chan struct{}), at: time.Now()}
 	c := &s.commits
 	c.mu.Lock()
 	c.queue = append(c.queue, req)
+	c.queuedLocked(req)
 	if c.running {
 		c.mu.Unlock()
 		<-req.done
@@ -55,9 +64,12 @@ func (s *Store) commit(p *Pending, info BlobInfo, sig []byte) error {
 	}
 	c.running = true
 	for len(c.queue) > 0 {
+		c.gatherLocked()
 		n := min(len(c.queue), maxCommitBatch)
 		batch := c.queue[:n:n]
 		c.queue = c.queue[n:]
+		c.takenLocked(batch)
+		c.batches++
 		c.mu.Unlock()
 		s.writeBatch(batch)
 		c.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/flocon/flocon/store"
 	"github.com/flocon/flocon/store/storetest"
@@ -40,6 +41,7 @@ func TestGroupCommit(t *testing.T) {
 		}()
 		return errc
 	}
+	s.SetCommitGather(0, 0) // batches as they come: the first one is held alone
 	release := make(chan struct{})
 	s.HoldSync(release)
 	first, _ := begin(1)
@@ -97,6 +99,7 @@ func TestGroupCommit(t *testing.T) {
 func TestGroupCommitLargerThanATransaction(t *testing.T) {
 	t.Parallel()
 	s := openTemp(t)
+	s.SetCommitGather(0, 0) // batches as they come: the first one is held alone
 	release := make(chan struct{})
 	s.HoldSync(release)
 	const n = 129
@@ -129,5 +132,75 @@ func TestGroupCommitLargerThanATransaction(t *testing.T) {
 		if got, err := s.Sig(p.CID()); err != nil || !bytes.Equal(got, sig) {
 			t.Fatalf("sig of commit %d: %d bytes, %v", i, len(got), err)
 		}
+	}
+}
+
+// TestCommitGather: the commits of small bodies held in memory wait for the
+// ones that follow (here until three are queued: the window is an hour)
+// and go in one batch; their readers were released before the wait.
+func TestCommitGather(t *testing.T) {
+	t.Parallel()
+	s := openTemp(t)
+	const size = 2048
+	s.SetCommitGather(time.Hour, 3*size)
+	var errs []chan error
+	var ps []*store.Pending
+	for i := range 3 {
+		data := storetest.RandomBytes(uint64(200+i), size)
+		p, _, err := s.Begin(storetest.CIDOf(t, data), size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- p.Commit(store.BlobInfo{}, nil) }()
+		<-p.Verified() // readers go to the end before the batch is written
+		errs, ps = append(errs, errc), append(ps, p)
+		if i < 2 {
+			select {
+			case err := <-errc:
+				t.Fatalf("commit %d returned (%v) before its batch was full", i, err)
+			default:
+			}
+		}
+	}
+	for i, errc := range errs {
+		if err := <-errc; err != nil {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+		if !s.Has(ps[i].CID()) {
+			t.Errorf("blob %d not stored", i)
+		}
+	}
+	if got := s.CommitBatches(); got != 1 {
+		t.Errorf("%d batches, want the three commits in one", got)
+	}
+}
+
+// TestCommitGatherNotForTempFiles: a download written to a temp file (a
+// large one) is committed at once, whatever the gather window.
+func TestCommitGatherNotForTempFiles(t *testing.T) {
+	t.Parallel()
+	s, err := store.Open(store.Config{Dir: t.TempDir(), MemoryBody: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	s.SetCommitGather(time.Hour, 1<<30)
+	data := storetest.RandomBytes(300, 4096)
+	p, _, err := s.Begin(storetest.CIDOf(t, data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Commit(store.BlobInfo{}, nil); err != nil { // an hour if it gathered
+		t.Fatal(err)
+	}
+	if !s.Has(p.CID()) || s.CommitBatches() != 1 {
+		t.Errorf("stored %v after %d batches", s.Has(p.CID()), s.CommitBatches())
 	}
 }
