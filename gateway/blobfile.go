@@ -3,7 +3,6 @@ package gateway
 import (
 	"errors"
 	"io"
-	"os"
 	"syscall"
 )
 
@@ -20,13 +19,19 @@ import (
 // It has a SyscallConn and no WriteTo, so net/http's sendfile still sends
 // from the descriptor (net's sendFile takes any syscall.Conn).
 type blobFile struct {
-	f    *os.File
+	f    blobFD
 	size int64
 	pos  int64 // where the first read or send starts, while lazy
 	lazy bool  // nothing read or sent yet: the descriptor is at offset 0
 }
 
-func newBlobFile(f *os.File, size int64) *blobFile {
+// blobFD is an open blob at offset 0 (a *store.Blob, an *os.File).
+type blobFD interface {
+	io.ReadSeeker
+	syscall.Conn
+}
+
+func newBlobFile(f blobFD, size int64) *blobFile {
 	return &blobFile{f: f, size: size, lazy: true}
 }
 

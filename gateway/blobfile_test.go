@@ -11,8 +11,9 @@ import (
 )
 
 // A stored blob bigger than one write chunk, asked from an offset over a
-// real connection (sendfile, one send per chunk): the body is the blob's
-// bytes from that offset, whatever the blobFile's lazy seeks did.
+// real connection (sendfile, one send per chunk): the body is the
+// blob's bytes from that offset, whatever the blobFile's lazy seeks did
+// and wherever the request before left the descriptor the store kept.
 func TestStoredRangeAcrossChunksOverTCP(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{})
@@ -20,7 +21,7 @@ func TestStoredRangeAcrossChunksOverTCP(t *testing.T) {
 	e.publish(t, dbTime, pkg)
 	e.sync(t)
 	storeBlob(t, e.st, pkg, nil)
-	for _, from := range []int{0, 1, writeChunk + 5} {
+	for _, from := range []int{0, 1, writeChunk + 5, 0, len(pkg.data) - 1, 7} {
 		hdr := map[string]string{"Range": fmt.Sprintf("bytes=%d-", from)}
 		resp, body := e.get(t, http.MethodGet, "/core/os/x86_64/"+pkg.filename, hdr)
 		if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, pkg.data[from:]) {

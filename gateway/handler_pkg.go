@@ -90,14 +90,14 @@ func (g *Gateway) refusedRange(w http.ResponseWriter, r *http.Request, t *target
 // HEAD, conditional requests, sendfile); false when it is not stored.
 // A blob whose proven identity is not the requested name is refused.
 func (g *Gateway) serveStored(w http.ResponseWriter, r *http.Request, t *target, c cid.Cid, e repodb.Entry) bool {
-	f, info, err := g.cfg.Store.OpenBlob(c)
+	f, info, err := g.cfg.Store.OpenKept(c)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			g.log.Warn("stored blob unreadable", "cid", c, "err", err)
 		}
 		return false
 	}
-	defer f.Close()
+	defer f.Close() // kept open for the blob's next request
 	if err := checkIdentity(info, t.pkg); err != nil {
 		g.fail(w, r, t, err)
 		return true

@@ -93,6 +93,7 @@ type Store struct {
 
 	entryRows *rowCache[string, repodb.Entry] // entry/<repo>/<arch>/<file> rows
 	blobRows  *rowCache[cid.Cid, blobRow]     // blob/<cid> rows, present or not (without unflushed accesses)
+	fds       keptFDs                         // idle descriptors of recently served blobs
 
 	commits  committer  // group commit of downloads
 	dbMu     sync.Mutex // one PutDB at a time
@@ -174,6 +175,7 @@ func (s *Store) Close() error {
 		p.Abort(ErrClosed)
 	}
 	flushErr := s.flushAccess()
+	s.fds.close()
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if !s.closed.CompareAndSwap(false, true) {

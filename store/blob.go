@@ -87,18 +87,27 @@ func (s *Store) OpenBlob(c cid.Cid) (*os.File, BlobInfo, error) {
 	if err != nil {
 		return nil, BlobInfo{}, fmt.Errorf("open %w", err)
 	}
+	f, err := s.openBlobFile(c)
+	if err != nil {
+		return nil, BlobInfo{}, err
+	}
+	info.LastAccess = s.touch(c)
+	return f, info, nil
+}
+
+// openBlobFile opens the file of blob c, whose row was just read.
+func (s *Store) openBlobFile(c cid.Cid) (*os.File, error) {
 	f, err := openRead(s.BlobPath(c))
 	if errors.Is(err, fs.ErrNotExist) {
 		// The file went away behind our back: the row is stale.
 		s.log.Warn("blob file missing, dropping its row", "cid", c.String())
 		_ = s.dropBlobRows(c)
-		return nil, BlobInfo{}, fmt.Errorf("open blob %s: %w", c, ErrNotFound)
+		return nil, fmt.Errorf("open blob %s: %w", c, ErrNotFound)
 	}
 	if err != nil {
-		return nil, BlobInfo{}, fmt.Errorf("open blob %s: %w", c, err)
+		return nil, fmt.Errorf("open blob %s: %w", c, err)
 	}
-	info.LastAccess = s.touch(c)
-	return f, info, nil
+	return f, nil
 }
 
 // touch records an access in memory; Run and Close write them in batches.
@@ -131,6 +140,7 @@ func (s *Store) RemoveBlob(c cid.Cid) error {
 }
 
 func (s *Store) dropBlobRows(c cid.Cid) error {
+	s.fds.drop(c)
 	s.accessMu.Lock()
 	delete(s.access, c)
 	s.accessMu.Unlock()

@@ -210,6 +210,7 @@ func (s *Store) setDBRow(file DBFile) error {
 		return err
 	}
 	if oldErr == nil && !old.CID.Equals(file.CID) && !s.blobReferenced(old.CID) {
+		s.fds.drop(old.CID)
 		if err := os.Remove(s.BlobPath(old.CID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			s.log.Warn("cannot remove replaced db blob", "cid", old.CID.String(), "err", err)
 		}

@@ -115,3 +115,6 @@ func (s *Store) CommitBatches() int {
 // AfterFileTruncate runs f inside every Truncate, right after the temp file
 // was cut.
 func (s *Store) AfterFileTruncate(f func()) { s.afterFileTruncate = f }
+
+// KeptFDsMax is how many blob descriptors the store keeps open.
+var KeptFDsMax = keptFDsMax
