@@ -11,7 +11,7 @@ import (
 )
 
 // A stored blob bigger than one write chunk, asked from an offset over a
-// real connection (sendfile, one send per chunk): the body is the
+// real connection (sendfile, one send per chunk, corked): the body is the
 // blob's bytes from that offset, whatever the blobFile's lazy seeks did
 // and wherever the request before left the descriptor the store kept.
 func TestStoredRangeAcrossChunksOverTCP(t *testing.T) {

@@ -43,6 +43,7 @@ type progressWriter struct {
 	http.ResponseWriter
 	rc    *http.ResponseController
 	stall time.Duration
+	cork  corker
 	// flush sends every write at once: a download in flight is read as it
 	// arrives, and what is buffered would wait for the next bytes.
 	flush bool
@@ -87,7 +88,9 @@ func (p *progressWriter) ReadFrom(src io.Reader) (int64, error) {
 		// The header goes out alone, first: else net/http's ReadFrom
 		// reads the body's first 512 bytes through a buffer to send them
 		// with it (one more system call per response), then sendfiles
-		// the rest.
+		// the rest. Corked, the header still leaves with the body.
+		p.cork.set(true)
+		defer p.cork.set(false)
 		p.arm()
 		if err := p.rc.Flush(); err != nil {
 			return 0, err

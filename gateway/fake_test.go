@@ -249,10 +249,12 @@ func newEnvWith(t testing.TB, cfg Config, dbGate chan struct{}) *env {
 		t.Fatalf("New: %v", err)
 	}
 	e := &env{st: st, f: f, g: g}
-	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	e.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.entered.Add(1)
 		g.ServeHTTP(w, r)
 	}))
+	e.srv.Config.ConnContext = ConnContext // as cmd/flocon serves it
+	e.srv.Start()
 	t.Cleanup(func() {
 		e.srv.Close()
 		if err := st.Close(); err != nil {

@@ -109,6 +109,7 @@ func (g *Gateway) serveStored(w http.ResponseWriter, r *http.Request, t *target,
 		return true
 	}
 	pw := g.progress(w)
+	pw.cork = corkerOf(r.Context())
 	defer pw.finish()
 	http.ServeContent(pw, r, "", modtime, newBlobFile(f, info.Size))
 	return true

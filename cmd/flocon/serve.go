@@ -152,7 +152,7 @@ func serve(ctx context.Context, o *options) error {
 	// gateway bounds each write instead (gateway.Config.WriteStall).
 	srv := &http.Server{Handler: g, ReadHeaderTimeout: gateway.ServerReadHeaderTimeout,
 		ReadTimeout: gateway.ServerReadTimeout, IdleTimeout: gateway.ServerIdleTimeout,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn), ConnContext: gateway.ConnContext}
 	admin := &http.Server{ReadHeaderTimeout: readHeaderTimeout, Handler: newAdminMux(adminInfo{
 		listen: ln.Addr().String(), dataDir: o.dataDir, socket: o.adminSocketPath(), p2p: !o.noP2P,
 		repos: repos, mirrors: mirrors, mirrorSource: o.mirrorSource, started: started,
