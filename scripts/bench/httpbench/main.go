@@ -8,7 +8,7 @@
 //
 //	httpbench freeport
 //	httpbench concurrent -n 8 -size 209715200 URL
-//	httpbench join -after 33554432 -size 209715200 URL
+//	httpbench join -after 33554432 -size 209715200 -joiners 5 URL
 //	httpbench seq -base http://127.0.0.1:8080/bench/os/x86_64 -list files.txt
 //	httpbench wait -timeout 30s URL
 //
@@ -29,6 +29,7 @@ import (
 	"net/http/httptrace"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -209,21 +210,31 @@ func cmdConcurrent(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-// cmdJoin starts a first client and, once it has read -after bytes, a second
-// one; it reports the second client's time to first byte and whether the
-// first client was still downloading at that moment (a real join).
+// cmdJoin starts a first client and, once it has read -after bytes, a
+// second one; it reports the second client's time to first byte and whether
+// the first client was still downloading at that moment (a real join).
+// With -joiners N > 1, N-1 more clients join one after another (each once
+// the one before has its first byte), read only their first bytes and
+// hang up: firstbyte is then the median of the N, firstbytes lists them,
+// and inflight holds only when every one joined in flight. One sample is
+// at the mercy of the scheduler of a loaded machine.
 func cmdJoin(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("join", flag.ContinueOnError)
 	after := fs.Int64("after", 32<<20, "bytes the first client must have before the second starts")
 	size := fs.Int64("size", 0, "expected body size (0: only Content-Length is checked)")
+	joiners := fs.Int("joiners", 1, "clients joining the first one's download, one after another")
 	url, err := oneURL(fs, args)
 	if err != nil {
 		return err
+	}
+	if *joiners < 1 {
+		return errors.New("join: -joiners must be at least 1")
 	}
 	reached := make(chan struct{})
 	var once sync.Once
 	var first, second fetchResult
 	var firstDone time.Time
+	probes := make([]fetchResult, *joiners-1)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		r, err := fetch(gctx, newClient(1), url, nil, func(n int64) {
@@ -238,27 +249,92 @@ func cmdJoin(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return checkSize(url, r.Bytes, *size)
 	})
+	secondFirst := make(chan struct{})
+	var sfOnce sync.Once
 	g.Go(func() error {
 		select {
 		case <-reached:
 		case <-gctx.Done():
 			return gctx.Err()
 		}
-		r, err := fetch(gctx, newClient(1), url, nil, nil)
+		r, err := fetch(gctx, newClient(1), url, nil, func(int64) { sfOnce.Do(func() { close(secondFirst) }) })
+		sfOnce.Do(func() { close(secondFirst) })
 		second = r
 		if err != nil {
 			return err
 		}
 		return checkSize(url, r.Bytes, *size)
 	})
+	g.Go(func() error {
+		select {
+		case <-secondFirst:
+		case <-gctx.Done():
+			return gctx.Err()
+		}
+		for i := range probes {
+			r, err := firstBytes(gctx, url)
+			if err != nil {
+				return err
+			}
+			probes[i] = r
+		}
+		return nil
+	})
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	joinedInFlight := second.Start.Add(second.FirstByte).Before(firstDone)
-	fmt.Fprintf(out, "firstbyte=%s header=%s total=%s inflight=%t leadertotal=%s bytes=%d\n",
-		secs(second.FirstByte), secs(second.Header), secs(second.Total), joinedInFlight,
-		secs(first.Total), second.Bytes)
+	all := append([]fetchResult{second}, probes...)
+	joinedInFlight := true
+	firsts := make([]time.Duration, len(all))
+	list := make([]string, len(all))
+	for i, r := range all {
+		joinedInFlight = joinedInFlight && r.Start.Add(r.FirstByte).Before(firstDone)
+		firsts[i], list[i] = r.FirstByte, secs(r.FirstByte)
+	}
+	slices.Sort(firsts)
+	fmt.Fprintf(out, "firstbyte=%s firstbytes=%s header=%s total=%s inflight=%t leadertotal=%s bytes=%d\n",
+		secs(firsts[(len(firsts)-1)/2]), strings.Join(list, ","), secs(second.Header), secs(second.Total),
+		joinedInFlight, secs(first.Total), second.Bytes)
 	return nil
+}
+
+// firstBytes GETs url on a new connection, reads until the first body
+// bytes arrive and hangs up.
+func firstBytes(ctx context.Context, url string) (fetchResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c := newClient(1)
+	defer c.CloseIdleConnections()
+	res := fetchResult{Start: time.Now()}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return res, fmt.Errorf("get %s: %w", url, err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return res, fmt.Errorf("get %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	res.Header = time.Since(res.Start)
+	if resp.StatusCode != http.StatusOK {
+		return res, fmt.Errorf("get %s: status %d: %w", url, resp.StatusCode, errBadResponse)
+	}
+	n, err := readSome(resp.Body, make([]byte, readBufSize))
+	if n == 0 {
+		return res, fmt.Errorf("read %s: no body: %w", url, err)
+	}
+	res.FirstByte, res.Bytes = time.Since(res.Start), int64(n)
+	return res, nil
+}
+
+// readSome reads until it gets at least one byte or an error.
+func readSome(r io.Reader, b []byte) (int, error) {
+	for {
+		n, err := r.Read(b)
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
 }
 
 // cmdSeq fetches every file named in -list (one per line) from -base, one

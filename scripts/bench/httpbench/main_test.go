@@ -155,28 +155,33 @@ func TestConcurrentShortBody(t *testing.T) {
 	}
 }
 
-// joinServer serves one body of size bytes to two clients: the first gets
-// its first MiB, then waits until the second one's whole response has been
-// written. The body is much larger than loopback socket buffers, so the
-// joiner has read bytes before the first client can finish: a real join.
-func joinServer(t *testing.T, size int) *httptest.Server {
+// joinServer serves one body of size bytes to a first client and joiners:
+// the first gets its first MiB, then waits until every joiner had its
+// first 64 KiB flushed. The body is much larger than loopback socket
+// buffers, so each joiner has read bytes before the first client can
+// finish: a real join.
+func joinServer(t *testing.T, size, joiners int) *httptest.Server {
 	t.Helper()
 	body := bytes.Repeat([]byte("z"), size)
-	joinerDone := make(chan struct{})
+	joined := make(chan struct{}, joiners)
 	var n atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(size))
 		if n.Add(1) > 1 {
-			_, _ = w.Write(body)
-			close(joinerDone)
+			_, _ = w.Write(body[:64<<10])
+			http.NewResponseController(w).Flush()
+			joined <- struct{}{}
+			_, _ = w.Write(body[64<<10:]) // a probe hangs up before the end
 			return
 		}
 		_, _ = w.Write(body[:1<<20])
 		http.NewResponseController(w).Flush()
-		select {
-		case <-joinerDone:
-		case <-r.Context().Done():
-			return
+		for range joiners {
+			select {
+			case <-joined:
+			case <-r.Context().Done():
+				return
+			}
 		}
 		_, _ = w.Write(body[1<<20:])
 	}))
@@ -190,28 +195,33 @@ func TestJoin(t *testing.T) {
 	tests := []struct {
 		name         string
 		after        int
+		joiners      int
 		wantInflight string
 	}{
-		{name: "joins while the first download runs", after: 1 << 20, wantInflight: "true"},
+		{name: "joins while the first download runs", after: 1 << 20, joiners: 1, wantInflight: "true"},
+		{name: "three join one after another", after: 1 << 20, joiners: 3, wantInflight: "true"},
 		// -after beyond the body: the second client starts once the first
 		// is done, and must not be reported as a join.
-		{name: "starts after the first one finished", after: size + 1, wantInflight: "false"},
+		{name: "starts after the first one finished", after: size + 1, joiners: 1, wantInflight: "false"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			srv := joinServer(t, size)
+			srv := joinServer(t, size, tc.joiners)
 			if tc.wantInflight == "false" {
 				srv = httptestPlain(t, size)
 			}
 			var out bytes.Buffer
-			err := run(t.Context(), []string{"join", "-after", strconv.Itoa(tc.after), "-size", strconv.Itoa(size), srv.URL + "/f"}, &out)
+			err := run(t.Context(), []string{"join", "-after", strconv.Itoa(tc.after), "-size", strconv.Itoa(size),
+				"-joiners", strconv.Itoa(tc.joiners), srv.URL + "/f"}, &out)
 			if err != nil {
 				t.Fatal(err)
 			}
 			kv := fields(t, out.String())
-			if kv["inflight"] != tc.wantInflight || kv["bytes"] != strconv.Itoa(size) {
-				t.Errorf("result %q: want inflight=%s bytes=%d", out.String(), tc.wantInflight, size)
+			if kv["inflight"] != tc.wantInflight || kv["bytes"] != strconv.Itoa(size) ||
+				len(strings.Split(kv["firstbytes"], ",")) != tc.joiners {
+				t.Errorf("result %q: want inflight=%s bytes=%d and %d first bytes", out.String(),
+					tc.wantInflight, size, tc.joiners)
 			}
 		})
 	}
