@@ -205,7 +205,7 @@ func (n *Node) download(ctx context.Context, d *download, v *verify.Verifier) (v
 		}
 	}
 	defer v.Close()
-	n.announce(ctx, d.exp.CID) // in flight: LAN peers may stream it from us already
+	// Announced in flight already (start): LAN peers may stream it from us.
 	peers, late := n.peers(ctx, d.exp.CID)
 	srcs := n.order(peers, n.mirrorSources(d.repo, d.arch, d.exp.Filename), time.Now())
 	res, srcs, got, err := n.attempt(ctx, d, v, srcs, late)

@@ -91,6 +91,10 @@ func (t *transfer) run(ctx context.Context) (verify.Result, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer func() {
 		cancel(errFinished)
+		if len(t.lanes) == 0 { // every lane's end was taken: no goroutine to wait for
+			t.wg.Wait()
+			return
+		}
 		// Lanes still running end now; take their ends (sources found
 		// late can outnumber the events buffer) until every one is out.
 		out := make(chan struct{})
@@ -106,8 +110,14 @@ func (t *transfer) run(ctx context.Context) (verify.Result, error) {
 			}
 		}
 	}()
-	// With no source yet, a lookup still out may bring one (late).
-	if !t.startNext(ctx) && t.late == nil {
+	switch {
+	case t.alone():
+		if res, err, over := t.runAlone(ctx); over {
+			return res, err
+		}
+		// It failed and the sources were re-made (churn.go): as usual.
+	case !t.startNext(ctx) && t.late == nil:
+		// With no source yet, a lookup still out may bring one (late).
 		return verify.Result{}, t.tally.err("fetch " + t.file)
 	}
 	tick := time.NewTicker(hedgeTick)
@@ -136,8 +146,23 @@ func (t *transfer) run(ctx context.Context) (verify.Result, error) {
 
 // startNext starts the next untried source at the current offset.
 func (t *transfer) startNext(ctx context.Context) bool {
-	if t.next >= len(t.srcs) {
+	l, lctx := t.nextLane(ctx)
+	if l == nil {
 		return false
+	}
+	t.wg.Go(func() {
+		k, err := t.n.fromSource(lctx, l.src, t.c, l.pos, l)
+		l.cancel(nil)
+		t.events <- laneEnd{l: l, k: k, err: err} // buffered: one slot per source
+	})
+	return true
+}
+
+// nextLane makes the lane of the next untried source at the current
+// offset, with its context; nil when every source was tried.
+func (t *transfer) nextLane(ctx context.Context) (*lane, context.Context) {
+	if t.next >= len(t.srcs) {
+		return nil, nil
 	}
 	// The list is re-made on each switch: a source not tried yet that was
 	// demoted again meanwhile (by other downloads) goes last. Untried
@@ -154,12 +179,7 @@ func (t *transfer) startNext(ctx context.Context) bool {
 	}
 	t.mu.Unlock()
 	t.lanes[l] = struct{}{}
-	t.wg.Go(func() {
-		k, err := t.n.fromSource(lctx, l.src, t.c, l.pos, l)
-		cancel(nil)
-		t.events <- laneEnd{l: l, k: k, err: err} // buffered: one slot per source
-	})
-	return true
+	return l, lctx
 }
 
 // Write takes a lane's bytes: the owner's go to the sink; another lane's
