@@ -44,6 +44,8 @@ func TestKillSourceMidTransfer(t *testing.T) {
 		gets[i].waitBytes(t, 1<<20)
 	}
 	gets[0].waitBytes(t, 12<<20) // well under way, far from done
+	deadID := peerIDOf(t, ds[0])
+	killed := time.Now()
 	ds[0].Kill()
 
 	for i := 1; i < machines; i++ {
@@ -51,6 +53,13 @@ func TestKillSourceMidTransfer(t *testing.T) {
 		if h.Err != nil || h.Status != http.StatusOK || h.SHA256 != big.SHA256 {
 			t.Errorf("machine %d: status %d, %d bytes, sha256 %s (%v); want the signed %s",
 				i, h.Status, h.N, h.SHA256, h.Err, big.SHA256)
+		}
+	}
+	// How long the survivors took to find the dead peer (figures, not a
+	// check: the liveness tests in node/p2p check the rule).
+	for i := 1; i < machines; i++ {
+		if at, line := firstSourceFailure(ds[i], deadID); !at.IsZero() {
+			t.Logf("machine %d gave up the killed peer %s after the kill: %s", i, at.Sub(killed).Round(time.Millisecond), line)
 		}
 	}
 	reqs := mirrorRequestsDone(t, up, big.File)
@@ -228,4 +237,22 @@ func mirrorRequestsDone(t *testing.T, up *Upstream, file string) []Request {
 			return out
 		}
 	}
+}
+
+// firstSourceFailure is the time and error of d's first "source failed"
+// log line about peer id (zero when there is none).
+func firstSourceFailure(d *Daemon, id string) (time.Time, string) {
+	var first time.Time
+	var what string
+	for line := range strings.SplitSeq(d.Logs(), "\n") {
+		if !strings.Contains(line, `msg="source failed"`) || !strings.Contains(line, id) {
+			continue
+		}
+		ts, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		at, err := time.Parse(time.RFC3339Nano, ts)
+		if err == nil && (first.IsZero() || at.Before(first)) {
+			first, what = at, line[strings.Index(line, "err="):]
+		}
+	}
+	return first, what
 }
