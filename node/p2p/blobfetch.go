@@ -79,12 +79,7 @@ func (s *Host) fetchBlob(ctx context.Context, p peer.ID, req blobRequest, w io.W
 	heard, done := s.heard.open(p)
 	defer done()
 	live := &liveReader{r: str, d: livenessTimeout, heard: heard, alive: func() error {
-		if s.heard.recently(p, livenessTimeout) {
-			return nil
-		}
-		pctx, cancel := context.WithTimeout(ctx, livenessConfirm)
-		defer cancel()
-		return s.alive(pctx, p)
+		return s.heard.confirm(p, func() error { return s.alive(ctx, p) })
 	}}
 	defer live.stop()
 	// A small reader for the header: the body goes by copyBody's buffer.

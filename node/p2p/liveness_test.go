@@ -17,6 +17,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/flocon/flocon/store/storetest"
 )
@@ -192,12 +194,13 @@ type nopDeadline struct{ io.Writer }
 func (nopDeadline) SetWriteDeadline(time.Time) error { return nil }
 
 // TestSilentSenderIsGone: a sender that sends its header and a first
-// chunk, then nothing (no keepalive: a process killed over QUIC), fails
-// the fetch with ErrPeerGone, well before the stall timer, and is not
-// banned: dying is no lie. (It does not answer pings either.) The rule is
-// the same for a blob/1.0.0 sender, which never sends keepalives, and for
-// one that dies before its header. Its connection is closed, so its other
-// streams fail at once.
+// chunk, then nothing, reached through a relay that then forwards nothing
+// either way (a machine that lost power, a process killed over QUIC: no
+// keepalive, no pong, no reset, no close), fails the fetch with
+// ErrPeerGone, well before the stall timer, and is not banned: dying is no
+// lie. The rule is the same for a blob/1.0.0 sender, which never sends
+// keepalives, and for one that dies before its header. Its connection is
+// closed, so its other streams fail at once.
 func TestSilentSenderIsGone(t *testing.T) {
 	t.Parallel()
 	data := storetest.RandomBytes(7, 1<<20)
@@ -214,11 +217,16 @@ func TestSilentSenderIsGone(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			dead, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(),
-				libp2p.DisableMetrics(), libp2p.Ping(false)) // dead: no ping answered either
+				libp2p.DisableMetrics())
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = dead.Close() })
+			target, err := manet.ToNetAddr(dead.Addrs()[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			hole := newBlackhole(t, target.String())
 			stop := make(chan struct{})
 			t.Cleanup(func() { close(stop) }) // before the host closes
 			dead.SetStreamHandler(tt.proto, func(s network.Stream) {
@@ -226,22 +234,25 @@ func TestSilentSenderIsGone(t *testing.T) {
 					_ = s.Reset()
 					return
 				}
-				if tt.sent >= 0 {
+				if tt.sent < 0 {
+					hole.cutNow()
+				} else {
 					_ = writeHeader(s, header{code: statusOK, size: int64(len(data)), available: int64(len(data))})
 					body := newBodySender(s, tt.proto == blobProtoLive, nil)
 					_, _ = body.write(data[:tt.sent], stallTimeout)
-					body.stop() // dead from here: no keepalive, no close
+					body.stop() // the receiver cuts the relay once it has these bytes
 				}
 				<-stop
 				_ = s.Reset()
 			})
 			b := startNode(t, newMemStore(t))
-			if err := dead.Connect(t.Context(), b.addrInfo()); err != nil {
+			if err := b.s.h.Connect(t.Context(), peer.AddrInfo{ID: dead.ID(), Addrs: []ma.Multiaddr{hole.addr(t)}}); err != nil {
 				t.Fatal(err)
 			}
 			waitConnected(t, b.s.h, dead.ID())
 			start := time.Now()
-			n, err := b.s.FetchBlob(t.Context(), dead.ID(), c, 0, &notifyWriter{wrote: make(chan struct{}, 1)})
+			w := &cutWriter{at: max(tt.sent, 1), cut: hole.cutNow} // dead from the last byte on
+			n, err := b.s.FetchBlob(t.Context(), dead.ID(), c, 0, w)
 			if !errors.Is(err, ErrPeerGone) || n != int64(max(tt.sent, 0)) {
 				t.Fatalf("fetch from a silent sender: %d bytes, %v; want %d and ErrPeerGone", n, err, max(tt.sent, 0))
 			}
@@ -345,11 +356,7 @@ func TestLivenessOtherStreamsSpeakForThePeer(t *testing.T) {
 			heard, done := book.open(p)
 			t.Cleanup(done)
 			return &liveReader{r: c, d: livenessTimeout, heard: heard, alive: func() error {
-				if book.recently(p, livenessTimeout) {
-					return nil
-				}
-				time.Sleep(livenessConfirm)
-				return errors.New("ping: deadline")
+				return book.confirm(p, unansweredPing)
 			}}
 		}
 		quietSend, quietRecv := net.Pipe()
@@ -375,5 +382,53 @@ func TestLivenessOtherStreamsSpeakForThePeer(t *testing.T) {
 		if took := time.Since(start); took < busyFor || took > busyFor+2*livenessTimeout+livenessConfirm {
 			t.Fatalf("silent stream given up after %s, want after the other stream's last byte (%s) plus a deadline and a ping", took, busyFor)
 		}
+	})
+}
+
+// unansweredPing is the ping of a peer that does not answer.
+func unansweredPing() error {
+	time.Sleep(livenessConfirm)
+	return errors.New("ping: deadline")
+}
+
+// TestLivenessBytesOnOtherStreamsDuringThePing: a stream silent past the
+// deadline whose peer sends one byte on another stream while the ping is
+// out (unanswered: the pong waits behind a starved goroutine) is not given
+// up then; once the peer is silent everywhere, the next unanswered ping
+// ends it (ErrPeerGone).
+func TestLivenessBytesOnOtherStreamsDuringThePing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const p = peer.ID("peerP")
+		book := newHeardBook()
+		quietSend, quietRecv := net.Pipe()
+		otherSend, otherRecv := net.Pipe()
+		defer quietSend.Close()
+		defer quietRecv.Close()
+		defer otherSend.Close()
+		defer otherRecv.Close()
+		reader := func(c net.Conn) *liveReader {
+			heard, done := book.open(p)
+			t.Cleanup(done)
+			return &liveReader{r: c, d: livenessTimeout, heard: heard, alive: func() error { return book.confirm(p, unansweredPing) }}
+		}
+		quiet, other := reader(quietRecv), reader(otherRecv)
+		const byteAt = livenessTimeout + livenessConfirm/2 // while the quiet stream's first ping is out
+		go func() {
+			time.Sleep(byteAt)
+			_, _ = otherSend.Write([]byte{1})
+		}()
+		go func() { _, _ = other.Read(make([]byte, 1)) }()
+		start := time.Now()
+		_, err := quiet.Read(make([]byte, 8))
+		if !errors.Is(err, ErrPeerGone) {
+			t.Fatalf("read: %v, want ErrPeerGone once the peer was silent everywhere", err)
+		}
+		// The first ping (from livenessTimeout) failed with a byte during
+		// it; the next, asked livenessTimeout later, failed without one.
+		if took, want := time.Since(start), 2*(livenessTimeout+livenessConfirm); took != want {
+			t.Fatalf("silent stream given up after %s, want %s (the byte during the first ping spoke for the peer)", took, want)
+		}
+		quiet.stop()
+		other.stop()
 	})
 }

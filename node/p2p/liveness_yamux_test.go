@@ -6,9 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/flocon/flocon/store/storetest"
 )
@@ -61,5 +64,57 @@ func TestLiveReaderKeepsYamuxCredit(t *testing.T) {
 	}
 	if !bytes.Equal(got, data) {
 		t.Fatalf("read %d bytes, not the %d sent", len(got), len(data))
+	}
+}
+
+// TestSignOfLife: a peer whose libp2p ping goes unanswered (its handler
+// starved, here switched off) still proves itself alive through its
+// transport: a yamux pong over TCP, a QUIC packet acknowledging the ping;
+// a peer cut off (a relay that forwards nothing: a machine without power)
+// gives no sign.
+func TestSignOfLife(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name   string
+		listen string
+		cut    bool   // reached through a blackhole, then cut
+		want   string // "": no sign
+	}{
+		{"yamux answers", "/ip4/127.0.0.1/tcp/0", false, "yamux"},
+		{"quic acknowledges", "/ip4/127.0.0.1/udp/0/quic-v1", false, "quic"},
+		{"cut off", "/ip4/127.0.0.1/tcp/0", true, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			quiet, err := libp2p.New(libp2p.ListenAddrStrings(tt.listen), libp2p.DisableRelay(),
+				libp2p.DisableMetrics(), libp2p.Ping(false)) // no libp2p pong: only the transport speaks
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = quiet.Close() })
+			ai := peer.AddrInfo{ID: quiet.ID(), Addrs: quiet.Addrs()}
+			var hole *blackhole
+			if tt.cut {
+				target, err := manet.ToNetAddr(quiet.Addrs()[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				hole = newBlackhole(t, target.String())
+				ai.Addrs = []ma.Multiaddr{hole.addr(t)}
+			}
+			b := startNode(t, newMemStore(t), func(c *Config) {
+				c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+			})
+			if err := b.s.h.Connect(t.Context(), ai); err != nil {
+				t.Fatal(err)
+			}
+			if hole != nil {
+				hole.cutNow()
+			}
+			sign, err := b.s.signOfLife(t.Context(), quiet.ID())
+			if sign != tt.want || (tt.want == "") != (err != nil) {
+				t.Fatalf("sign of life %q, %v; want %q", sign, err, tt.want)
+			}
+		})
 	}
 }

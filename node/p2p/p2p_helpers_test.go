@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,6 +18,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/flocon/flocon/node/routing"
 	"github.com/flocon/flocon/store"
@@ -437,4 +440,86 @@ func (w *notifyWriter) bytes() []byte {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return bytes.Clone(w.buf.Bytes())
+}
+
+// blackhole relays TCP connections to a host until cut; from then on it
+// forwards nothing either way and closes nothing, like a machine that lost
+// power (or a process killed over QUIC): no reset, no answer to anything.
+type blackhole struct {
+	ln   net.Listener
+	cut  chan struct{}
+	once sync.Once
+}
+
+// newBlackhole relays to target (host:port) until its cut is called.
+func newBlackhole(t *testing.T, target string) *blackhole {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &blackhole{ln: ln, cut: make(chan struct{})}
+	var mu sync.Mutex
+	var conns []net.Conn
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = in.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, in, out)
+			mu.Unlock()
+			wg.Go(func() { b.relay(out, in) })
+			wg.Go(func() { b.relay(in, out) })
+		}
+	})
+	return b
+}
+
+// relay copies src to dst until cut, then swallows src.
+func (b *blackhole) relay(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		select {
+		case <-b.cut:
+			continue
+		default:
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// cutNow makes the relayed host dead to its peers.
+func (b *blackhole) cutNow() { b.once.Do(func() { close(b.cut) }) }
+
+// addr is the relay's address as a libp2p TCP multiaddr.
+func (b *blackhole) addr(t *testing.T) ma.Multiaddr {
+	t.Helper()
+	a, err := manet.FromNetAddr(b.ln.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
