@@ -24,7 +24,9 @@
 # so five machines at once fit the host as five real machines would; 0:
 # uncapped, where one alone gets every core and five share them).
 # FLOCON_BENCH_LOGS=<dir> keeps each run's daemon logs, pacman downloads
-# (start, first byte, end) and mirror requests.
+# (start, first byte, end) and mirror requests. FLOCON_BENCH_P2P=quic has the
+# machines speak QUIC only (a SIGKILL then resets nothing: the kill row
+# measures how fast the survivors find the dead peer).
 # Takes minutes; prerequisites as for the e2e tests (scripts/deps.sh). Run
 # it alone on the machine: other benches or builds skew the figures.
 set -euo pipefail

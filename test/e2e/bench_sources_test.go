@@ -522,7 +522,7 @@ func newBenchSite(t *testing.T, fx *benchFixtures, up *Upstream, n int, args ...
 		d := StartDaemon(t, DaemonConfig{
 			Mirrors: []string{mirror}, Keyring: fx.Keyring, P2P: true,
 			Listen: ip + ":19433", Prefix: append(append([]string(nil), capped...), "ip", "netns", "exec", ns),
-			Args: append([]string{"--p2p-listen", "/ip4/0.0.0.0/tcp/19432", "--p2p-listen", "/ip4/0.0.0.0/udp/19432/quic-v1"}, args...),
+			Args: append(benchP2PListen(), args...),
 		})
 		px := newStallProxy(t, d.URL())
 		p := NewPacman(t, fx.Keyring, []string{px.url + "/$repo/os/$arch"}, WithRepos("bench"))
@@ -921,4 +921,15 @@ func (b *stallBody) Close() error {
 	b.d.end = time.Now()
 	b.sp.finished(b.d)
 	return b.ReadCloser.Close()
+}
+
+// benchP2PListen is each machine's p2p listen flags: TCP and QUIC, or QUIC
+// alone with FLOCON_BENCH_P2P=quic (a process killed with SIGKILL resets
+// its TCP connections at once, and sends nothing over QUIC: there the kill
+// row measures the receivers' liveness rule).
+func benchP2PListen() []string {
+	if os.Getenv("FLOCON_BENCH_P2P") == "quic" {
+		return []string{"--p2p-listen", "/ip4/0.0.0.0/udp/19432/quic-v1"}
+	}
+	return []string{"--p2p-listen", "/ip4/0.0.0.0/tcp/19432", "--p2p-listen", "/ip4/0.0.0.0/udp/19432/quic-v1"}
 }
