@@ -51,6 +51,10 @@ func (l *LAN) FindProviders(ctx context.Context, c cid.Cid) <-chan routing.Provi
 	if s.dht != nil {
 		peers = slices.DeleteFunc(peers, func(p peer.ID) bool { return s.sites.site(p) != routing.SameLAN })
 	}
+	if len(peers) == 0 { // nobody to ask: no goroutine (as the DHT without members)
+		close(out)
+		return out
+	}
 	go func() {
 		defer close(out)
 		qctx, cancel := context.WithTimeout(ctx, s.haveTimeout)

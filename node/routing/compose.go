@@ -3,6 +3,7 @@ package routing
 import (
 	"context"
 	"errors"
+	"iter"
 	"sync"
 
 	"github.com/ipfs/go-cid"
@@ -28,18 +29,32 @@ func Compose(routers ...Router) *Composite {
 }
 
 // FindProviders merges the streams of every router, each peer once; the
-// channel closes when every router's has.
+// channel closes when every router's has. A router whose stream is closed
+// at once (it has nobody to ask) gets no goroutine, and when every one is,
+// the merged stream is closed at once too: a node without peers looks up
+// every cold package.
 func (m *Composite) FindProviders(ctx context.Context, c cid.Cid) <-chan Provider {
 	out := make(chan Provider)
 	var (
-		mu   sync.Mutex
-		seen = make(map[peer.ID]bool)
-		wg   sync.WaitGroup
+		mu      sync.Mutex
+		seen    = make(map[peer.ID]bool)
+		wg      sync.WaitGroup
+		started bool
 	)
 	for _, r := range m.routers {
 		in := r.FindProviders(ctx, c)
+		var first []Provider
+		select {
+		case p, ok := <-in:
+			if !ok {
+				continue
+			}
+			first = []Provider{p}
+		default:
+		}
+		started = true
 		wg.Go(func() {
-			for p := range in {
+			for p := range withFirst(first, in) {
 				mu.Lock()
 				dup := seen[p.ID]
 				seen[p.ID] = true
@@ -57,11 +72,31 @@ func (m *Composite) FindProviders(ctx context.Context, c cid.Cid) <-chan Provide
 			}
 		})
 	}
+	if !started {
+		close(out)
+		return out
+	}
 	go func() {
 		wg.Wait()
 		close(out)
 	}()
 	return out
+}
+
+// withFirst yields first, then what in sends until it is closed.
+func withFirst(first []Provider, in <-chan Provider) iter.Seq[Provider] {
+	return func(yield func(Provider) bool) {
+		for _, p := range first {
+			if !yield(p) {
+				return
+			}
+		}
+		for p := range in {
+			if !yield(p) {
+				return
+			}
+		}
+	}
 }
 
 // Announce announces c on every router; the errors are joined.
