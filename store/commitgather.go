@@ -11,8 +11,9 @@ import "time"
 // the two cores the next request needs. A batch that starts with a download
 // held in memory now waits up to commitGather after that commit arrived for
 // the ones that follow, or until gatherBytes of held bodies or
-// maxCommitBatch commits are queued, whichever comes first: about 15
-// packages of 50 KiB a batch in row 5a.
+// maxCommitBatch commits are queued, whichever comes first (row 5a under
+// strace -c: 25 fsyncs of blobs/ and 50 msyncs for 196 packages, against
+// 120 and 240 for 200 before).
 //
 // Nobody waits for it but the download's own goroutine: readers were
 // released when the bytes were proven (before the gather), and until its
