@@ -100,20 +100,11 @@ type fetchResult struct {
 func fetch(ctx context.Context, c *http.Client, url string, buf []byte, progress func(int64)) (fetchResult, error) {
 	res := fetchResult{Start: time.Now()}
 	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { res.Reused = i.Reused }}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, url, nil)
+	resp, err := get(httptrace.WithClientTrace(ctx, trace), c, url, &res)
 	if err != nil {
-		return res, fmt.Errorf("get %s: %w", url, err)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return res, fmt.Errorf("get %s: %w", url, err)
+		return res, err
 	}
 	defer resp.Body.Close()
-	res.Header = time.Since(res.Start)
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection
-		return res, fmt.Errorf("get %s: status %d: %w", url, resp.StatusCode, errBadResponse)
-	}
 	if buf == nil {
 		buf = make([]byte, readBufSize)
 	}
@@ -298,6 +289,26 @@ func cmdJoin(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
+// get sends a GET of url and records when its headers came in res; the
+// response is a 200 (its body the caller's to close) or an error.
+func get(ctx context.Context, c *http.Client, url string, res *fetchResult) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", url, err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", url, err)
+	}
+	res.Header = time.Since(res.Start)
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection
+		resp.Body.Close()
+		return nil, fmt.Errorf("get %s: status %d: %w", url, resp.StatusCode, errBadResponse)
+	}
+	return resp, nil
+}
+
 // firstBytes GETs url on a new connection, reads until the first body
 // bytes arrive and hangs up.
 func firstBytes(ctx context.Context, url string) (fetchResult, error) {
@@ -306,19 +317,11 @@ func firstBytes(ctx context.Context, url string) (fetchResult, error) {
 	c := newClient(1)
 	defer c.CloseIdleConnections()
 	res := fetchResult{Start: time.Now()}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := get(ctx, c, url, &res)
 	if err != nil {
-		return res, fmt.Errorf("get %s: %w", url, err)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return res, fmt.Errorf("get %s: %w", url, err)
+		return res, err
 	}
 	defer resp.Body.Close()
-	res.Header = time.Since(res.Start)
-	if resp.StatusCode != http.StatusOK {
-		return res, fmt.Errorf("get %s: status %d: %w", url, resp.StatusCode, errBadResponse)
-	}
 	n, err := readSome(resp.Body, make([]byte, readBufSize))
 	if n == 0 {
 		return res, fmt.Errorf("read %s: no body: %w", url, err)
