@@ -80,19 +80,31 @@ func (s *Store) Info(c cid.Cid) (BlobInfo, error) {
 
 // OpenBlob opens the verified blob c for reading and touches its last access.
 func (s *Store) OpenBlob(c cid.Cid) (*os.File, BlobInfo, error) {
+	f, info, _, err := s.openBlob(c, false)
+	return f, info, err
+}
+
+// openBlob reads c's row first (the authority: ErrNotFound when absent),
+// then opens its file, or takes its idle descriptor when kept (blobfds.go:
+// gen goes back with it), and touches its last access.
+func (s *Store) openBlob(c cid.Cid, kept bool) (f *os.File, info BlobInfo, gen uint64, err error) {
 	if err := checkCID(c); err != nil {
-		return nil, BlobInfo{}, fmt.Errorf("open blob %s: %w", c, err)
+		return nil, BlobInfo{}, 0, fmt.Errorf("open blob %s: %w", c, err)
 	}
-	info, err := s.blobInfo(c)
+	info, err = s.blobInfo(c)
 	if err != nil {
-		return nil, BlobInfo{}, fmt.Errorf("open %w", err)
+		return nil, BlobInfo{}, 0, fmt.Errorf("open %w", err)
 	}
-	f, err := s.openBlobFile(c)
-	if err != nil {
-		return nil, BlobInfo{}, err
+	if kept {
+		f, gen = s.fds.take(c)
+	}
+	if f == nil {
+		if f, err = s.openBlobFile(c); err != nil {
+			return nil, BlobInfo{}, 0, err
+		}
 	}
 	info.LastAccess = s.touch(c)
-	return f, info, nil
+	return f, info, gen, nil
 }
 
 // openBlobFile opens the file of blob c, whose row was just read.

@@ -2,7 +2,6 @@ package store
 
 import (
 	"container/list"
-	"fmt"
 	"io"
 	"os"
 	"sync"
@@ -152,19 +151,9 @@ func (k *keptFDs) close() {
 // Blob.Close: the next reader of the same blob then gets it without an
 // open. The row is read first, as for OpenBlob (ErrNotFound when absent).
 func (s *Store) OpenKept(c cid.Cid) (*Blob, BlobInfo, error) {
-	if err := checkCID(c); err != nil {
-		return nil, BlobInfo{}, fmt.Errorf("open blob %s: %w", c, err)
-	}
-	info, err := s.blobInfo(c)
+	f, info, gen, err := s.openBlob(c, true)
 	if err != nil {
-		return nil, BlobInfo{}, fmt.Errorf("open %w", err)
+		return nil, info, err
 	}
-	f, gen := s.fds.take(c)
-	if f == nil {
-		if f, err = s.openBlobFile(c); err != nil {
-			return nil, BlobInfo{}, err
-		}
-	}
-	info.LastAccess = s.touch(c)
 	return &Blob{File: f, s: s, cid: c, gen: gen}, info, nil
 }
