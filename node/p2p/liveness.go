@@ -474,7 +474,7 @@ func (s *Host) signOfLife(ctx context.Context, p peer.ID) (string, error) {
 		switch {
 		case c.As(&ys):
 			asked++
-			go func() { _, err := ys.Ping(); answers <- answer{"yamux", err} }() // ends with the session at the latest
+			go func() { answers <- answer{"yamux", freshYamuxPing(ys)} }() // ends with the session at the latest
 		case c.As(&qc):
 			quics = append(quics, qc)
 			received = append(received, qc.ConnectionStats().PacketsReceived)
@@ -512,6 +512,20 @@ func (s *Host) signOfLife(ctx context.Context, p peer.ID) (string, error) {
 			return "", fmt.Errorf("%w (last: %w)", ctx.Err(), err)
 		}
 	}
+}
+
+// freshYamuxPing is a yamux ping sent after it was called. Session.Ping
+// joins a ping already in flight (the session's own RTT pings, one at its
+// start and every 30 s) and returns that ping's pong, which may have left
+// the peer before it went silent: a peer cut off right after it connected
+// looked alive (TestSignOfLife "cut off" failed in CI). The second ping
+// started after the first call began, whichever of them it joined.
+func freshYamuxPing(ys *yamux.Session) error {
+	if _, err := ys.Ping(); err != nil {
+		return err
+	}
+	_, err := ys.Ping()
+	return err
 }
 
 // heardBook is when this node last received bytes (keepalives included)
