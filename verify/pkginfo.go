@@ -33,7 +33,9 @@ const zstdMaxWindow = 128 << 20
 // MiB of an 11 MiB live heap during a burst of small packages, and dropped
 // and zeroed again after two collections); decoders used at the same time
 // by concurrent downloads beyond the first are garbage after use, and so is
-// one whose frame asked for a window above zstdKeepWindow. Synchronous
+// one whose frame asked for a window above zstdKeepWindow (only a
+// single-segment frame can: a declared window is read with at most
+// zstdReadWindow, see there). Synchronous
 // decoders (concurrency 1) run no goroutine, so a dropped one is simply
 // collected.
 var zstdIdle = make(chan *zstd.Decoder, 1)
@@ -90,69 +92,173 @@ func (p PKGINFO) Matches(f PkgFile) bool {
 
 // ReadPKGINFO reads a package archive (zstd, xz, gzip, bzip2 or plain tar)
 // up to its .PKGINFO and parses it. It does not read the rest of r.
+//
+// A zstd frame that declares a window above zstdReadWindow is first decoded
+// with that smaller window (see capWindow); if that fails, once more from
+// the start with the frame's own window, from r rewound (an io.Seeker) or
+// from the compressed bytes read so far (up to zstdRetryPrefix of them).
 func ReadPKGINFO(r io.Reader) (PKGINFO, error) {
-	dr, closeFn, err := decompress(r)
+	var start int64
+	rs, seeker := r.(io.ReadSeeker)
+	if seeker {
+		var err error
+		if start, err = rs.Seek(0, io.SeekCurrent); err != nil {
+			seeker = false
+		}
+	}
+	var rec *prefixRecorder
+	first := r
+	if !seeker {
+		rec = &prefixRecorder{r: r}
+		first = rec
+	}
+	info, capped, err := readPKGINFO(first, true)
+	if err == nil || !capped {
+		return info, err
+	}
+	switch {
+	case seeker:
+		if _, serr := rs.Seek(start, io.SeekStart); serr != nil {
+			return PKGINFO{}, err
+		}
+	case rec.over:
+		return PKGINFO{}, err
+	default:
+		r = io.MultiReader(bytes.NewReader(rec.buf), r)
+	}
+	info, _, err = readPKGINFO(r, false)
+	return info, err
+}
+
+// readPKGINFO is ReadPKGINFO's one pass; capped reports that a zstd
+// frame's window was lowered to zstdReadWindow for it (capWindow true).
+func readPKGINFO(r io.Reader, capWindow bool) (PKGINFO, bool, error) {
+	dr, capped, closeFn, err := decompress(r, capWindow)
 	if err != nil {
-		return PKGINFO{}, fmt.Errorf("read .PKGINFO: %w: %w", ErrNoPKGINFO, err)
+		return PKGINFO{}, capped, fmt.Errorf("read .PKGINFO: %w: %w", ErrNoPKGINFO, err)
 	}
 	defer closeFn()
 	tr := tar.NewReader(io.LimitReader(dr, maxBeforePKGINFO))
 	for {
 		h, err := tr.Next()
 		if err != nil {
-			return PKGINFO{}, fmt.Errorf("read .PKGINFO: %w: %w", ErrNoPKGINFO, err)
+			return PKGINFO{}, capped, fmt.Errorf("read .PKGINFO: %w: %w", ErrNoPKGINFO, err)
 		}
 		if h.Name != ".PKGINFO" {
 			continue
 		}
 		b, err := io.ReadAll(io.LimitReader(tr, maxPKGINFO+1))
 		if err != nil {
-			return PKGINFO{}, fmt.Errorf("read .PKGINFO: %w: %w", ErrNoPKGINFO, err)
+			return PKGINFO{}, capped, fmt.Errorf("read .PKGINFO: %w: %w", ErrNoPKGINFO, err)
 		}
 		if len(b) > maxPKGINFO {
-			return PKGINFO{}, fmt.Errorf("read .PKGINFO: %w: larger than %d bytes", ErrNoPKGINFO, maxPKGINFO)
+			return PKGINFO{}, false, fmt.Errorf("read .PKGINFO: %w: larger than %d bytes", ErrNoPKGINFO, maxPKGINFO)
 		}
-		return parsePKGINFO(b)
+		info, err := parsePKGINFO(b)
+		return info, false, err // decoded: the window was not what failed
 	}
 }
 
-// decompress sniffs the compression of a package by its magic bytes.
-func decompress(r io.Reader) (io.Reader, func(), error) {
+// decompress sniffs the compression of a package by its magic bytes. With
+// capWindow a zstd frame's window is lowered to zstdReadWindow (capped
+// reports it).
+func decompress(r io.Reader, capWindow bool) (dr io.Reader, capped bool, closeFn func(), err error) {
 	br := bufio.NewReader(r)
 	magic, _ := br.Peek(6)
 	nop := func() {}
 	switch {
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
 		var window uint64 = zstdMaxWindow // unknown: not kept
+		var in io.Reader = br
 		var h zstd.Header
 		if hb, _ := br.Peek(zstd.HeaderMaxSize); h.Decode(hb) == nil {
 			window = h.WindowSize
 			if h.SingleSegment { // the window is the content
 				window = h.FrameContentSize
+			} else if capWindow {
+				in, window, capped = cappedZstd(br, h)
 			}
 		}
 		zr, err := getZstd()
 		if err != nil {
-			return nil, nop, err
+			return nil, capped, nop, err
 		}
-		if err := zr.Reset(br); err != nil {
+		if err := zr.Reset(in); err != nil {
 			putZstd(zr, window)
-			return nil, nop, err
+			return nil, capped, nop, err
 		}
-		return zr, func() { putZstd(zr, window) }, nil
+		return zr, capped, func() { putZstd(zr, window) }, nil
 	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
 		xr, err := xz.NewReader(br)
-		return xr, nop, err
+		return xr, false, nop, err
 	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
 		gr, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, nop, err
+			return nil, false, nop, err
 		}
-		return gr, func() { _ = gr.Close() }, nil
+		return gr, false, func() { _ = gr.Close() }, nil
 	case bytes.HasPrefix(magic, []byte("BZh")):
-		return bzip2.NewReader(br), nop, nil
+		return bzip2.NewReader(br), false, nop, nil
 	}
-	return br, nop, nil // plain tar (.pkg.tar); tar.Reader reports anything else
+	return br, false, nop, nil // plain tar (.pkg.tar); tar.Reader reports anything else
+}
+
+// zstdReadWindow is the largest window a package's zstd frame is decoded
+// with on the first try. makepkg compresses with `zstd --ultra -20` from a
+// pipe, so every Arch package declares a 32 MiB window whatever its size,
+// and a decoder allocates (and, on memory the Go heap reuses, zeroes) a
+// ring that size: 34 MB and 8-18 ms per package (BenchmarkReadPKGINFO,
+// the real package), and no decoder could be kept for the next one. Only
+// the archive's first members are decoded here (.BUILDINFO, .MTREE,
+// .PKGINFO: a few KiB), and a zstd match never reaches further back than
+// the bytes decoded so far, so a smaller window decodes the same bytes
+// until zstdReadWindow of them are out; past that a longer match is an
+// error of the decoder (it checks every offset against the window, never
+// reads outside its ring), after which ReadPKGINFO decodes again with the
+// frame's own window. 2 MiB is the window of zstd's default level, the
+// ring a kept decoder already held.
+const zstdReadWindow = 2 << 20
+
+// zstdRetryPrefix bounds the compressed bytes ReadPKGINFO keeps from a
+// reader it cannot rewind, for a second pass with the frame's own window.
+const zstdRetryPrefix = 8 << 20
+
+// prefixRecorder keeps the bytes read through it, up to zstdRetryPrefix.
+type prefixRecorder struct {
+	r    io.Reader
+	buf  []byte
+	over bool // more than zstdRetryPrefix bytes were read: buf is incomplete
+}
+
+func (p *prefixRecorder) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if !p.over {
+		if len(p.buf)+n > zstdRetryPrefix {
+			p.over, p.buf = true, nil
+		} else {
+			p.buf = append(p.buf, b[:n]...)
+		}
+	}
+	return n, err
+}
+
+// zstdWindowDescriptor is the Window_Descriptor byte of a window of
+// 1<<log bytes (RFC 8878, 3.1.1.1.2: exponent log-10, mantissa 0).
+func zstdWindowDescriptor(log uint) byte { return byte(log-10) << 3 }
+
+// cappedZstd returns r with the first frame's header declaring a window of
+// zstdReadWindow when it declares more (a frame with a Window_Descriptor:
+// not Single_Segment), and the window the decoder will use.
+func cappedZstd(br *bufio.Reader, h zstd.Header) (io.Reader, uint64, bool) {
+	if h.SingleSegment || h.WindowSize <= zstdReadWindow {
+		return br, h.WindowSize, false
+	}
+	hdr := make([]byte, 6) // magic, Frame_Header_Descriptor, Window_Descriptor
+	if _, err := io.ReadFull(br, hdr); err != nil {
+		return br, h.WindowSize, false // cannot happen after a Decode of the peeked header
+	}
+	hdr[5] = zstdWindowDescriptor(21)
+	return io.MultiReader(bytes.NewReader(hdr), br), zstdReadWindow, true
 }
 
 // parsePKGINFO reads "key = value" lines.

@@ -84,16 +84,25 @@ func BenchmarkReadPKGINFOZstd(b *testing.B) {
 	}
 }
 
-// TestZstdDecoderKeptOnlyForSmallWindows: after a package whose frame asks
-// for a window above zstdKeepWindow (the real package: 32 MiB) no decoder
-// is kept idle, so its ring is garbage; after a small one, one is. Not
-// parallel: the idle slot is shared by the package.
+// TestZstdDecoderKeptOnlyForSmallWindows: after the real package (a frame
+// declaring 32 MiB, decoded with zstdReadWindow) a decoder is kept idle;
+// after a single-segment frame whose window, its content, is above
+// zstdKeepWindow none is, so its ring is garbage. Not parallel: the idle
+// slot is shared by the package.
 func TestZstdDecoderKeptOnlyForSmallWindows(t *testing.T) {
 	real, err := os.ReadFile(realPackage)
 	if err != nil {
 		t.Fatal(err)
 	}
-	small := makePackage(t, "hello", "1.0-1", "x86_64", ".pkg.tar.zst")
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithSingleSegment(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := enc.EncodeAll(make([]byte, zstdKeepWindow+1<<20), nil)
+	var h zstd.Header
+	if err := h.Decode(big); err != nil || !h.SingleSegment || h.FrameContentSize <= zstdKeepWindow {
+		t.Fatalf("big frame header %+v, %v: want a single segment above zstdKeepWindow", h, err)
+	}
 	drain := func() {
 		for len(zstdIdle) > 0 {
 			<-zstdIdle
@@ -103,15 +112,14 @@ func TestZstdDecoderKeptOnlyForSmallWindows(t *testing.T) {
 	if _, err := ReadPKGINFO(bytes.NewReader(real)); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(zstdIdle); n != 0 {
-		t.Fatalf("%d decoders kept after a 32 MiB window, want 0", n)
-	}
-	for range 3 {
-		if _, err := ReadPKGINFO(bytes.NewReader(small)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if n := len(zstdIdle); n != 1 {
-		t.Fatalf("%d decoders kept after small packages, want 1", n)
+		t.Fatalf("%d decoders kept after a 32 MiB window read with %d, want 1", n, zstdReadWindow)
+	}
+	drain()
+	if _, err := ReadPKGINFO(bytes.NewReader(big)); !errors.Is(err, ErrNoPKGINFO) {
+		t.Fatalf("zeros: %v, want ErrNoPKGINFO", err)
+	}
+	if n := len(zstdIdle); n != 0 {
+		t.Fatalf("%d decoders kept after a %d-byte single segment, want 0", n, h.FrameContentSize)
 	}
 }
