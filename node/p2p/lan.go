@@ -168,9 +168,7 @@ func (s *Host) queryHave(ctx context.Context, p peer.ID, c cid.Cid) (haveAnswer,
 		return haveAnswer{}, err
 	}
 	defer str.Close()
-	if d, ok := ctx.Deadline(); ok {
-		_ = str.SetDeadline(d)
-	}
+	defer boundTo(ctx, str)()
 	req := writeCID(nil, c)
 	withHead := str.Protocol() == haveProtoHead
 	want := headWant(s.sites.site(p))

@@ -64,9 +64,7 @@ func (s *Host) askPeers(ctx context.Context, p peer.ID) ([]peer.AddrInfo, error)
 		return nil, err
 	}
 	defer str.Close()
-	if d, ok := ctx.Deadline(); ok {
-		_ = str.SetDeadline(d)
-	}
+	defer boundTo(ctx, str)()
 	_ = str.CloseWrite()
 	var infos []peer.AddrInfo
 	if err := json.NewDecoder(io.LimitReader(str, maxExchangeBytes)).Decode(&infos); err != nil {

@@ -135,9 +135,7 @@ func (r *DHT) sendProvide(ctx context.Context, p peer.ID, keys []recordKey) erro
 		return err
 	}
 	defer str.Close()
-	if d, ok := ctx.Deadline(); ok {
-		_ = str.SetDeadline(d)
-	}
+	defer boundTo(ctx, str)()
 	w := bufio.NewWriterSize(str, 16<<10)
 	_ = w.WriteByte(opProvide)
 	var buf [8]byte
@@ -169,9 +167,7 @@ func (r *DHT) askRecords(ctx context.Context, p peer.ID, key recordKey) (provs, 
 		return nil, nil, err
 	}
 	defer str.Close()
-	if d, ok := ctx.Deadline(); ok {
-		_ = str.SetDeadline(d)
-	}
+	defer boundTo(ctx, str)()
 	var req [9]byte
 	req[0] = opGet
 	binary.BigEndian.PutUint64(req[1:], uint64(key))
