@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,6 +88,9 @@ type Gateway struct {
 	streams chan struct{} // semaphore of MaxStreams
 	served  *served
 	page    *status.Page // nil without Config.Status
+
+	ka         atomic.Pointer[keepAlive] // while Serve runs
+	fastServed atomic.Int64              // requests the keep-alive path answered
 
 	dbGroup singleflight.Group
 	dbMu    sync.Mutex
@@ -187,6 +191,9 @@ func (g *Gateway) routes() *http.ServeMux {
 // ServeHTTP serves the pacman mirror layout, GET /healthz, GET /metrics and,
 // with Config.Status, the status page (GET / and GET /status.json).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.takeKeepAlive(w, r) {
+		return
+	}
 	g.handler.ServeHTTP(w, r)
 }
 

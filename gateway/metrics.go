@@ -125,6 +125,12 @@ func (g *Gateway) middleware(next http.Handler) http.Handler {
 }
 
 func (g *Gateway) record(r *http.Request, rw *recorder, took time.Duration) {
+	g.recordAs(r.Method, r.Context().Err() != nil, rw, took)
+}
+
+// recordAs counts and logs a request answered through rw (by net/http's
+// path or the keep-alive one); gone: the client left before the end.
+func (g *Gateway) recordAs(method string, gone bool, rw *recorder, took time.Duration) {
 	kind, outcome := "other", rw.outcome
 	if rw.target != nil {
 		kind = rw.target.kind.String()
@@ -140,12 +146,12 @@ func (g *Gateway) record(r *http.Request, rw *recorder, took time.Duration) {
 	g.served.request(kind, outcome, rw.bytes)
 	g.metrics.requests.WithLabelValues(kind, outcome).Inc()
 	g.metrics.bytes.WithLabelValues(kind, outcome).Add(float64(rw.bytes))
-	args := []any{"method", r.Method, "kind", kind, "status", rw.status, "outcome", outcome,
+	args := []any{"method", method, "kind", kind, "status", rw.status, "outcome", outcome,
 		"bytes", rw.bytes, "took", took}
 	if t := rw.target; t != nil { // validated, so safe to log
 		args = append(args, "repo", t.repo.Name, "arch", t.arch, "file", t.file)
 	}
-	if r.Context().Err() != nil {
+	if gone {
 		args = append(args, "clientGone", true)
 	}
 	g.log.Info("request", args...)

@@ -44,7 +44,12 @@ type target struct {
 // empty, "." and ".." segments (also %-encoded), an encoded "/" or "\", NUL
 // and other control characters.
 func checkRawPath(r *http.Request) error {
-	segs := strings.Split(r.URL.EscapedPath(), "/")
+	return checkEscapedPath(r.URL.EscapedPath())
+}
+
+// checkEscapedPath is checkRawPath of a request's escaped path.
+func checkEscapedPath(path string) error {
+	segs := strings.Split(path, "/")
 	if len(segs) < 2 || segs[0] != "" {
 		return fmt.Errorf("%w: not an absolute path", ErrBadRequest)
 	}

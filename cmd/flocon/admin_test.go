@@ -43,7 +43,7 @@ func serveStatusAdmin(t *testing.T, info adminInfo) string {
 	}
 	srv := &http.Server{Handler: newAdminMux(info), ReadHeaderTimeout: time.Second}
 	done := make(chan error, 1)
-	go func() { done <- serveHTTP(srv, ln) }()
+	go func() { done <- serveHTTP(srv.Serve(ln)) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

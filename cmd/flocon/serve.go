@@ -164,8 +164,8 @@ func serve(ctx context.Context, o *options) error {
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.Go(func() error { return st.Run(ctx) })
 	eg.Go(func() error { return n.Run(ctx) })
-	eg.Go(func() error { return serveHTTP(srv, ln) })
-	eg.Go(func() error { return serveHTTP(admin, adminLn) })
+	eg.Go(func() error { return serveHTTP(g.Serve(srv, ln)) })
+	eg.Go(func() error { return serveHTTP(admin.Serve(adminLn)) })
 	eg.Go(func() error { return shutdownOnDone(ctx, log, srv, admin) })
 	eg.Go(func() error { return krs.Watch(ctx) })
 	eg.Go(func() error { return onSignals(ctx, n, krs) })
@@ -180,11 +180,12 @@ func serve(ctx context.Context, o *options) error {
 	return err
 }
 
-func serveHTTP(srv *http.Server, ln net.Listener) error {
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
+// serveHTTP is what a server's Serve returned, nil after a shutdown.
+func serveHTTP(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
 	}
-	return nil
+	return err
 }
 
 // shutdownOnDone stops the servers when ctx ends, giving requests in flight
