@@ -52,12 +52,15 @@ type transfer struct {
 	owner *lane   // the lane whose bytes the sink takes
 	done  bool    // complete: no lane writes any more
 
-	next   int           // index of the next source never started
-	late   <-chan source // sources found after the start; nil: none
-	lanes  map[*lane]struct{}
-	events chan laneEnd
-	tally  failureTally
-	wg     sync.WaitGroup
+	next int           // index of the next source never started
+	late <-chan source // sources found after the start; nil: none
+	// lookupOut is closed when late ends; mirrors started while it is
+	// open are asked for spans (mirrorspan.go). nil: none made yet.
+	lookupOut chan struct{}
+	lanes     map[*lane]struct{}
+	events    chan laneEnd
+	tally     failureTally
+	wg        sync.WaitGroup
 }
 
 // lane is one source running inside a transfer.
@@ -134,6 +137,7 @@ func (t *transfer) run(ctx context.Context) (verify.Result, error) {
 		case s, ok := <-t.late:
 			if !ok {
 				t.late = nil
+				t.lookupOver()
 				if len(t.lanes) == 0 && !t.startNext(ctx) {
 					return verify.Result{}, t.tally.err("fetch " + t.file)
 				}
@@ -171,7 +175,7 @@ func (t *transfer) nextLane(ctx context.Context) (*lane, context.Context) {
 	i := t.next
 	t.next++
 	lctx, cancel := context.WithCancelCause(ctx)
-	l := &lane{t: t, i: i, src: t.srcs[i], inFlight: traitsOf(t.srcs[i]).inFlight, pace: newPace(time.Now()), cancel: cancel}
+	l := &lane{t: t, i: i, src: spanned(t.srcs[i], t.lookupOpen()), inFlight: traitsOf(t.srcs[i]).inFlight, pace: newPace(time.Now()), cancel: cancel}
 	t.mu.Lock()
 	l.pos = t.w.n
 	if t.owner == nil {
@@ -314,9 +318,28 @@ func (t *transfer) offer(ctx context.Context, s source) {
 		l.lost, l.preempted = true, true
 		t.mu.Unlock()
 		l.cancel(errOvertaken)
-		t.insert(t.next+1, l.src) // right after the peer, from wherever it is
+		t.insert(t.next+1, t.srcs[l.i]) // right after the peer, from wherever it is
 	}
 	t.startNext(ctx)
+}
+
+// lookupOpen is closed when the lookup still out ends; nil when none is.
+func (t *transfer) lookupOpen() <-chan struct{} {
+	if t.late == nil {
+		return nil
+	}
+	if t.lookupOut == nil {
+		t.lookupOut = make(chan struct{})
+	}
+	return t.lookupOut
+}
+
+// lookupOver tells the mirrors asked for spans that the lookup has ended.
+func (t *transfer) lookupOver() {
+	if t.lookupOut != nil {
+		close(t.lookupOut)
+		t.lookupOut = nil
+	}
 }
 
 // insert puts s at position at of the sources.

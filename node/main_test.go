@@ -141,6 +141,7 @@ type fakeMirror struct {
 	mode    mirrorMode
 	modTime time.Time
 	gate    chan struct{} // when set, package bodies wait for it
+	asked   chan string   // when set, gets each package request's Range (never blocks)
 	mu      sync.Mutex
 	files   map[string][]byte
 	reqs    []mirrorRequest
@@ -161,8 +162,14 @@ func (m *fakeMirror) serve(w http.ResponseWriter, r *http.Request) {
 	m.reqs = append(m.reqs, mirrorRequest{path: r.URL.Path, rangeHdr: r.Header.Get("Range"),
 		ims: r.Header.Get("If-Modified-Since"), userAgent: r.Header.Get("User-Agent")})
 	data, ok := m.files[path.Base(r.URL.Path)]
-	gate := m.gate
+	gate, asked := m.gate, m.asked
 	m.mu.Unlock()
+	if asked != nil && !strings.HasSuffix(r.URL.Path, ".sig") {
+		select {
+		case asked <- r.Header.Get("Range"):
+		default:
+		}
+	}
 	if m.mode.status != 0 {
 		http.Error(w, "mirror says no", m.mode.status)
 		return

@@ -107,38 +107,57 @@ func (m mirrorSource) Peer() peer.ID { return "" }
 // are skipped (they are the ones already written, if the mirror is honest;
 // the digest says so at the end).
 func (m mirrorSource) Fetch(ctx context.Context, _ cid.Cid, off int64, w io.Writer) (int64, error) {
+	k, _, err := m.FetchSpan(ctx, off, -1, w)
+	return k, err
+}
+
+// FetchSpan GETs at most n bytes of the file from offset off (n < 0: to
+// the end) and reports whether they reached the file's end (last); nil
+// only when the span asked for was delivered. A mirror that ignores Range
+// answers 200 with the whole file: its bytes are taken to the end.
+func (m mirrorSource) FetchSpan(ctx context.Context, off, n int64, w io.Writer) (k int64, last bool, err error) {
 	// abort ends the body's read when the writer fails (copyBig reads ahead)
 	ctx, abort := context.WithCancel(ctx)
 	defer abort()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fileURL(m.base, m.file), nil)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	if off > 0 {
+	switch {
+	case n >= 0:
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+n-1))
+	case off > 0:
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
 	}
 	resp, err := m.client.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer resp.Body.Close()
+	last = true
 	switch {
 	case resp.StatusCode == http.StatusOK && off > 0:
 		if err := skip(resp.Body, off, w); err != nil {
-			return 0, fmt.Errorf("skip %d bytes of a 200 to a range request: %w", off, err)
+			return 0, false, fmt.Errorf("skip %d bytes of a 200 to a range request: %w", off, err)
 		}
 	case resp.StatusCode == http.StatusOK:
 	case resp.StatusCode == http.StatusPartialContent:
-		if start, err := contentRangeStart(resp.Header.Get("Content-Range")); err != nil || start != off {
-			return 0, fmt.Errorf("content-range %q for offset %d: %w", resp.Header.Get("Content-Range"), off, errBadRange)
+		// A mirror may send more than the span asked for: the bytes are
+		// the file's all the same (the digest says so at the end).
+		start, end, size, err := contentRange(resp.Header.Get("Content-Range"))
+		if err != nil || start != off {
+			return 0, false, fmt.Errorf("content-range %q for offset %d: %w", resp.Header.Get("Content-Range"), off, errBadRange)
 		}
+		last = n < 0 || end+1 == size || (size < 0 && end+1-start < n) // "*": a short span is the end
 	default:
-		return 0, statusError(resp)
+		return 0, false, statusError(resp)
 	}
 	if resp.ContentLength >= 0 && resp.ContentLength <= smallBody {
-		return copySmall(w, resp.Body)
+		k, err = copySmall(w, resp.Body)
+	} else {
+		k, err = copyBig(w, resp.Body, abort)
 	}
-	return copyBig(w, resp.Body, abort)
+	return k, last, err
 }
 
 // copyBufs holds the buffers of copyBig.
@@ -188,30 +207,37 @@ func skip(r io.Reader, off int64, w io.Writer) error {
 // (SIZE may be "*"), refusing anything else: signs, spaces, a range that
 // ends before it starts or past the size.
 func contentRangeStart(h string) (int64, error) {
+	start, _, _, err := contentRange(h)
+	return start, err
+}
+
+// contentRange reads "bytes FIRST-LAST/SIZE" as contentRangeStart does;
+// size is -1 for "*".
+func contentRange(h string) (start, end, size int64, err error) {
 	spec, ok := strings.CutPrefix(h, "bytes ")
 	if !ok {
-		return 0, errBadRange
+		return 0, 0, 0, errBadRange
 	}
-	rng, size, ok := strings.Cut(spec, "/")
+	rng, total, ok := strings.Cut(spec, "/")
 	if !ok {
-		return 0, errBadRange
+		return 0, 0, 0, errBadRange
 	}
 	first, last, ok := strings.Cut(rng, "-")
 	if !ok {
-		return 0, errBadRange
+		return 0, 0, 0, errBadRange
 	}
 	start, err1 := parseDigits(first)
 	end, err2 := parseDigits(last)
 	if err1 != nil || err2 != nil || end < start {
-		return 0, errBadRange
+		return 0, 0, 0, errBadRange
 	}
-	if size != "*" {
-		n, err := parseDigits(size)
-		if err != nil || end >= n {
-			return 0, errBadRange
+	size = -1
+	if total != "*" {
+		if size, err = parseDigits(total); err != nil || end >= size {
+			return 0, 0, 0, errBadRange
 		}
 	}
-	return start, nil
+	return start, end, size, nil
 }
 
 // parseDigits reads a non-negative decimal number written with digits only.
