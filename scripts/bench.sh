@@ -32,6 +32,9 @@
 #   BENCH_P2P [1]: run scripts/bench-p2p.sh for the peer-path rows (0 = no)
 #   IDLE_WAIT [3]: seconds the daemon rests before its idle RSS is read
 #   MAKE_REPO [test/e2e/testdata/make-repo.sh]: the signed-repo generator
+#   PKG_ZSTD []: zstd flags of the generated packages, e.g. "--ultra -20" as
+#       makepkg (every Arch package's frame then declares a 32 MiB window);
+#       slow for big packages: use with a small BIG_MB
 #   BENCH_REPO []: use this already generated repo (make-repo.sh OUTDIR) as is
 #   FLOCON_BIN []: use this binary instead of building ./cmd/flocon
 #   FLOCON_ARGS []: more `flocon serve` flags, e.g. "--keep-versions 0" (word-split)
@@ -121,7 +124,7 @@ KEYS_DIR=$(dirname "$MAKE_REPO")/keys
 if [[ -n ${BENCH_REPO:-} ]]; then
 	DATA=$BENCH_REPO
 elif [[ -n $BENCH_CACHE ]]; then
-	key=$( { cat "$MAKE_REPO" ${KEYS_DIR:+"$KEYS_DIR"/*}; echo "$BIG_MB $SMALL_N $SMALL_KB"; } |
+	key=$( { cat "$MAKE_REPO" ${KEYS_DIR:+"$KEYS_DIR"/*}; echo "$BIG_MB $SMALL_N $SMALL_KB${PKG_ZSTD:+ $PKG_ZSTD}"; } |
 		sha256sum | cut -c1-16)
 	DATA=$BENCH_CACHE/repo-$key
 	mkdir -p "$BENCH_CACHE"

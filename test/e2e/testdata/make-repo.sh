@@ -34,6 +34,8 @@
 #   BENCH_SMALL [0]: also make repo 'bench' for benchmarks: big, c8big, joinbig (BIG_MB each)
 #                    and BENCH_SMALL packages of BENCH_SMALL_KB [50] KiB, all signed, in its db
 #   DETERMINISTIC [1]: re-pack repo-add's databases with fixed mtimes/owner/order
+#   PKG_ZSTD []: more zstd flags for the packages; "--ultra -20" as makepkg does
+#                (its frames then declare a 32 MiB window, as every Arch package's)
 set -euo pipefail
 export LC_ALL=C TZ=UTC
 
@@ -53,6 +55,8 @@ SIGN_DB_REPOS=${SIGN_DB_REPOS-extra}
 DETERMINISTIC=${DETERMINISTIC:-1}
 BENCH_SMALL=${BENCH_SMALL:-0}
 BENCH_SMALL_KB=${BENCH_SMALL_KB:-50}
+PKG_ZSTD=${PKG_ZSTD:-}
+read -ra ZSTD_FLAGS <<<"$PKG_ZSTD"
 PACKAGER="Pactest Packager <packager@${KEYRING_NAME}.invalid>"
 T0=$(date +%s%N)
 step() { [[ -z ${VERBOSE:-} ]] || echo "make-repo.sh: +$(( ($(date +%s%N) - T0) / 1000000 ))ms $*" >&2; }
@@ -218,7 +222,7 @@ build_pkg() {
 		touch -d "@$EPOCH" .MTREE
 		list_package_files | bsdtar --uid 0 --gid 0 --uname root --gname root \
 			--no-fflags --no-read-sparse -cnf - --null --files-from - |
-			zstd -c -z -q - > "$WORK/$name-$ver-$parch.pkg.tar.zst"
+			zstd -c -z -q "${ZSTD_FLAGS[@]}" - > "$WORK/$name-$ver-$parch.pkg.tar.zst"
 	)
 	rm -rf "$root"
 	echo "$WORK/$name-$ver-$parch.pkg.tar.zst"
