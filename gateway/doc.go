@@ -12,7 +12,13 @@
 // has its own deadline (Config.WriteStall).
 //
 //	g, err := gateway.New(gateway.Config{Store: s, Fetcher: n, Repos: repos})
-//	http.ListenAndServe("127.0.0.1:19433", g)
+//	srv := &http.Server{Handler: g, ConnContext: gateway.ConnContext,
+//		ReadHeaderTimeout: gateway.ServerReadHeaderTimeout, IdleTimeout: gateway.ServerIdleTimeout}
+//	err = g.Serve(srv, ln) // or srv.Serve(ln): the same answers, all through net/http
+//
+// Served with [Gateway.Serve], plain GETs of stored packages and signatures
+// on keep-alive connections are answered outside net/http's per-request
+// path, everything else through it (keepalive.go).
 //
 // Paths are validated before anything else (configured repo, [a-z0-9_]+
 // arch, a db or package file name); nothing of a URL ever names a file.

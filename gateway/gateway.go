@@ -189,7 +189,9 @@ func (g *Gateway) routes() *http.ServeMux {
 }
 
 // ServeHTTP serves the pacman mirror layout, GET /healthz, GET /metrics and,
-// with Config.Status, the status page (GET / and GET /status.json).
+// with Config.Status, the status page (GET / and GET /status.json). Under
+// Serve, a plain GET of a stored file takes its connection to the
+// keep-alive path (keepalive.go).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.takeKeepAlive(w, r) {
 		return
