@@ -358,11 +358,20 @@ type sink struct {
 	// sum is p when it hashes what it keeps and the verifier takes that
 	// hash (newSink); nil when the verifier hashes the bytes itself
 	sum contentSummer
+	// kept is p when it holds the body in memory and the verifier reads
+	// .PKGINFO from those bytes (newSink); nil otherwise
+	kept contentKeeper
 }
 
 // contentSummer is a writer that hashes what it keeps (store.Pending).
 type contentSummer interface {
 	ContentSum() (hash.Hash, error)
+}
+
+// contentKeeper is a writer that may hold what it keeps in memory
+// (store.Pending): Kept returns those bytes and true, or false.
+type contentKeeper interface {
+	Kept() ([]byte, bool)
 }
 
 // newSink is a sink into p for v. When p hashes what it keeps (the store
@@ -374,6 +383,13 @@ func newSink(p io.Writer, v *verify.Verifier, size int64) *sink {
 	if cs, ok := p.(contentSummer); ok {
 		v.SumByWriter()
 		s.sum = cs
+		// and the verifier reads a small body's .PKGINFO from p's own copy
+		if ck, ok := p.(contentKeeper); ok {
+			if _, inMem := ck.Kept(); inMem {
+				v.KeptByWriter()
+				s.kept = ck
+			}
+		}
 	}
 	return s
 }
@@ -395,6 +411,10 @@ func (s *sink) verdict() (verify.Result, error) {
 	if err != nil {
 		_ = s.v.Close()
 		return verify.Result{}, &sinkError{err: err}
+	}
+	if s.kept != nil {
+		kept, _ := s.kept.Kept()
+		return s.v.FinishWithKept(sum, kept)
 	}
 	return s.v.FinishWithSum(sum)
 }

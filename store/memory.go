@@ -43,6 +43,20 @@ func (p *Pending) releaseMem() {
 	p.s.mu.Unlock()
 }
 
+// Kept is the bytes written so far of a download held in memory, and true;
+// nil and false for one written to a temp file. Leader only (a verifier
+// reads .PKGINFO from them at the verdict, verify.Verifier.KeptByWriter):
+// the bytes are never overwritten, a Truncate moves the kept ones to a new
+// array and later writes append after them.
+func (p *Pending) Kept() ([]byte, bool) {
+	if !p.inMem {
+		return nil, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mem, true
+}
+
 // writeMem appends b at off (the leader's Write, p.wmu held). The bytes go
 // past every reader's end (readers never read beyond written), into the
 // array sized for the whole download, so readers copying from it need no

@@ -138,6 +138,10 @@ func TestMemoryTruncate(t *testing.T) {
 	if _, err := p.Write(data[35000:]); err != nil {
 		t.Fatal(err)
 	}
+	// Kept: the bytes written since the cut, the ones the verifier reads
+	if kept, ok := p.Kept(); !ok || !bytes.Equal(kept, data) {
+		t.Fatalf("Kept after the truncate: %d bytes, %v; want the good %d", len(kept), ok, len(data))
+	}
 	fresh := p.NewReader(t.Context(), 0)
 	defer fresh.Close()
 	var sent bytes.Buffer
@@ -148,6 +152,31 @@ func TestMemoryTruncate(t *testing.T) {
 	<-p.Done()
 	if got := storetest.ReadBlob(t, s, p.CID()); !bytes.Equal(got, data) {
 		t.Error("stored blob is not the bytes written after the truncate")
+	}
+}
+
+// TestKeptOnlyInMemory: Kept gives the bytes of a download held in memory
+// as they are written, and nothing for one written to a temp file.
+func TestKeptOnlyInMemory(t *testing.T) {
+	t.Parallel()
+	s := openTemp(t)
+	small := storetest.RandomBytes(5, 20<<10)
+	p := beginMem(t, s, small)
+	defer p.Abort(nil)
+	if _, err := p.Write(small[:5000]); err != nil {
+		t.Fatal(err)
+	}
+	if kept, ok := p.Kept(); !ok || !bytes.Equal(kept, small[:5000]) {
+		t.Fatalf("Kept = %d bytes, %v; want the 5000 written", len(kept), ok)
+	}
+	big := storetest.RandomBytes(6, int(store.DefaultMemoryBody)+1)
+	q := beginMem(t, s, big)
+	defer q.Abort(nil)
+	if _, err := q.Write(big[:5000]); err != nil {
+		t.Fatal(err)
+	}
+	if kept, ok := q.Kept(); ok || kept != nil {
+		t.Fatalf("Kept of a download to a temp file = %d bytes, %v; want none", len(kept), ok)
 	}
 }
 

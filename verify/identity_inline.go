@@ -24,6 +24,9 @@ func inlineIdentity(exp Expect) bool {
 // keep adds p to the copy of a small stream (the Verifier's Write never
 // passes more than Expect.Size bytes in all).
 func (c *identityCheck) keep(p []byte) {
+	if c.byWriter { // handed over at the verdict (FinishWithKept)
+		return
+	}
 	if c.held == nil {
 		c.held = make([]byte, 0, c.size)
 	}

@@ -226,6 +226,34 @@ const parallelMin = 32 << 10
 // other than SHA-256 are still computed by Write. Call it before any Write.
 func (v *Verifier) SumByWriter() { v.sumBy = true }
 
+// KeptByWriter tells the verifier that its writer keeps every byte it
+// takes, in order, in memory (the store holds a small body until it is
+// proven) and hands them to FinishWithKept: a stream whose .PKGINFO is read
+// at the verdict (identityInline) is then read from the writer's bytes, the
+// very bytes the writer hashed, instead of from a copy the verifier keeps
+// (one allocation and one copy of the body less per small package). A
+// verdict without those bytes fails the identity check. Call it before any
+// Write.
+func (v *Verifier) KeptByWriter() {
+	if v.ident != nil && v.ident.inline {
+		v.ident.byWriter = true
+	}
+}
+
+// FinishWithKept is FinishWithSum after KeptByWriter: kept is every byte
+// written, kept by the writer (it is only read). Bytes that are not as many
+// as were written fail the identity check.
+func (v *Verifier) FinishWithKept(sum hash.Hash, kept []byte) (Result, error) {
+	if c := v.ident; c != nil && c.byWriter {
+		if int64(len(kept)) == v.written {
+			c.held = kept
+		} else {
+			c.held = nil // read as an empty stream: refused
+		}
+	}
+	return v.FinishWithSum(sum)
+}
+
 // Written is the number of bytes hashed so far.
 func (v *Verifier) Written() int64 { return v.written }
 
@@ -357,9 +385,10 @@ type identityCheck struct {
 	closed bool // the reader is gone (or never started): stop copying
 	once   sync.Once
 
-	inline bool   // keep the bytes and read them at stop: no goroutine
-	size   int64  // the expected size (inline)
-	held   []byte // the bytes so far (inline)
+	inline   bool   // keep the bytes and read them at stop: no goroutine
+	size     int64  // the expected size (inline)
+	held     []byte // the bytes so far (inline)
+	byWriter bool   // inline, but the writer keeps the bytes (KeptByWriter)
 }
 
 // start runs the .PKGINFO reader; a verifier that never sees a byte never

@@ -605,3 +605,73 @@ func sharesSHA256(t *testing.T, sig []byte) bool {
 	}
 	return sigs[0].Hash == crypto.SHA256 && sigs[0].Version == 4
 }
+
+// TestVerifierKeptByWriter: a verifier whose writer keeps a small body
+// gives, reading .PKGINFO from the writer's bytes, the verdict Finish
+// gives, keeps no copy of its own, and refuses the identity when the
+// writer's bytes are missing or are not as many as were written.
+func TestVerifierKeptByWriter(t *testing.T) {
+	t.Parallel()
+	kr := loadFixtureKeyring(t)
+	sumOf := func(b []byte) hash.Hash {
+		h := sha256.New()
+		h.Write(b)
+		return h
+	}
+	kept := 0
+	for _, tt := range verifyCases(t) {
+		if tt.wantEarly != nil {
+			continue
+		}
+		v, err := NewVerifier(kr, tt.exp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.ident == nil || !v.ident.inline {
+			continue // no identity, or read while it streams
+		}
+		kept++
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			want, wantErr := writeChunks(v, tt.data, rand.New(rand.NewPCG(5, 6)))
+			finish := func(by func(v *Verifier) (Result, error)) (*Verifier, Result, error) {
+				v, err := NewVerifier(kr, tt.exp)
+				if err != nil {
+					t.Fatal(err)
+				}
+				v.SumByWriter()
+				v.KeptByWriter()
+				for off := 0; off < len(tt.data); off += 1000 {
+					if _, err := v.Write(tt.data[off:min(off+1000, len(tt.data))]); err != nil {
+						break
+					}
+				}
+				if v.ident.held != nil {
+					t.Fatal("the verifier kept a copy of the writer's bytes")
+				}
+				res, err := by(v)
+				return v, res, err
+			}
+			_, got, err := finish(func(v *Verifier) (Result, error) { return v.FinishWithKept(sumOf(tt.data), tt.data) })
+			if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
+				t.Fatalf("FinishWithKept = %v, Finish = %v", err, wantErr)
+			}
+			if err == nil && (got.CID != want.CID || got.Identity == nil || *got.Identity != *want.Identity) {
+				t.Fatalf("FinishWithKept = %+v, Finish = %+v", got, want)
+			}
+			if wantErr != nil || len(tt.data) == 0 {
+				return
+			}
+			_, _, err = finish(func(v *Verifier) (Result, error) { return v.FinishWithSum(sumOf(tt.data)) })
+			checkSentinel(t, err, ErrIdentityMismatch)
+			// one byte more than was written: .PKGINFO would still be found
+			_, _, err = finish(func(v *Verifier) (Result, error) {
+				return v.FinishWithKept(sumOf(tt.data), append(bytes.Clone(tt.data), 0))
+			})
+			checkSentinel(t, err, ErrIdentityMismatch)
+		})
+	}
+	if kept == 0 {
+		t.Fatal("no case reads its identity at the verdict")
+	}
+}
