@@ -11,6 +11,8 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/flocon/flocon/node/routing"
 )
 
 // FetchBlob streams c from offset off, as p sends it, into w, and returns
@@ -58,6 +60,9 @@ func (s *Host) FetchSig(ctx context.Context, p peer.ID, c cid.Cid) ([]byte, erro
 
 // fetchBlob runs one blob request; it bans p itself on misbehaviour.
 func (s *Host) fetchBlob(ctx context.Context, p peer.ID, req blobRequest, w io.Writer) (int64, error) {
+	if s.droppedSinceAnswer(p) {
+		return 0, fmt.Errorf("%w: its connection closed after it answered", ErrPeerGone)
+	}
 	dctx, cancel := context.WithTimeout(ctx, p2pDialTimeout)
 	str, err := s.h.NewStream(dctx, p, blobProtoLive, blobProto) // 1.1.0 when p speaks it
 	cancel()
@@ -256,4 +261,16 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 	}
 	l.b = append(l.b, p...)
 	return len(p), nil
+}
+
+// droppedSinceAnswer reports whether p is a peer of this site with no
+// connection: a LAN peer answers a lookup over its connection, so one that
+// has none any more has dropped since (its machine died or left). Dialled
+// again, a dead one holds the download for the whole dial: libp2p goes on
+// with its QUIC address after the TCP one is refused, and QUIC gets no
+// answer (2 s, p2pDialTimeout; a 2.2 s stall in the kill -9 bench, where
+// the late answer of a live peer waited behind that dial). The caller goes
+// to its next source, or makes its list again (node/churn.go).
+func (s *Host) droppedSinceAnswer(p peer.ID) bool {
+	return s.sites.site(p) == routing.SameLAN && s.h.Network().Connectedness(p) != network.Connected
 }
