@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"io"
 	"net"
@@ -400,11 +401,11 @@ func appendHeader(b []byte, f *fastFile, now time.Time) []byte {
 type fastConn struct {
 	g    *Gateway
 	ka   *keepAlive
-	conn net.Conn      // set under ka.mu; writes, deadlines, sendfile
-	br   *bufio.Reader // what the client sent and was not consumed yet
-	cork corker
-	hdr  []byte // the response header, reused
-	idle bool   // waiting for a request's first byte; under ka.mu
+	conn net.Conn        // set under ka.mu; writes, deadlines, sendfile
+	br   *bufio.Reader   // what the client sent and was not consumed yet
+	raw  syscall.RawConn // the TCP socket, for writeMore
+	hdr  []byte          // the response header, reused
+	idle bool            // waiting for a request's first byte; under ka.mu
 }
 
 // attach takes the hijacked connection, without the wrapper of a previous
@@ -416,8 +417,8 @@ func (c *fastConn) attach(rwc net.Conn, br *bufio.Reader) {
 			br.Reset(rwc)
 		}
 	}
-	if sc, ok := rwc.(syscall.Conn); ok {
-		c.cork.raw, _ = sc.SyscallConn()
+	if tc, ok := rwc.(*net.TCPConn); ok { // MSG_MORE is TCP's
+		c.raw, _ = tc.SyscallConn()
 	}
 	c.ka.mu.Lock()
 	c.conn, c.br = rwc, br
@@ -533,7 +534,7 @@ func (c *fastConn) serve(f *fastFile) bool {
 }
 
 // send writes f's response, each write under its own WriteStall deadline;
-// a package's header and body leave corked, as in serveStored.
+// a package's header and body leave together, as in serveStored.
 func (c *fastConn) send(f *fastFile) (int64, error) {
 	defer func() { _ = c.conn.SetWriteDeadline(time.Time{}) }()
 	c.hdr = appendHeader(c.hdr[:0], f, time.Now())
@@ -544,10 +545,8 @@ func (c *fastConn) send(f *fastFile) (int64, error) {
 		n, err := c.conn.Write(c.hdr)
 		return int64(max(0, n-head)), err
 	}
-	c.cork.set(true)
-	defer c.cork.set(false)
 	c.arm()
-	if _, err := c.conn.Write(c.hdr); err != nil {
+	if err := c.writeMore(c.hdr, f.size > 0); err != nil {
 		return 0, err
 	}
 	body := newBlobFile(f.blob, f.size)
@@ -564,6 +563,35 @@ func (c *fastConn) send(f *fastFile) (int64, error) {
 		}
 	}
 	return sent, nil
+}
+
+// writeMore writes b; with more, flagged MSG_MORE: the kernel holds it
+// for the sendfile that follows, whose last bytes push both out, so a small
+// package's header and body leave in one segment as under serveStored's
+// cork, without the cork's two setsockopt calls.
+func (c *fastConn) writeMore(b []byte, more bool) error {
+	if c.raw == nil || !more {
+		_, err := c.conn.Write(b)
+		return err
+	}
+	var err error
+	werr := c.raw.Write(func(fd uintptr) bool {
+		for len(b) > 0 {
+			n, e := syscall.SendmsgN(int(fd), b, nil, nil, syscall.MSG_MORE)
+			switch {
+			case errors.Is(e, syscall.EAGAIN):
+				return false // wait until writable, under the write deadline
+			case errors.Is(e, syscall.EINTR):
+				continue
+			case e != nil:
+				err = e
+				return true
+			}
+			b = b[n:]
+		}
+		return true
+	})
+	return cmp.Or(werr, err)
 }
 
 func (c *fastConn) arm() {
