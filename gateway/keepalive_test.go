@@ -505,3 +505,71 @@ func FuzzParseHead(f *testing.F) {
 		}
 	})
 }
+
+// TestKeepAliveManyConnections: connections going back and forth between
+// the two paths at once all get their answers, and a shutdown in the
+// middle of it ends Serve with every connection closed (goleak checks
+// that nothing is left running).
+func TestKeepAliveManyConnections(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	stored := newTestPkg(t, "stored", "1.0-1", 20000, []byte("sig"))
+	e.publish(t, dbTime, stored)
+	e.sync(t)
+	storeBlob(t, e.st, stored, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: e.g, ReadHeaderTimeout: ServerReadHeaderTimeout,
+		ReadTimeout: ServerReadTimeout, IdleTimeout: ServerIdleTimeout, ConnContext: ConnContext}
+	done := make(chan error, 1)
+	go func() { done <- e.g.Serve(srv, ln) }()
+	pkg := "/core/os/x86_64/" + stored.filename
+	head := "HEAD " + pkg + " HTTP/1.1\r\nHost: flocon\r\n\r\n"
+
+	var wg sync.WaitGroup
+	answered := make(chan struct{}, 8)
+	for range 8 {
+		wg.Go(func() {
+			conn, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			c := &rawClient{t: t, conn: conn, br: bufio.NewReader(conn)}
+			ok := func() bool {
+				// even when a read fails the test (and ends this goroutine)
+				defer func() { answered <- struct{}{} }()
+				for i := range 20 {
+					c.send(plainGET(pkg), head, plainGET(pkg+".sig"))
+					for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodGet} {
+						if r := c.read(m); r.status != http.StatusOK {
+							t.Errorf("request %d: status %d", i, r.status)
+							return false
+						}
+					}
+				}
+				return true
+			}()
+			// then idle until the shutdown closes the connection
+			if _, err := c.br.ReadByte(); ok && err == nil {
+				t.Error("the connection got bytes after its answers")
+			}
+		})
+	}
+	for range 8 {
+		<-answered
+	}
+	if err := srv.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+		t.Fatalf("Serve: %v", err)
+	}
+	wg.Wait()
+	if n := e.g.fastServed.Load(); n < 8*20 {
+		t.Fatalf("the keep-alive path answered %d requests", n)
+	}
+}
