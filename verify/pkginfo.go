@@ -98,9 +98,10 @@ func (p PKGINFO) Matches(f PkgFile) bool {
 // up to its .PKGINFO and parses it. It does not read the rest of r.
 //
 // A zstd frame that declares a window above zstdReadWindow is first decoded
-// with that smaller window (see capWindow); if that fails, once more from
-// the start with the frame's own window, from r rewound (an io.Seeker) or
-// from the compressed bytes read so far (up to zstdRetryPrefix of them).
+// with that smaller window (see there); if that fails, once more from the
+// start with the frame's own window, from r rewound (an io.Seeker) or from
+// the compressed bytes read so far (up to zstdRetryPrefix of them; past
+// that the first pass's error stands).
 func ReadPKGINFO(r io.Reader) (PKGINFO, error) {
 	var start int64
 	rs, seeker := r.(io.ReadSeeker)
