@@ -67,6 +67,7 @@ func (t *transfer) relist(ctx context.Context, failed source) {
 	t.mu.Unlock()
 	if t.late == nil {
 		t.late = late // the old lookup is over: listen to this one's late answers
+		t.spanMirrors = late != nil && t.n.asksLAN()
 	}
 	t.n.log.Info("sources re-made", "cid", t.c.String(), "file", t.file, "after", failed.String(), "sources", sourceNames(fresh))
 }

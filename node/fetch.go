@@ -318,6 +318,7 @@ func (n *Node) attempt(ctx context.Context, d *download, v *verify.Verifier, src
 	w := newSink(d.p, v, d.exp.Size)
 	t := newTransfer(n, d.exp.CID, d.exp.Filename, v, w, srcs)
 	t.late = late
+	t.spanMirrors = late != nil && n.asksLAN()
 	d.st.follow(t)
 	res, err := t.run(ctx)
 	d.recordSources(t.srcs, t.got)

@@ -55,12 +55,14 @@ type transfer struct {
 	next int           // index of the next source never started
 	late <-chan source // sources found after the start; nil: none
 	// lookupOut is closed when late ends; mirrors started while it is
-	// open are asked for spans (mirrorspan.go). nil: none made yet.
-	lookupOut chan struct{}
-	lanes     map[*lane]struct{}
-	events    chan laneEnd
-	tally     failureTally
-	wg        sync.WaitGroup
+	// open are asked for spans when spanMirrors (mirrorspan.go). nil:
+	// none made yet.
+	lookupOut   chan struct{}
+	spanMirrors bool // the lookup out asked a peer of this site
+	lanes       map[*lane]struct{}
+	events      chan laneEnd
+	tally       failureTally
+	wg          sync.WaitGroup
 }
 
 // lane is one source running inside a transfer.
@@ -323,9 +325,10 @@ func (t *transfer) offer(ctx context.Context, s source) {
 	t.startNext(ctx)
 }
 
-// lookupOpen is closed when the lookup still out ends; nil when none is.
+// lookupOpen is closed when the lookup still out ends; nil when none is,
+// or when it asked no peer of this site (no span is worth a round trip).
 func (t *transfer) lookupOpen() <-chan struct{} {
-	if t.late == nil {
+	if t.late == nil || !t.spanMirrors {
 		return nil
 	}
 	if t.lookupOut == nil {

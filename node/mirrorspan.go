@@ -24,7 +24,11 @@ import (
 // lookup is over, the rest comes in one request. A download whose lookup
 // ended in time (every download on a quiet LAN) asks once, as before; one
 // that waits on the spans pays a round trip to the mirror per span, and
-// only while some peer has yet to answer.
+// only while some peer has yet to answer. Only a lookup that asked a peer
+// of this site spans: a remote peer's late answer takes a download off the
+// mirrors only when measured faster than them, and a lookup of remote
+// peers alone (a DHT walk over the WAN, up to 2 s) would cost a node
+// without LAN peers a round trip per span on every cold package.
 
 // Span sizes: the first small enough that a late answer wastes less than a
 // small package's tenth, doubling so a long lookup (a DHT walk) costs a few

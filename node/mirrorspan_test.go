@@ -13,7 +13,8 @@ import (
 // its lookup is still out (no peer answered by the soft deadline) asks the
 // mirror for a first span, not the whole file, so the peer that answers
 // late and takes over leaves the mirror nothing more to send; a download
-// whose lookup is over asks the mirror once for the whole file. Real
+// whose lookup is over, or asked no peer of this site, asks the mirror once
+// for the whole file. Real
 // sockets (an HTTP mirror), no timer: the late answer comes once the
 // mirror holds the first request, whose body waits until the test ends.
 func TestMirrorSpansWhileLookupOut(t *testing.T) {
@@ -23,10 +24,12 @@ func TestMirrorSpansWhileLookupOut(t *testing.T) {
 	cases := []struct {
 		name       string
 		lookupOut  bool
+		asksLAN    bool     // the lookup asked a peer of this site
 		wantRanges []string // the Range of each package request the mirror got
 	}{
-		{"lookup out, a late peer takes over", true, []string{"bytes=0-16383"}},
-		{"lookup over", false, []string{""}},
+		{"lookup out, a late peer takes over", true, true, []string{"bytes=0-16383"}},
+		{"lookup out on remote peers only", true, false, []string{""}},
+		{"lookup over", false, true, []string{""}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -46,6 +49,7 @@ func TestMirrorSpansWhileLookupOut(t *testing.T) {
 			v := digestVerifier(t, pkg)
 			out := &gapWriter{last: time.Now()}
 			tr := newTransfer(n, pkg.cid, pkg.name, v, &sink{p: out, v: v, size: size}, []source{src})
+			tr.spanMirrors = tc.asksLAN
 			if tc.lookupOut {
 				late := make(chan source)
 				tr.late = late

@@ -81,6 +81,12 @@ func (n *Node) side() *peerNet { return n.net.Load() }
 // an answer after it still joins the download (hedge.go, offer).
 const lookupBound = 5 * time.Second
 
+// asksLAN reports whether a lookup now asks a peer of this site.
+func (n *Node) asksLAN() bool {
+	pn := n.side()
+	return pn != nil && pn.host != nil && pn.host.AsksLAN()
+}
+
 // peerSources lists the peers that have (or are downloading) c that
 // answered within the soft deadline, best first, and streams those that
 // answer later on the second result until the lookup ends (nil: the lookup

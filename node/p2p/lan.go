@@ -147,6 +147,19 @@ func (s *Host) connectedPeers() []peer.ID {
 	return out
 }
 
+// AsksLAN reports whether a lookup now asks a peer of this site: only
+// such answers come late and still take a download off a mirror (a remote
+// peer does only when measured faster than the mirrors), so only then is a
+// mirror asked for spans while the lookup is out (node/mirrorspan.go).
+func (s *Host) AsksLAN() bool {
+	for _, p := range s.lookupPeers() {
+		if s.sites.site(p) == routing.SameLAN {
+			return true
+		}
+	}
+	return false
+}
+
 // lookupPeers are the connected peers plus those whose connection dropped
 // moments ago (a Wi-Fi hiccup, a restart): asking them redials, bounded by
 // the have timeout, and one that does not answer is forgotten.
