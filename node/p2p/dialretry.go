@@ -8,6 +8,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/flocon/flocon/node/routing"
 )
 
 // Simultaneous-dial policy. Over TCP libp2p dials from its listen port, so
@@ -55,16 +57,20 @@ func (s *Host) connect(ctx context.Context, ai peer.AddrInfo) error {
 
 // dialOnce is one bounded dial; a retry skips libp2p's dial backoff, which
 // the failed handshake has just set. A peer reached only through a relay
-// is dialled directly: the relayed connection carries no flocon stream
-// (nat.go), and libp2p's Connect would return at once on it.
+// carries no flocon stream (nat.go), and libp2p's Connect would return at
+// once on it: a peer of this LAN is dialled directly; a remote one is left
+// to its hole punch, or dialled again when that failed (holePunchFailed).
 func (s *Host) dialOnce(ctx context.Context, ai peer.AddrInfo, retry bool) error {
 	ctx, cancel := context.WithTimeout(ctx, p2pDialTimeout)
 	defer cancel()
 	switch {
 	case retry:
 		ctx = network.WithForceDirectDial(ctx, "retry after a failed handshake")
-	case s.h.Network().Connectedness(ai.ID) == network.Limited:
+	case s.h.Network().Connectedness(ai.ID) != network.Limited:
+	case s.sites.site(ai.ID) == routing.SameLAN:
 		ctx = network.WithForceDirectDial(ctx, "relayed connections only coordinate hole punching")
+	case !s.holePunchFailed(ai.ID):
+		return errHolePunching
 	}
 	return s.h.Connect(ctx, ai)
 }

@@ -90,27 +90,28 @@ type Config struct {
 // serves, finds, scores and bans peers. It implements the blob transfer
 // (FetchBlob, FetchSig) and, through LAN, the LAN router.
 type Host struct {
-	cfg       Config
-	log       *slog.Logger
-	h         host.Host
-	st        localStore
-	bans      *banList
-	peers     *peerTable
-	sites     *siteSet
-	shared    *shareIndex
-	announced *cidSet
-	inflight  *startTimes    // when this node's in-flight downloads started
-	followers *followerSet   // peers streaming an in-flight blob from this node
-	heard     *heardBook     // when each peer's blob streams last brought a byte
-	verified  *verifiedFiles // served files proven whole lately (verified.go)
-	heads     *headCache     // first bytes of blobs from have answers (heads.go)
-	recent    *recentPeers
-	slots     *peerSlots
-	limiter   *peerRates
-	wan       *peerRates     // one budget shared by every remote peer
-	dht       *DHT           // nil when Config.DisableDHT
-	relay     *relayv2.Relay // nil unless Config.Relay
-	boot      bootPeers      // the peers the bootstrap entries led to
+	cfg          Config
+	log          *slog.Logger
+	h            host.Host
+	st           localStore
+	bans         *banList
+	peers        *peerTable
+	sites        *siteSet
+	shared       *shareIndex
+	announced    *cidSet
+	inflight     *startTimes    // when this node's in-flight downloads started
+	followers    *followerSet   // peers streaming an in-flight blob from this node
+	heard        *heardBook     // when each peer's blob streams last brought a byte
+	verified     *verifiedFiles // served files proven whole lately (verified.go)
+	heads        *headCache     // first bytes of blobs from have answers (heads.go)
+	recent       *recentPeers
+	slots        *peerSlots
+	limiter      *peerRates
+	wan          *peerRates     // one budget shared by every remote peer
+	dht          *DHT           // nil when Config.DisableDHT
+	relay        *relayv2.Relay // nil unless Config.Relay
+	boot         bootPeers      // the peers the bootstrap entries led to
+	punchRetried punchRetries   // failed hole punches per peer (nat.go)
 
 	closing     chan struct{} // closed when the host stops
 	closeOnce   sync.Once

@@ -311,3 +311,48 @@ func waitDirect(t *testing.T, d *Daemon, want []string) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestNATHolePunchRetried: two sites behind NAT and a public relay, one
+// machine each on default flags but the bootstrap address, with every
+// packet between the two sites' routers dropped at site B's router while
+// they first meet (the relay still carries their relayed connection), so
+// the hole punch of that connection fails. Once the block is lifted, they
+// get a direct connection: a machine gives the failed punch up (logs it),
+// closes the relayed connection and dials again, and the new relayed
+// connection's punch gets through. Without the retry the peers stayed
+// relayed until the relay cut the connection (relayLimit, 2 min).
+func TestNATHolePunchRetried(t *testing.T) {
+	inet := newNATNet(t)
+	fx := LoadFixtures(t)
+	w := &natSwarm{inet: inet, fx: fx, up: NewUpstream(t, fx.Mirror, WithNetns(inet.inet), WithAddr(inet.pub+".1:0"))}
+	bootNS, bootIP := inet.public("boot", 10)
+	boot := w.start(t, bootNS, bootIP, "--p2p-relay")
+	bootAddr := "/ip4/" + bootIP + "/tcp/19432/p2p/" + peerIDOf(t, boot)
+	siteA, siteB := inet.site(0, 20), inet.site(1, 21)
+	unblock := siteB.blockPeer(siteA.wanIP)
+	aNS, aIP := siteA.machine(0)
+	bNS, bIP := siteB.machine(0)
+	a := w.start(t, aNS, aIP, "--bootstrap", bootAddr)
+	b := w.start(t, bNS, bIP, "--bootstrap", bootAddr)
+	aID, bID := peerIDOf(t, a), peerIDOf(t, b)
+	relayedTo := func(d *Daemon, p string) bool {
+		return slices.ContainsFunc(natPeers(t, d), func(x natPeer) bool { return x.PeerID == p && x.Relayed })
+	}
+	Eventually(t, 30*time.Second, "a relayed connection between the sites", func() bool {
+		return relayedTo(a, bID) || relayedTo(b, aID)
+	})
+	gaveUp := regexp.MustCompile(`msg="hole punch failed: the relayed connection is closed and the peer dialled again" .*peer=(` + aID + `|` + bID + `)`)
+	Eventually(t, 60*time.Second, "a failed hole punch given up and dialled again", func() bool {
+		return gaveUp.MatchString(a.Logs()) || gaveUp.MatchString(b.Logs())
+	})
+	direct := func(d *Daemon, p string) bool {
+		return slices.ContainsFunc(natPeers(t, d), func(x natPeer) bool { return x.PeerID == p && !x.Relayed })
+	}
+	if direct(a, bID) || direct(b, aID) {
+		t.Fatal("a direct connection between the sites through the block")
+	}
+	unblock()
+	Eventually(t, 90*time.Second, "a direct connection between the sites after the block", func() bool {
+		return direct(a, bID) && direct(b, aID)
+	})
+}

@@ -128,6 +128,22 @@ func (s *natSite) machine(i int) (ns, ip string) {
 	return ns, ip
 }
 
+// blockPeer drops every packet the site's router would forward to or from
+// ip (another site's router) until the returned function is called.
+func (s *natSite) blockPeer(ip string) (unblock func()) {
+	s.n.t.Helper()
+	rules := fmt.Sprintf(`table ip flblock {
+	chain flblockfwd { type filter hook forward priority filter - 10; policy accept; ip daddr %s drop; ip saddr %s drop; }
+}
+`, ip, ip)
+	cmd := exec.Command("ip", "netns", "exec", s.router, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		s.n.t.Fatalf("nft in %s: %v: %s", s.router, err, out)
+	}
+	return func() { s.n.sh("ip", "netns", "exec", s.router, "nft", "delete", "table", "ip", "flblock") }
+}
+
 func (n *natNet) sh(args ...string) {
 	n.t.Helper()
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
