@@ -18,7 +18,8 @@
 //
 // Served with [Gateway.Serve], plain GETs of stored packages and signatures
 // on keep-alive connections are answered outside net/http's per-request
-// path, everything else through it (keepalive.go).
+// path, everything else through it (keepalive.go, whose comment maps the
+// keepalive_*.go beside it).
 //
 // Paths are validated before anything else (configured repo, [a-z0-9_]+
 // arch, a db or package file name); nothing of a URL ever names a file.
