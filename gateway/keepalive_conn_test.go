@@ -11,17 +11,6 @@ import (
 	"time"
 )
 
-// servePipes serves e's gateway with Gateway.Serve on in-memory
-// connections, for a synctest bubble; Serve's result arrives on the channel.
-func servePipes(e *env) (*pipeListener, *http.Server, <-chan error) {
-	srv := &http.Server{Handler: e.g, ReadHeaderTimeout: ServerReadHeaderTimeout,
-		ReadTimeout: ServerReadTimeout, IdleTimeout: ServerIdleTimeout}
-	ln := newPipeListener()
-	done := make(chan error, 1)
-	go func() { done <- e.g.Serve(srv, ln) }()
-	return ln, srv, done
-}
-
 // watchedConn is a server's end of a connection that tells when it is
 // closed.
 type watchedConn struct {
@@ -86,7 +75,8 @@ func TestKeepAliveDeadlines(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { //nolint:paralleltest // one Serve at a time per Gateway
 			synctest.Test(t, func(t *testing.T) {
-				ln, srv, done := servePipes(e)
+				ln := newPipeListener() // in-memory connections, on the bubble's fake time
+				srv, done := startServe(e, ln)
 				c, closed := dialWatched(t, ln)
 				before := e.g.fastServed.Load()
 				c.send(plainGET(pkg))

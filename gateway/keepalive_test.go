@@ -23,10 +23,7 @@ func serveKeepAlive(t *testing.T, e *env) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: e.g, ReadHeaderTimeout: ServerReadHeaderTimeout,
-		ReadTimeout: ServerReadTimeout, IdleTimeout: ServerIdleTimeout, ConnContext: ConnContext}
-	done := make(chan error, 1)
-	go func() { done <- e.g.Serve(srv, ln) }()
+	srv, done := startServe(e, ln)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -38,6 +35,17 @@ func serveKeepAlive(t *testing.T, e *env) string {
 		}
 	})
 	return ln.Addr().String()
+}
+
+// startServe runs e's gateway with Gateway.Serve on ln, in the server
+// cmd/flocon builds (its timeouts, ConnContext); Serve's result arrives on
+// the channel.
+func startServe(e *env, ln net.Listener) (*http.Server, <-chan error) {
+	srv := &http.Server{Handler: e.g, ReadHeaderTimeout: ServerReadHeaderTimeout,
+		ReadTimeout: ServerReadTimeout, IdleTimeout: ServerIdleTimeout, ConnContext: ConnContext}
+	done := make(chan error, 1)
+	go func() { done <- e.g.Serve(srv, ln) }()
+	return srv, done
 }
 
 // rawClient speaks HTTP/1.1 over one connection, byte for byte.
@@ -149,10 +157,7 @@ func TestKeepAliveManyConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: e.g, ReadHeaderTimeout: ServerReadHeaderTimeout,
-		ReadTimeout: ServerReadTimeout, IdleTimeout: ServerIdleTimeout, ConnContext: ConnContext}
-	done := make(chan error, 1)
-	go func() { done <- e.g.Serve(srv, ln) }()
+	srv, done := startServe(e, ln)
 	pkg := "/core/os/x86_64/" + stored.filename
 	head := "HEAD " + pkg + " HTTP/1.1\r\nHost: flocon\r\n\r\n"
 
