@@ -18,9 +18,7 @@ func TestStoredRangeAcrossChunksOverTCP(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{})
 	pkg := newTestPkg(t, "big", "1.0-1", 3*writeChunk+777, nil)
-	e.publish(t, dbTime, pkg)
-	e.sync(t)
-	storeBlob(t, e.st, pkg, nil)
+	e.publishStored(t, pkg)
 	for _, from := range []int{0, 1, writeChunk + 5, 0, len(pkg.data) - 1, 7} {
 		hdr := map[string]string{"Range": fmt.Sprintf("bytes=%d-", from)}
 		resp, body := e.get(t, http.MethodGet, "/core/os/x86_64/"+pkg.filename, hdr)

@@ -27,9 +27,7 @@ func TestStoredBlobSentCorked(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{})
 	pkg := newTestPkg(t, "corked", "1.0-1", 3000, nil)
-	e.publish(t, dbTime, pkg)
-	e.sync(t)
-	storeBlob(t, e.st, pkg, nil)
+	e.publishStored(t, pkg)
 	during, after := make(chan int, 4), make(chan int, 4)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.g.ServeHTTP(&corkProbe{ResponseWriter: w, r: r, seen: during}, r)

@@ -222,6 +222,18 @@ func storeBlob(t testing.TB, st *store.Store, pkg testPkg, sig []byte) {
 	commit(t, p, pkg, sig)
 }
 
+// publishStored lists pkgs in core's db (at dbTime, synced) and stores each
+// one's verified blob without a signature beside it: a stored-path test's
+// set-up.
+func (e *env) publishStored(t testing.TB, pkgs ...testPkg) {
+	t.Helper()
+	e.publish(t, dbTime, pkgs...)
+	e.sync(t)
+	for _, p := range pkgs {
+		storeBlob(t, e.st, p, nil)
+	}
+}
+
 // env is a gateway over a real store in a temp dir with a fake fetcher.
 type env struct {
 	st      *store.Store

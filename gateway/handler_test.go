@@ -23,11 +23,7 @@ func TestHitServeContent(t *testing.T) {
 		newTestPkg(t, "epochpkg", "1:2.0-1", 5_000, nil),
 		newTestPkg(t, "libxx++", "1.0-1", 5_000, nil),
 	}
-	e.publish(t, dbTime, pkgs...)
-	e.sync(t)
-	for _, p := range pkgs {
-		storeBlob(t, e.st, p, nil)
-	}
+	e.publishStored(t, pkgs...)
 	hello := pkgs[0]
 	lastMod := time.Unix(hello.buildDate, 0).UTC().Format(http.TimeFormat)
 	tests := []struct {

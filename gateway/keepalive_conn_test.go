@@ -57,9 +57,7 @@ func TestKeepAliveDeadlines(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{})
 	stored := newTestPkg(t, "stored", "1.0-1", 5000, nil)
-	e.publish(t, dbTime, stored)
-	e.sync(t)
-	storeBlob(t, e.st, stored, nil)
+	e.publishStored(t, stored)
 	pkg := "/core/os/x86_64/" + stored.filename
 
 	cases := []struct {

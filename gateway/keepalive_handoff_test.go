@@ -97,9 +97,7 @@ func TestKeepAliveClosingRequests(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{})
 	stored := newTestPkg(t, "stored", "1.0-1", 5000, nil)
-	e.publish(t, dbTime, stored)
-	e.sync(t)
-	storeBlob(t, e.st, stored, nil)
+	e.publishStored(t, stored)
 	addr := serveKeepAlive(t, e)
 	pkg := "/core/os/x86_64/" + stored.filename
 
@@ -143,10 +141,7 @@ func TestKeepAlivePipelined(t *testing.T) {
 	e := newEnv(t, Config{})
 	a := newTestPkg(t, "a", "1.0-1", 7000, []byte("sig of a"))
 	b := newTestPkg(t, "b", "1.0-1", 9000, nil)
-	e.publish(t, dbTime, a, b)
-	e.sync(t)
-	storeBlob(t, e.st, a, nil)
-	storeBlob(t, e.st, b, nil)
+	e.publishStored(t, a, b)
 	c := dialRaw(t, serveKeepAlive(t, e))
 	dir := "/core/os/x86_64/"
 

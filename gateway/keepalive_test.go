@@ -150,9 +150,7 @@ func TestKeepAliveManyConnections(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, Config{})
 	stored := newTestPkg(t, "stored", "1.0-1", 20000, []byte("sig"))
-	e.publish(t, dbTime, stored)
-	e.sync(t)
-	storeBlob(t, e.st, stored, nil)
+	e.publishStored(t, stored)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -85,9 +85,7 @@ func TestStatusPageOnTheGateway(t *testing.T) {
 	}
 	e := newEnv(t, Config{Status: fixedSource{}})
 	pkg := newTestPkg(t, "cached", "1.0-1", 5000, nil)
-	e.publish(t, dbTime, pkg)
-	e.sync(t)
-	storeBlob(t, e.st, pkg, nil)
+	e.publishStored(t, pkg)
 	// Served in-process: the request is counted when ServeHTTP returns
 	// (over a socket the client may see the body first).
 	hit := httptest.NewRecorder()
