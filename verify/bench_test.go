@@ -1,8 +1,6 @@
 package verify
 
 import (
-	"archive/tar"
-	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
@@ -130,39 +128,9 @@ func BenchmarkVerifierIdentity(b *testing.B) {
 // bigPackage is a zstd package whose payload is the random bench bytes
 // (stored: random data does not compress).
 func bigPackage(b *testing.B) []byte {
-	data := benchBytes(b)
-	var raw bytes.Buffer
-	tw := tar.NewWriter(&raw)
-	members := []struct {
-		name string
-		body []byte
-	}{
-		{".PKGINFO", []byte("pkgname = big\npkgver = 1.0-1\narch = x86_64\n")},
-		{"usr/share/big/payload", data},
-	}
-	for _, m := range members {
-		if err := tw.WriteHeader(&tar.Header{Name: m.name, Mode: 0o644, Size: int64(len(m.body))}); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := tw.Write(m.body); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		b.Fatal(err)
-	}
-	var out bytes.Buffer
-	zw, err := zstd.NewWriter(&out, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := zw.Write(raw.Bytes()); err != nil {
-		b.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		b.Fatal(err)
-	}
-	return out.Bytes()
+	raw := tarOf(b, tarMember{".PKGINFO", []byte("pkgname = big\npkgver = 1.0-1\narch = x86_64\n")},
+		tarMember{"usr/share/big/payload", benchBytes(b)})
+	return zstdOf(b, raw, zstd.WithEncoderLevel(zstd.SpeedFastest))
 }
 
 // BenchmarkLoadKeyring parses the real Arch keyring and verifies every

@@ -369,6 +369,49 @@ func makePackage(t testing.TB, name, version, arch, ext string) []byte {
 	return compressAs(t, raw.Bytes(), ext)
 }
 
+// tarMember is one file of a test archive.
+type tarMember struct {
+	name string
+	body []byte
+}
+
+// tarOf is an uncompressed tar of members, in order.
+func tarOf(t testing.TB, members ...tarMember) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, m := range members {
+		if err := tw.WriteHeader(&tar.Header{Name: m.name, Mode: 0o644, Size: int64(len(m.body))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(m.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// zstdOf compresses raw as one zstd stream, on one encoder goroutine, with
+// opts.
+func zstdOf(t testing.TB, raw []byte, opts ...zstd.EOption) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	w, err := zstd.NewWriter(&out, append([]zstd.EOption{zstd.WithEncoderConcurrency(1)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
 func compressAs(t testing.TB, raw []byte, ext string) []byte {
 	t.Helper()
 	var out bytes.Buffer

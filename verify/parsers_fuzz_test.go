@@ -19,7 +19,7 @@ import (
 // same input.
 func FuzzReadPKGINFO(f *testing.F) {
 	pkginfo := "pkgname = hello\npkgbase = hello\npkgver = 1:1.0-1\narch = x86_64\n"
-	raw := tarOf(f, ".PKGINFO", pkginfo)
+	raw := tarOf(f, tarMember{".PKGINFO", []byte(pkginfo)})
 	f.Add(raw)
 	f.Add(compressAs(f, raw, ".pkg.tar.gz"))
 	f.Add(compressAs(f, raw, ".pkg.tar.zst"))

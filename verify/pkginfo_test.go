@@ -59,8 +59,8 @@ func TestReadPKGINFOErrors(t *testing.T) {
 		{"empty", nil},
 		{"not an archive", []byte("hello world, not a tar")},
 		{"truncated", pkg[:len(pkg)/3]},
-		{"no pkgname", compressAs(t, tarOf(t, ".PKGINFO", "pkgver = 1-1\narch = any\n"), ".pkg.tar.gz")},
-		{"no .PKGINFO", compressAs(t, tarOf(t, "usr/bin/x", "x"), ".pkg.tar.xz")},
+		{"no pkgname", compressAs(t, tarOf(t, tarMember{".PKGINFO", []byte("pkgver = 1-1\narch = any\n")}), ".pkg.tar.gz")},
+		{"no .PKGINFO", compressAs(t, tarOf(t, tarMember{"usr/bin/x", []byte("x")}), ".pkg.tar.xz")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -167,23 +167,6 @@ func FuzzParseSignature(f *testing.F) {
 		_, _ = v.Write(data)
 		_, _ = v.Finish()
 	})
-}
-
-// tarOf is an uncompressed tar with one member.
-func tarOf(t testing.TB, name, body string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body))}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tw.Write([]byte(body)); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 // A .PKGINFO buried behind more than maxBeforePKGINFO decompressed bytes is

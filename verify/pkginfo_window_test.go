@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"archive/tar"
 	"bytes"
 	"io"
 	"math/rand/v2"
@@ -49,39 +48,14 @@ func longMatchPackage(t *testing.T) []byte {
 		return b
 	}
 	x := random(1 << 20)
-	var raw bytes.Buffer
-	tw := tar.NewWriter(&raw)
-	info := "pkgname = far\npkgver = 1.0-1\narch = x86_64\n"
-	for _, m := range []struct {
-		name string
-		body []byte
-	}{{".BUILDINFO", x}, {".MTREE", random(3 << 19)}, {".MTREE2", x}, {".PKGINFO", []byte(info)}} {
-		if err := tw.WriteHeader(&tar.Header{Name: m.name, Mode: 0o644, Size: int64(len(m.body))}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(m.body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	w, err := zstd.NewWriter(&out, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(8<<20),
+	raw := tarOf(t, tarMember{".BUILDINFO", x}, tarMember{".MTREE", random(3 << 19)}, tarMember{".MTREE2", x},
+		tarMember{".PKGINFO", []byte("pkgname = far\npkgver = 1.0-1\narch = x86_64\n")})
+	out := zstdOf(t, raw, zstd.WithWindowSize(8<<20),
 		zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithSingleSegment(false))
-	if err != nil {
-		t.Fatal(err)
+	if len(out) > len(raw)-(1<<19) {
+		t.Fatalf("compressed to %d of %d bytes: the repeated member was not matched", len(out), len(raw))
 	}
-	if _, err := w.Write(raw.Bytes()); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if out.Len() > raw.Len()-(1<<19) {
-		t.Fatalf("compressed to %d of %d bytes: the repeated member was not matched", out.Len(), raw.Len())
-	}
-	return out.Bytes()
+	return out
 }
 
 // TestReadPKGINFOWindowCapped: a package declaring Arch's 32 MiB window is
