@@ -503,6 +503,13 @@ func TestVerifierParallelSigHash(t *testing.T) {
 	}
 }
 
+// sumOf is the sha256 a verifier's writer would have hashed over b.
+func sumOf(b []byte) hash.Hash {
+	h := sha256.New()
+	h.Write(b)
+	return h
+}
+
 // TestVerifierSumByWriter: a verifier whose writer hashes the file gives,
 // with the writer's sha256, the verdict Finish gives; the writer's digest
 // is what is checked (one over other bytes fails the CID or the
@@ -510,11 +517,6 @@ func TestVerifierParallelSigHash(t *testing.T) {
 func TestVerifierSumByWriter(t *testing.T) {
 	t.Parallel()
 	kr := loadFixtureKeyring(t)
-	sumOf := func(b []byte) hash.Hash {
-		h := sha256.New()
-		h.Write(b)
-		return h
-	}
 	for _, tt := range verifyCases(t) {
 		if tt.wantEarly != nil {
 			continue
@@ -613,11 +615,6 @@ func sharesSHA256(t *testing.T, sig []byte) bool {
 func TestVerifierKeptByWriter(t *testing.T) {
 	t.Parallel()
 	kr := loadFixtureKeyring(t)
-	sumOf := func(b []byte) hash.Hash {
-		h := sha256.New()
-		h.Write(b)
-		return h
-	}
 	kept := 0
 	for _, tt := range verifyCases(t) {
 		if tt.wantEarly != nil {
