@@ -228,7 +228,8 @@ func (s *Host) failure(ctx context.Context, p peer.ID, c cid.Cid, err error) err
 	case errors.Is(err, ErrPeerGone):
 		// Dead, not lying: no ban. Its connection goes at once, so every
 		// other stream from it fails now rather than each on its own
-		// deadline, and lookups stop waiting for it.
+		// deadline, and lookups stop asking it (peers.go, recentPeers).
+		s.recent.judgedGone(p)
 		_ = s.h.Network().ClosePeer(p)
 		return err
 	case errors.Is(err, errMalformed), errors.Is(err, errTruncated), errors.Is(err, errOverrun):

@@ -79,11 +79,14 @@ func newHost(cfg Config, st localStore) (*Host, error) {
 			return nil, fmt.Errorf("dht: %w", err)
 		}
 	}
-	h.Network().Notify(&network.NotifyBundle{DisconnectedF: func(nw network.Network, c network.Conn) {
-		if nw.Connectedness(c.RemotePeer()) != network.Connected {
-			s.recent.mark(c.RemotePeer(), time.Now())
-		}
-	}})
+	h.Network().Notify(&network.NotifyBundle{
+		ConnectedF: func(_ network.Network, c network.Conn) { s.recent.connected(c.RemotePeer()) },
+		DisconnectedF: func(nw network.Network, c network.Conn) {
+			if nw.Connectedness(c.RemotePeer()) != network.Connected {
+				s.recent.mark(c.RemotePeer(), time.Now())
+			}
+		},
+	})
 	h.SetStreamHandler(haveProto, s.handleHave)
 	h.SetStreamHandler(haveProtoHead, s.handleHave)
 	h.SetStreamHandler(blobProto, s.handleBlob)

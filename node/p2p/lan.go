@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -162,7 +163,8 @@ func (s *Host) AsksLAN() bool {
 
 // lookupPeers are the connected peers plus those whose connection dropped
 // moments ago (a Wi-Fi hiccup, a restart): asking them redials, bounded by
-// the have timeout, and one that does not answer is forgotten.
+// redialTimeout, and one that does not answer is forgotten (peers.go,
+// recentPeers).
 func (s *Host) lookupPeers() []peer.ID {
 	peers := s.connectedPeers()
 	for _, p := range s.recent.list(time.Now()) {
@@ -176,6 +178,9 @@ func (s *Host) lookupPeers() []peer.ID {
 // queryHave asks p about c on a /flocon/have stream bounded by ctx.
 func (s *Host) queryHave(ctx context.Context, p peer.ID, c cid.Cid) (haveAnswer, error) {
 	start := time.Now()
+	if err := s.redial(ctx, p); err != nil {
+		return haveAnswer{}, err
+	}
 	str, err := s.h.NewStream(ctx, p, haveProtoHead, haveProto) // 1.1.0 when p speaks it
 	if err != nil {
 		return haveAnswer{}, err
@@ -207,6 +212,22 @@ func (s *Host) queryHave(ctx context.Context, p peer.ID, c cid.Cid) (haveAnswer,
 	rtt := time.Since(start)
 	s.h.Peerstore().RecordLatency(p, rtt)
 	return haveAnswer{p: p, header: h, rtt: rtt}, nil
+}
+
+// redial connects p again, bounded by lanRedialTimeout, when it is a peer
+// of this site without a connection: a dead peer's dial must not hold the
+// lookup (peers.go, recentPeers). Other peers are dialled by NewStream
+// within the lookup's bound, as before.
+func (s *Host) redial(ctx context.Context, p peer.ID) error {
+	if s.h.Network().Connectedness(p) != network.NotConnected || s.sites.site(p) != routing.SameLAN {
+		return nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, lanRedialTimeout)
+	defer cancel()
+	if err := s.h.Connect(dctx, peer.AddrInfo{ID: p}); err != nil {
+		return fmt.Errorf("redial %s: %w", p, err)
+	}
+	return nil
 }
 
 // siteSet remembers the peers found on this node's own link (mDNS).

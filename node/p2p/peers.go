@@ -198,27 +198,73 @@ func (st *startTimes) done(c cid.Cid) {
 	delete(st.m, c)
 }
 
-// recentWindow is how long a dropped peer is still asked in lookups.
-const recentWindow = time.Minute
+// Recently dropped peers. A lookup asks the connected peers and those
+// whose connection dropped within recentWindow (a Wi-Fi hiccup, a
+// restart): asking one redials it. A dead machine answers no dial: its TCP
+// port refuses at once, but libp2p goes on with its QUIC address, which
+// gets no answer until the swarm's dial timeout (5 s on a private
+// network), and every lookup out meanwhile waited for that dial, past its
+// soft deadline, while the download asked the mirror in spans (the kill -9
+// bench: 66-114 span requests per run instead of one GET per file). So:
+//
+//   - a redial of a peer of this site is bounded by lanRedialTimeout
+//     (lan.go, redial): the peer is a LAN round trip away, and a live one
+//     (the hiccup) connects within a few ms; a remote one is dialled within
+//     the lookup's bound, as a fresh one;
+//   - a peer whose redial failed is forgotten: it is asked again once it
+//     connects (mDNS, its own redial of this node, a bootstrap round);
+//   - a peer this node closed because liveness judged it gone (ErrPeerGone)
+//     is not put on the list at all, until it connects again: it is dead,
+//     and if it merely restarted it connects again as above.
+const (
+	recentWindow     = time.Minute            // how long a dropped peer is still asked in lookups
+	lanRedialTimeout = 250 * time.Millisecond // bound of a lookup's redial of a dropped peer of this site
+)
 
-// recentPeers remembers peers whose last connection dropped, and when.
+// recentPeers remembers peers whose last connection dropped, and when,
+// and those judged gone since they last connected.
 type recentPeers struct {
-	mu sync.Mutex
-	m  map[peer.ID]time.Time
+	mu   sync.Mutex
+	m    map[peer.ID]time.Time
+	gone map[peer.ID]bool
 }
 
-func newRecentPeers() *recentPeers { return &recentPeers{m: make(map[peer.ID]time.Time)} }
+func newRecentPeers() *recentPeers {
+	return &recentPeers{m: make(map[peer.ID]time.Time), gone: make(map[peer.ID]bool)}
+}
 
+// mark records that p's last connection dropped at at, unless p was judged
+// gone.
 func (r *recentPeers) mark(p peer.ID, at time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.m[p] = at
+	if !r.gone[p] {
+		r.m[p] = at
+	}
 }
 
+// forget drops p from the list (its redial failed).
 func (r *recentPeers) forget(p peer.ID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.m, p)
+}
+
+// judgedGone drops p and keeps it off the list until it connects again:
+// its connection is being closed because it went silent.
+func (r *recentPeers) judgedGone(p peer.ID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, p)
+	r.gone[p] = true
+}
+
+// connected records that p has a connection again: a later drop puts it on
+// the list as any other.
+func (r *recentPeers) connected(p peer.ID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.gone, p)
 }
 
 // list returns the peers dropped within recentWindow of now, and forgets
