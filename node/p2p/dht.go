@@ -224,7 +224,8 @@ func (r *DHT) learnSwarm(ctx context.Context, keys []recordKey) {
 }
 
 // members are the peers provides and lookups start from: the last round's
-// view and the routing table, with their key-space positions.
+// view and the routing table, with their key-space positions; a peer of
+// this site that lookups no longer ask is left out (lanGone).
 func (r *DHT) members() []member {
 	r.mu.Lock()
 	view := r.view
@@ -232,7 +233,7 @@ func (r *DHT) members() []member {
 	seen := make(map[peer.ID]bool, len(view))
 	out := make([]member, 0, len(view))
 	add := func(p peer.ID) {
-		if !seen[p] && p != r.s.h.ID() && !r.s.bans.banned(p) {
+		if !seen[p] && p != r.s.h.ID() && !r.s.bans.banned(p) && !r.s.lanGone(p) {
 			seen[p] = true
 			out = append(out, member{id: p, pos: kb.ConvertPeerID(p)})
 		}
@@ -393,7 +394,7 @@ func (r *DHT) walk(ctx, lctx context.Context, c cid.Cid, members []member, out c
 			r.s.log.Debug("dht record query failed", "peer", a.from.id.String(), "err", a.err)
 		}
 		for _, pi := range a.provs {
-			if providers[pi.ID] || r.s.bans.banned(pi.ID) {
+			if providers[pi.ID] || r.s.bans.banned(pi.ID) || r.s.lanGone(pi.ID) {
 				continue
 			}
 			providers[pi.ID] = true
@@ -423,7 +424,7 @@ func (r *DHT) learnClosers(w *walkState, a recordAnswer) {
 	}
 	ps := r.s.h.Peerstore()
 	for _, pi := range a.closers {
-		if w.knows(pi.ID) || r.s.bans.banned(pi.ID) {
+		if w.knows(pi.ID) || r.s.bans.banned(pi.ID) || r.s.lanGone(pi.ID) {
 			continue
 		}
 		ps.AddAddrs(pi.ID, r.s.usableAddrs(pi.Addrs), peerstore.TempAddrTTL)

@@ -230,6 +230,14 @@ func (s *Host) redial(ctx context.Context, p peer.ID) error {
 	return nil
 }
 
+// lanGone reports whether p is a peer of this site without a connection
+// that lookups no longer ask: dropped over recentWindow ago, its redial
+// failed, or judged gone (peers.go, recentPeers).
+func (s *Host) lanGone(p peer.ID) bool {
+	return s.sites.site(p) == routing.SameLAN && s.h.Network().Connectedness(p) == network.NotConnected &&
+		!s.recent.has(p, time.Now())
+}
+
 // siteSet remembers the peers found on this node's own link (mDNS).
 type siteSet struct {
 	mu  sync.RWMutex

@@ -215,7 +215,10 @@ func (st *startTimes) done(c cid.Cid) {
 //     connects (mDNS, its own redial of this node, a bootstrap round);
 //   - a peer this node closed because liveness judged it gone (ErrPeerGone)
 //     is not put on the list at all, until it connects again: it is dead,
-//     and if it merely restarted it connects again as above.
+//     and if it merely restarted it connects again as above;
+//   - the DHT walk follows the same list (dht.go, members): a peer of this
+//     site without a connection stays in the routing table, and each walk
+//     asked it for records and waited recordAskTimeout (1 s) for the dial.
 const (
 	recentWindow     = time.Minute            // how long a dropped peer is still asked in lookups
 	lanRedialTimeout = 250 * time.Millisecond // bound of a lookup's redial of a dropped peer of this site
@@ -265,6 +268,15 @@ func (r *recentPeers) connected(p peer.ID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.gone, p)
+}
+
+// has reports whether p dropped within recentWindow of now and is still
+// asked.
+func (r *recentPeers) has(p peer.ID, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at, ok := r.m[p]
+	return ok && now.Sub(at) <= recentWindow
 }
 
 // list returns the peers dropped within recentWindow of now, and forgets

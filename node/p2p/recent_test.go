@@ -149,3 +149,57 @@ func TestRecentPeers(t *testing.T) {
 		})
 	}
 }
+
+// TestDHTWalkSkipsDeadLANPeer: a peer of this site that died stays in the
+// DHT walk's members (the last region round's view). The first lookup
+// after its drop redials it within lanRedialTimeout, as the LAN router
+// does; once that failed, the walk leaves it out (it waited
+// recordAskTimeout for the dial on every lookup: the kill -9 bench's
+// survivors asked the mirror in spans until the run ended).
+func TestDHTWalkSkipsDeadLANPeer(t *testing.T) {
+	t.Parallel()
+	c := cidOf(t, storetest.RandomBytes(4, 1<<10))
+	a := startNode(t, newMemStore(t), func(cfg *Config) {
+		cfg.swarmOpts = []swarm.Option{swarm.WithDialTimeout(time.Hour), swarm.WithDialTimeoutLocal(time.Hour)}
+	})
+	dead := newRawHost(t)
+	if err := a.s.h.Connect(t.Context(), peer.AddrInfo{ID: dead.ID(), Addrs: dead.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.s.h.Network().ClosePeer(dead.ID()); err != nil {
+		t.Fatal(err)
+	}
+	_ = dead.Close()
+	a.s.recent.mark(dead.ID(), time.Now()) // as the disconnect notification does
+	a.s.h.Peerstore().ClearAddrs(dead.ID())
+	a.s.h.Peerstore().AddAddr(dead.ID(), newSilentListener(t), time.Hour)
+	a.s.dht.mu.Lock()
+	a.s.dht.view = append(a.s.dht.view, dead.ID()) // as a region round found it
+	a.s.dht.mu.Unlock()
+
+	lookup := func() {
+		t.Helper()
+		answers := a.s.Router().FindProviders(t.Context(), c)
+		watchdog := time.After(time.Minute)
+		for {
+			select {
+			case _, ok := <-answers:
+				if !ok {
+					return
+				}
+			case <-watchdog:
+				t.Fatal("the lookup is still out: it waits for the dead peer's dial")
+			}
+		}
+	}
+	asks := a.s.dht.asks.Load()
+	lookup() // redials it, in vain
+	if n := a.s.dht.asks.Load() - asks; n != 1 {
+		t.Fatalf("the first walk sent %d record queries, want 1 (to the peer dropped moments ago)", n)
+	}
+	asks = a.s.dht.asks.Load()
+	lookup()
+	if n := a.s.dht.asks.Load() - asks; n != 0 {
+		t.Errorf("the walk sent %d record queries after the dead peer's redial failed, want 0", n)
+	}
+}

@@ -162,6 +162,10 @@ func (r *DHT) sendProvide(ctx context.Context, p peer.ID, keys []recordKey) erro
 // askRecords asks p for the providers of key: the providers it holds
 // records of, and the closer peers it knows.
 func (r *DHT) askRecords(ctx context.Context, p peer.ID, key recordKey) (provs, closer []peer.AddrInfo, err error) {
+	if err := r.s.redial(ctx, p); err != nil {
+		r.s.recent.forget(p)
+		return nil, nil, err
+	}
 	str, err := r.s.h.NewStream(ctx, p, recordsProto)
 	if err != nil {
 		return nil, nil, err
