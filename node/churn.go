@@ -66,8 +66,7 @@ func (t *transfer) relist(ctx context.Context, failed source) {
 	t.got = append(slices.Clip(t.got[:t.next]), make([]int64, len(fresh))...)
 	t.mu.Unlock()
 	if t.late == nil {
-		t.late = late // the old lookup is over: listen to this one's late answers
-		t.spanMirrors = late != nil && t.n.asksLAN()
+		t.listen(late) // the old lookup is over: listen to this one's late answers
 	}
 	t.n.log.Info("sources re-made", "cid", t.c.String(), "file", t.file, "after", failed.String(), "sources", sourceNames(fresh))
 }

@@ -317,8 +317,7 @@ func (n *Node) afterBadBytes(d *download, srcs []source, got []int64, err error)
 func (n *Node) attempt(ctx context.Context, d *download, v *verify.Verifier, srcs []source, late <-chan source) (verify.Result, []source, []int64, error) {
 	w := newSink(d.p, v, d.exp.Size)
 	t := newTransfer(n, d.exp.CID, d.exp.Filename, v, w, srcs)
-	t.late = late
-	t.spanMirrors = late != nil && n.asksLAN()
+	t.listen(late)
 	d.st.follow(t)
 	res, err := t.run(ctx)
 	d.recordSources(t.srcs, t.got)

@@ -325,6 +325,13 @@ func (t *transfer) offer(ctx context.Context, s source) {
 	t.startNext(ctx)
 }
 
+// listen makes late the lookup whose late answers the transfer takes, and
+// spans the mirrors while it is out when it asked a peer of this site.
+func (t *transfer) listen(late <-chan source) {
+	t.late = late
+	t.spanMirrors = late != nil && t.n.asksLAN()
+}
+
 // lookupOpen is closed when the lookup still out ends; nil when none is,
 // or when it asked no peer of this site (no span is worth a round trip).
 func (t *transfer) lookupOpen() <-chan struct{} {
