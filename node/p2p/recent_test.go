@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
@@ -38,18 +39,7 @@ func TestLookupDoesNotWaitForDeadPeer(t *testing.T) {
 	if err := a.s.h.Connect(t.Context(), live.addrInfo()); err != nil {
 		t.Fatal(err)
 	}
-	dead := newRawHost(t)
-	if err := a.s.h.Connect(t.Context(), peer.AddrInfo{ID: dead.ID(), Addrs: dead.Addrs()}); err != nil {
-		t.Fatal(err)
-	}
-	waitConnected(t, a.s.h, dead.ID())
-	if err := a.s.h.Network().ClosePeer(dead.ID()); err != nil {
-		t.Fatal(err)
-	}
-	_ = dead.Close()
-	a.s.recent.mark(dead.ID(), time.Now()) // as the disconnect notification does
-	a.s.h.Peerstore().ClearAddrs(dead.ID())
-	a.s.h.Peerstore().AddAddr(dead.ID(), newSilentListener(t), time.Hour)
+	dead := killConnectedPeer(t, a)
 	if !slices.Contains(a.s.lookupPeers(), dead.ID()) {
 		t.Fatal("a peer dropped moments ago is not asked")
 	}
@@ -75,6 +65,27 @@ func TestLookupDoesNotWaitForDeadPeer(t *testing.T) {
 	if slices.Contains(a.s.lookupPeers(), dead.ID()) {
 		t.Error("the dead peer is still asked after its redial failed")
 	}
+}
+
+// killConnectedPeer connects a to a peer, then kills it as kill -9 over
+// QUIC does: its connection drops (a puts it on the recent list, as the
+// disconnect notification does) and its address then takes a dial and
+// never answers (newSilentListener).
+func killConnectedPeer(t *testing.T, a *testNode) host.Host {
+	t.Helper()
+	dead := newRawHost(t)
+	if err := a.s.h.Connect(t.Context(), peer.AddrInfo{ID: dead.ID(), Addrs: dead.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	waitConnected(t, a.s.h, dead.ID())
+	if err := a.s.h.Network().ClosePeer(dead.ID()); err != nil {
+		t.Fatal(err)
+	}
+	_ = dead.Close()
+	a.s.recent.mark(dead.ID(), time.Now())
+	a.s.h.Peerstore().ClearAddrs(dead.ID())
+	a.s.h.Peerstore().AddAddr(dead.ID(), newSilentListener(t), time.Hour)
+	return dead
 }
 
 // newSilentListener accepts TCP connections and never sends a byte nor
@@ -162,17 +173,7 @@ func TestDHTWalkSkipsDeadLANPeer(t *testing.T) {
 	a := startNode(t, newMemStore(t), func(cfg *Config) {
 		cfg.swarmOpts = []swarm.Option{swarm.WithDialTimeout(time.Hour), swarm.WithDialTimeoutLocal(time.Hour)}
 	})
-	dead := newRawHost(t)
-	if err := a.s.h.Connect(t.Context(), peer.AddrInfo{ID: dead.ID(), Addrs: dead.Addrs()}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.s.h.Network().ClosePeer(dead.ID()); err != nil {
-		t.Fatal(err)
-	}
-	_ = dead.Close()
-	a.s.recent.mark(dead.ID(), time.Now()) // as the disconnect notification does
-	a.s.h.Peerstore().ClearAddrs(dead.ID())
-	a.s.h.Peerstore().AddAddr(dead.ID(), newSilentListener(t), time.Hour)
+	dead := killConnectedPeer(t, a)
 	a.s.dht.mu.Lock()
 	a.s.dht.view = append(a.s.dht.view, dead.ID()) // as a region round found it
 	a.s.dht.mu.Unlock()
