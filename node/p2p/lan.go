@@ -216,8 +216,8 @@ func (s *Host) queryHave(ctx context.Context, p peer.ID, c cid.Cid) (haveAnswer,
 
 // redial connects p again, bounded by lanRedialTimeout, when it is a peer
 // of this site without a connection: a dead peer's dial must not hold the
-// lookup (peers.go, recentPeers). Other peers are dialled by NewStream
-// within the lookup's bound, as before.
+// lookup, and one that fails forgets the peer (peers.go, recentPeers).
+// Other peers are dialled by NewStream within the lookup's bound, as before.
 func (s *Host) redial(ctx context.Context, p peer.ID) error {
 	if s.h.Network().Connectedness(p) != network.NotConnected || s.sites.site(p) != routing.SameLAN {
 		return nil
@@ -225,6 +225,7 @@ func (s *Host) redial(ctx context.Context, p peer.ID) error {
 	dctx, cancel := context.WithTimeout(ctx, lanRedialTimeout)
 	defer cancel()
 	if err := s.h.Connect(dctx, peer.AddrInfo{ID: p}); err != nil {
+		s.recent.forget(p)
 		return fmt.Errorf("redial %s: %w", p, err)
 	}
 	return nil

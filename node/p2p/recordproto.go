@@ -163,7 +163,6 @@ func (r *DHT) sendProvide(ctx context.Context, p peer.ID, keys []recordKey) erro
 // records of, and the closer peers it knows.
 func (r *DHT) askRecords(ctx context.Context, p peer.ID, key recordKey) (provs, closer []peer.AddrInfo, err error) {
 	if err := r.s.redial(ctx, p); err != nil {
-		r.s.recent.forget(p)
 		return nil, nil, err
 	}
 	str, err := r.s.h.NewStream(ctx, p, recordsProto)
