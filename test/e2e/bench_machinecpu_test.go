@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Each bench machine's CPU: five "machines" in network namespaces share
@@ -53,19 +54,19 @@ var cgroupSeq atomic.Int64
 
 // machineCgroup makes a cpu cgroup capped at cores and returns a command
 // prefix that runs a program in it (the shell joins the group, then execs
-// the program, so the pid and every child stay in it). nil when cores is
-// 0. The group goes when the test ends (after the processes in it: register
-// it before starting them).
-func machineCgroup(t testing.TB, cores float64) []string {
+// the program, so the pid and every child stay in it) and the group's
+// directory. nil and "" when cores is 0. The group goes when the test ends
+// (after the processes in it: register it before starting them).
+func machineCgroup(t testing.TB, cores float64) (prefix []string, dir string) {
 	t.Helper()
 	if cores == 0 {
-		return nil
+		return nil, ""
 	}
 	root, v1 := cpuCgroupRoot()
 	if root == "" {
 		t.Fatalf("%s: no writable cpu cgroup here (cgroup v1 cpu or v2 with the cpu controller); set %s=0 to run uncapped", envMachineCPU, envMachineCPU)
 	}
-	dir := filepath.Join(root, fmt.Sprintf("flocon-bench-%d-%d", os.Getpid(), cgroupSeq.Add(1)))
+	dir = filepath.Join(root, fmt.Sprintf("flocon-bench-%d-%d", os.Getpid(), cgroupSeq.Add(1)))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatalf("cpu cgroup: %v", err)
 	}
@@ -96,5 +97,87 @@ func machineCgroup(t testing.TB, cores float64) []string {
 	if err != nil {
 		t.Fatalf("cpu cgroup %s: quota: %v", dir, err)
 	}
-	return []string{"sh", "-c", `echo $$ >"$0/cgroup.procs" && exec "$@"`, dir}
+	return []string{"sh", "-c", `echo $$ >"$0/cgroup.procs" && exec "$@"`, dir}, dir
+}
+
+// machineTime is where a machine's time went so far: CPU its tasks ran,
+// time they waited on a run queue for a core (the host's other work), and
+// time the cgroup's quota held them (cgroup v1 cpu.stat; 0 on v2 or
+// uncapped). Tasks that exit take their last interval with them (a sample
+// every machineSampleEvery).
+type machineTime struct {
+	at                   time.Time
+	run, wait, throttled time.Duration
+	daemon               time.Duration // the machine's daemon's CPU time (in run)
+	// hostIO is the host's time with some task stalled on I/O
+	// (/proc/pressure/io "some" total; 0 without PSI): every machine's
+	// disk shares the host's.
+	hostIO time.Duration
+}
+
+// hostIOStall reads the host's /proc/pressure/io "some" total.
+func hostIOStall() time.Duration {
+	b, err := os.ReadFile("/proc/pressure/io")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	_, v, ok := strings.Cut(line, "total=")
+	if !ok {
+		return 0
+	}
+	us, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	return time.Duration(us) * time.Microsecond
+}
+
+const machineSampleEvery = 50 * time.Millisecond
+
+// machineSampler follows the tasks of one cgroup.
+type machineSampler struct {
+	dir  string
+	pid  int                 // the daemon's
+	last map[string][2]int64 // per task: run, wait (ns) at its last look
+	sum  machineTime
+}
+
+// sample adds what every task of the group ran and waited since the last
+// look, and reads the group's throttled time.
+func (m *machineSampler) sample() machineTime {
+	if m.last == nil {
+		m.last = map[string][2]int64{}
+	}
+	b, _ := os.ReadFile(filepath.Join(m.dir, "tasks"))
+	for _, tid := range strings.Fields(string(b)) {
+		st, err := os.ReadFile("/proc/" + tid + "/schedstat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(st))
+		if len(f) < 2 {
+			continue
+		}
+		run, _ := strconv.ParseInt(f[0], 10, 64)
+		wait, _ := strconv.ParseInt(f[1], 10, 64)
+		old, seen := m.last[tid]
+		if seen && run >= old[0] && wait >= old[1] {
+			m.sum.run += time.Duration(run - old[0])
+			m.sum.wait += time.Duration(wait - old[1])
+		} else if !seen {
+			m.sum.run += time.Duration(run)
+			m.sum.wait += time.Duration(wait)
+		}
+		m.last[tid] = [2]int64{run, wait}
+	}
+	if st, err := os.ReadFile(filepath.Join(m.dir, "cpu.stat")); err == nil {
+		for _, line := range strings.Split(string(st), "\n") {
+			if v, ok := strings.CutPrefix(line, "throttled_time "); ok {
+				ns, _ := strconv.ParseInt(v, 10, 64)
+				m.sum.throttled = time.Duration(ns)
+			}
+		}
+	}
+	m.sum.daemon = processCPU(m.pid)
+	m.sum.hostIO = hostIOStall()
+	m.sum.at = time.Now()
+	return m.sum
 }

@@ -295,6 +295,7 @@ type benchRow struct {
 	baseF   time.Duration // the same for fetched
 	stall   time.Duration // longest wait for a byte seen by a pacman
 	phases  string        // the slowest machine's start-up + downloads + checks
+	split   string        // the slowest machine's CPU run, wait and throttled time per phase
 	// link is what crossed the site's shaped mirror link (htb class 1:10,
 	// headers included; 0 for two sites). The bytes ratio counts what the
 	// mirror wrote to its sockets, which includes, for a request cancelled
@@ -304,10 +305,16 @@ type benchRow struct {
 	// kill -9 scenarios: when the first machine died (after its start), how
 	// many peers streamed from it then, and how many survivor downloads
 	// lost it as a source (0: the row measured no churn).
-	kill      bool
-	killAt    time.Duration
-	streaming int
-	churn     int
+	kill        bool
+	killAt      time.Duration
+	streaming   int
+	churn       int
+	killSockets string // socketsAtKill
+	// killUnsent and killUnacked are what the mirror's connections to the
+	// killed machine held just before the kill: written by the mirror
+	// (and counted) but not sent yet, and sent but not acknowledged (on
+	// the link, in its queue, or just arrived).
+	killUnsent, killUnacked int64
 
 	cpu benchCPU
 
@@ -321,7 +328,8 @@ func (r benchRow) killFigures() string {
 	if !r.kill {
 		return "-"
 	}
-	return fmt.Sprintf("at %.2fs, %d streaming, churn %d", r.killAt.Seconds(), r.streaming, r.churn)
+	return fmt.Sprintf("at %.2fs, %d streaming, churn %d, mirror unsent %.2f MB + sent unacked %.2f MB", r.killAt.Seconds(), r.streaming, r.churn,
+		float64(r.killUnsent)/1e6, float64(r.killUnacked)/1e6)
 }
 
 // appendFigures adds the run's raw figures to file as they come: a bench
@@ -337,9 +345,9 @@ func (r benchRow) appendFigures(t *testing.T, file string) {
 	for i, d := range r.cpu.perDaemon {
 		perDaemon[i] = fmt.Sprintf("%.2f", d.Seconds())
 	}
-	_, err = fmt.Fprintf(f, "%s\t%d\tbytes %.3f\tslowest %.2fs\tdownloads %.2fs\tbase %.2fs/%.2fs\tstall %.2fs\tlink %d\tload %.2f\tcpu busy %.0fs of %.0fs\tflocon %.2fs (%s)\tpacman %.2fs\tslowest phases %s\tkill %s\n",
+	_, err = fmt.Fprintf(f, "%s\t%d\tbytes %.3f\tslowest %.2fs\tdownloads %.2fs\tbase %.2fs/%.2fs\tstall %.2fs\tlink %d\tload %.2f\tcpu busy %.0fs of %.0fs\tflocon %.2fs (%s)\tpacman %.2fs\tslowest phases %s\tslowest time %s\tkill %s\n",
 		r.name, r.run, r.ratio, r.slowest.Seconds(), r.fetched.Seconds(), r.base.Seconds(), r.baseF.Seconds(), r.stall.Seconds(), r.link, r.load,
-		r.cpu.busy.Seconds(), float64(runtime.NumCPU())*r.cpu.wall.Seconds(), r.cpu.daemons.Seconds(), strings.Join(perDaemon, " "), r.cpu.pacmans.Seconds(), r.phases, r.killFigures())
+		r.cpu.busy.Seconds(), float64(runtime.NumCPU())*r.cpu.wall.Seconds(), r.cpu.daemons.Seconds(), strings.Join(perDaemon, " "), r.cpu.pacmans.Seconds(), r.phases, r.split, r.killFigures())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,13 +368,16 @@ func (r benchRow) writeLogs(t *testing.T, dir string) {
 	for i, m := range r.machines {
 		write(fmt.Sprintf("daemon-%d.log", i), m.d.Logs())
 		var b strings.Builder
-		fmt.Fprintf(&b, "# machine %d (%s) pacman -Sw %s to %s took %s\n", i, m.d.Listen, m.start.Format(time.RFC3339Nano),
-			m.start.Add(m.took).Format(time.RFC3339Nano), m.took)
+		fmt.Fprintf(&b, "# machine %d (%s) pacman -Sw %s to %s took %s; %s\n", i, m.d.Listen, m.start.Format(time.RFC3339Nano),
+			m.start.Add(m.took).Format(time.RFC3339Nano), m.took, m.timeSplit())
 		for _, d := range m.proxy.timeline() {
 			fmt.Fprintf(&b, "%s\t%s\t%s\t%s\t%d\n", d.file, d.start.Format(time.RFC3339Nano),
 				d.first.Format(time.RFC3339Nano), d.end.Format(time.RFC3339Nano), d.bytes)
 		}
 		write(fmt.Sprintf("pacman-%d.tsv", i), b.String())
+	}
+	if r.killSockets != "" {
+		write("kill-sockets.txt", r.killSockets)
 	}
 	if r.up != nil {
 		var b strings.Builder
@@ -439,6 +450,33 @@ type benchMachine struct {
 	// lastCPU is the daemon's CPU time just before a kill -9 (cpuMeter).
 	lastCPU time.Duration
 	err     error
+	ns      string // the machine's network namespace
+	cg      string // the machine's cpu cgroup ("" uncapped)
+	// times are the machine's machineTime samples during its pacman -Sw
+	// (the first at its start, the last at its end).
+	times []machineTime
+}
+
+// timeSplit is where the machine's time went in its two phases, downloads
+// (to the last package byte) and pacman's checks after them: "run R wait W
+// throttled T" each, from the samples nearest the phase ends.
+func (m *benchMachine) timeSplit() string {
+	if len(m.times) < 2 {
+		return "-"
+	}
+	end := m.start.Add(m.fetched())
+	mid := m.times[0]
+	for _, s := range m.times {
+		if !s.at.After(end) {
+			mid = s
+		}
+	}
+	first, last := m.times[0], m.times[len(m.times)-1]
+	f := func(a, b machineTime) string {
+		return fmt.Sprintf("run %.2fs (daemon %.2fs) wait %.2fs throttled %.2fs host io stall %.2fs", (b.run - a.run).Seconds(), (b.daemon - a.daemon).Seconds(),
+			(b.wait - a.wait).Seconds(), (b.throttled - a.throttled).Seconds(), (b.hostIO - a.hostIO).Seconds())
+	}
+	return "downloads: " + f(first, mid) + "; checks: " + f(mid, last)
 }
 
 // fetched is how long the machine's pacman took to get its last package
@@ -476,8 +514,30 @@ func (m *benchMachine) phases() string {
 
 func (m *benchMachine) upgrade(pkgs []string) {
 	m.start = time.Now()
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		if m.cg == "" {
+			return
+		}
+		sm := &machineSampler{dir: m.cg, pid: m.d.PID()}
+		tick := time.NewTicker(machineSampleEvery)
+		defer tick.Stop()
+		for {
+			m.times = append(m.times, sm.sample())
+			select {
+			case <-tick.C:
+			case <-stop:
+				m.times = append(m.times, sm.sample())
+				return
+			}
+		}
+	}()
 	out, cpu, err := m.p.runCPU(append([]string{"-Sw"}, pkgs...)...)
 	m.took, m.cpu = time.Since(m.start), cpu
+	close(stop)
+	<-sampled
 	if err != nil {
 		m.err = fmt.Errorf("pacman -Sw: %v\n%s", err, tail(out, 20))
 	}
@@ -518,7 +578,7 @@ func newBenchSite(t *testing.T, fx *benchFixtures, up *Upstream, n int, args ...
 	for i := range n {
 		ns, ip := l.add(i)
 		l.sh("ip", "netns", "exec", ns, "ip", "route", "add", "default", "via", l.gateway())
-		capped := machineCgroup(t, fx.machineCPU) // daemon and pacman of one machine share it
+		capped, cg := machineCgroup(t, fx.machineCPU) // daemon and pacman of one machine share it
 		d := StartDaemon(t, DaemonConfig{
 			Mirrors: []string{mirror}, Keyring: fx.Keyring, P2P: true,
 			Listen: ip + ":19433", Prefix: append(append([]string(nil), capped...), "ip", "netns", "exec", ns),
@@ -527,7 +587,7 @@ func newBenchSite(t *testing.T, fx *benchFixtures, up *Upstream, n int, args ...
 		px := newStallProxy(t, d.URL())
 		p := NewPacman(t, fx.Keyring, []string{px.url + "/$repo/os/$arch"}, WithRepos("bench"))
 		p.prefix = append(append([]string(nil), capped...), p.prefix...)
-		s.machines = append(s.machines, &benchMachine{d: d, p: p, proxy: px})
+		s.machines = append(s.machines, &benchMachine{d: d, p: p, proxy: px, ns: ns, cg: cg})
 	}
 	ids := make([]string, n)
 	for i, m := range s.machines {
@@ -614,10 +674,12 @@ func runLAN(t *testing.T, fx *benchFixtures, sc benchScenario) benchRow {
 		// The first machine is the one the others follow; kill it while
 		// they stream from it, as its own counters show (a fixed time
 		// missed it once the downloads got faster).
-		id := peerIDOf(t, site.machines[0].d)
+		id, port := peerIDOf(t, site.machines[0].d), portOf(t, up.URL())
 		wg.Go(func() {
 			<-first
-			kill = killWhileServing(site.machines[0], id, min(2, sc.n-1))
+			kill = killWhileServing(site.machines[0], id, min(2, sc.n-1), func() string {
+				return socketsAtKill(site, port)
+			})
 		})
 	}
 	for i, m := range site.machines {
@@ -633,7 +695,8 @@ func runLAN(t *testing.T, fx *benchFixtures, sc benchScenario) benchRow {
 	row := benchRow{name: sc.name, ratio: float64(benchUpstreamBytes(up)) / float64(fx.size), machines: site.machines, up: up,
 		cpu: cpu.stop(), kill: sc.kill, link: classBytes(t, site.lan.bridge, "1:10") - linkBefore}
 	if sc.kill {
-		row.killAt, row.streaming = kill.at, kill.streaming
+		row.killAt, row.streaming, row.killSockets = kill.at, kill.streaming, kill.sockets
+		row.killUnsent, row.killUnacked = mirrorBacklog(kill.sockets, strings.Split(site.machines[0].d.Listen, ":")[0])
 		row.churn = churnEvents(site.machines[1:], kill.peer)
 	}
 	for i, m := range site.machines {
@@ -644,7 +707,7 @@ func runLAN(t *testing.T, fx *benchFixtures, sc benchScenario) benchRow {
 			t.Errorf("%s: machine %d: %v", sc.name, i, m.err)
 		}
 		if m.took > row.slowest {
-			row.slowest, row.phases = m.took, m.phases()
+			row.slowest, row.phases, row.split = m.took, m.phases(), m.timeSplit()
 		}
 		row.fetched = max(row.fetched, m.fetched())
 		row.stall = max(row.stall, m.proxy.longest())
@@ -659,6 +722,7 @@ type killReport struct {
 	at        time.Duration
 	streaming int
 	peer      string // the killed machine's peer ID
+	sockets   string // socketsAtKill just before the kill
 }
 
 // killGiveUp bounds the wait for followers streaming from the first
@@ -670,7 +734,7 @@ const killGiveUp = 20 * time.Second
 // blob bytes to at least want peers between two looks 100 ms apart while a
 // download of its own is still running: followers then stream from it,
 // some of them a file it has in flight, which is the churn the row is for.
-func killWhileServing(m *benchMachine, id string, want int) killReport {
+func killWhileServing(m *benchMachine, id string, want int, sockets func() string) killReport {
 	rep := killReport{peer: id}
 	c := &http.Client{Timeout: time.Second}
 	start := time.Now()
@@ -691,10 +755,57 @@ func killWhileServing(m *benchMachine, id string, want int) killReport {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	rep.sockets = sockets()
 	rep.at = time.Since(m.start)
 	m.lastCPU = processCPU(m.d.PID())
 	m.d.Kill()
 	return rep
+}
+
+// socketsAtKill is where the bytes of the mirror's connections are just
+// before the kill: the mirror's sockets (ss in the root namespace: what is
+// queued unsent, the window, bytes sent and acknowledged), the shaped
+// link's queue (tc), and the first machine's sockets (ss in its namespace:
+// what arrived and its daemon has not read yet). FLOCON_BENCH_LOGS keeps it
+// (kill-sockets.txt): the kill row's extra bytes, accounted.
+func socketsAtKill(site *benchSite, mirrorPort string) string {
+	port := ":" + mirrorPort
+	cmds := [][]string{
+		{"ss", "-tnmi", "state", "established", "( sport = " + port + " )"},
+		{"tc", "-s", "class", "show", "dev", site.lan.bridge, "classid", "1:10"},
+		{"ip", "netns", "exec", site.machines[0].ns, "ss", "-tnmi", "state", "established", "( dport = " + port + " )"},
+	}
+	outs := make([]string, len(cmds))
+	var wg sync.WaitGroup
+	for i, c := range cmds {
+		wg.Go(func() {
+			out, err := exec.Command(c[0], c[1:]...).CombinedOutput()
+			outs[i] = fmt.Sprintf("# %s (%s, err %v)\n%s", strings.Join(c, " "), time.Now().Format(time.RFC3339Nano), err, out)
+		})
+	}
+	wg.Wait()
+	return strings.Join(outs, "\n")
+}
+
+// mirrorBacklog sums, over the mirror's connections to ip in a
+// socketsAtKill report, the bytes written but not sent (notsent) and sent
+// but not acknowledged (bytes_sent - bytes_acked).
+func mirrorBacklog(report, ip string) (unsent, unacked int64) {
+	mirrorSide, _, _ := strings.Cut(report, "\n# tc ")
+	conn := regexp.MustCompile(`(?:\[::ffff:)?` + regexp.QuoteMeta(ip) + `\]?:\d+\s*\n([^\n]*)`)
+	field := func(info, name string) int64 {
+		m := regexp.MustCompile(`\b` + name + `:(\d+)`).FindStringSubmatch(info)
+		if m == nil {
+			return 0
+		}
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		return n
+	}
+	for _, m := range conn.FindAllStringSubmatch(mirrorSide, -1) {
+		unsent += field(m[1], "notsent")
+		unacked += field(m[1], "bytes_sent") - field(m[1], "bytes_acked")
+	}
+	return unsent, unacked
 }
 
 var (
