@@ -12,6 +12,7 @@
 // has its own deadline (Config.WriteStall).
 //
 //	g, err := gateway.New(gateway.Config{Store: s, Fetcher: n, Repos: repos})
+//	ln, err := gateway.Listen(ctx, "127.0.0.1:19433") // TCP_DEFER_ACCEPT: see listen.go
 //	srv := &http.Server{Handler: g, ConnContext: gateway.ConnContext,
 //		ReadHeaderTimeout: gateway.ServerReadHeaderTimeout, IdleTimeout: gateway.ServerIdleTimeout}
 //	err = g.Serve(srv, ln) // or srv.Serve(ln): the same answers, all through net/http

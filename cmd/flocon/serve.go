@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -138,10 +137,9 @@ func serve(ctx context.Context, o *options) error {
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", o.listen)
+	ln, err := gateway.Listen(ctx, o.listen)
 	if err != nil {
-		return fmt.Errorf("gateway listen %s: %w", o.listen, err)
+		return fmt.Errorf("gateway: %w", err)
 	}
 	adminLn, err := listenAdmin(o.adminSocketPath())
 	if err != nil {
