@@ -97,7 +97,34 @@ func machineCgroup(t testing.TB, cores float64) (prefix []string, dir string) {
 	if err != nil {
 		t.Fatalf("cpu cgroup %s: quota: %v", dir, err)
 	}
-	return []string{"sh", "-c", `echo $$ >"$0/cgroup.procs" && exec "$@"`, dir}, dir
+	acct := cpuacctDir(dir)
+	if acct == "" {
+		return []string{"sh", "-c", `echo $$ >"$0/cgroup.procs" && exec "$@"`, dir}, dir
+	}
+	// cgroup v1 counts a group's CPU in the cpuacct hierarchy: the machine
+	// joins a group of the same name there too, so that every process it
+	// starts counts, those its children double-fork (gpgme's gpg) included.
+	if err := os.Mkdir(acct, 0o755); err != nil {
+		t.Fatalf("cpuacct cgroup: %v", err)
+	}
+	t.Cleanup(func() { _ = os.Remove(acct) })
+	return []string{"sh", "-c", `echo $$ >"$0/cgroup.procs" && echo $$ >"$1/cgroup.procs" && shift && exec "$@"`, dir, acct}, dir
+}
+
+// cpuacctDir is the cgroup v1 cpuacct group that goes with the cpu group
+// dir (same name; "" when cpuacct is not a hierarchy of its own).
+func cpuacctDir(dir string) string {
+	const root = "/sys/fs/cgroup/cpuacct"
+	if !strings.HasPrefix(dir, "/sys/fs/cgroup/cpu/") {
+		return ""
+	}
+	if _, err := os.Stat(filepath.Join(root, "cpuacct.usage")); err != nil {
+		return ""
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cpu/cpuacct.usage"); err == nil {
+		return "" // cpu and cpuacct are one hierarchy
+	}
+	return filepath.Join(root, filepath.Base(dir))
 }
 
 // machineTime is where a machine's time went so far: CPU its tasks ran,
@@ -109,6 +136,9 @@ type machineTime struct {
 	at                   time.Time
 	run, wait, throttled time.Duration
 	daemon               time.Duration // the machine's daemon's CPU time (in run)
+	// all is the CPU time of every process of the machine, exited ones
+	// included (cpuacct.usage; 0 where there is none)
+	all time.Duration
 	// hostIO is the host's time with some task stalled on I/O
 	// (/proc/pressure/io "some" total; 0 without PSI): every machine's
 	// disk shares the host's.
@@ -177,6 +207,12 @@ func (m *machineSampler) sample() machineTime {
 		}
 	}
 	m.sum.daemon = processCPU(m.pid)
+	if acct := cpuacctDir(m.dir); acct != "" {
+		if b, err := os.ReadFile(filepath.Join(acct, "cpuacct.usage")); err == nil {
+			ns, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+			m.sum.all = time.Duration(ns)
+		}
+	}
 	m.sum.hostIO = hostIOStall()
 	m.sum.at = time.Now()
 	return m.sum

@@ -473,8 +473,8 @@ func (m *benchMachine) timeSplit() string {
 	}
 	first, last := m.times[0], m.times[len(m.times)-1]
 	f := func(a, b machineTime) string {
-		return fmt.Sprintf("run %.2fs (daemon %.2fs) wait %.2fs throttled %.2fs host io stall %.2fs", (b.run - a.run).Seconds(), (b.daemon - a.daemon).Seconds(),
-			(b.wait - a.wait).Seconds(), (b.throttled - a.throttled).Seconds(), (b.hostIO - a.hostIO).Seconds())
+		return fmt.Sprintf("cpu %.2fs (daemon %.2fs) sampled run %.2fs wait %.2fs throttled %.2fs host io stall %.2fs", (b.all - a.all).Seconds(),
+			(b.daemon - a.daemon).Seconds(), (b.run - a.run).Seconds(), (b.wait - a.wait).Seconds(), (b.throttled - a.throttled).Seconds(), (b.hostIO - a.hostIO).Seconds())
 	}
 	return "downloads: " + f(first, mid) + "; checks: " + f(mid, last)
 }
@@ -766,7 +766,8 @@ func killWhileServing(m *benchMachine, id string, want int, sockets func() strin
 // before the kill: the mirror's sockets (ss in the root namespace: what is
 // queued unsent, the window, bytes sent and acknowledged), the shaped
 // link's queue (tc), and the first machine's sockets (ss in its namespace:
-// what arrived and its daemon has not read yet). FLOCON_BENCH_LOGS keeps it
+// what arrived and its daemon has not read yet; its peer connections and
+// the survivors', both ends of each stream). FLOCON_BENCH_LOGS keeps it
 // (kill-sockets.txt): the kill row's extra bytes, accounted.
 func socketsAtKill(site *benchSite, mirrorPort string) string {
 	port := ":" + mirrorPort
@@ -774,6 +775,12 @@ func socketsAtKill(site *benchSite, mirrorPort string) string {
 		{"ss", "-tnmi", "state", "established", "( sport = " + port + " )"},
 		{"tc", "-s", "class", "show", "dev", site.lan.bridge, "classid", "1:10"},
 		{"ip", "netns", "exec", site.machines[0].ns, "ss", "-tnmi", "state", "established", "( dport = " + port + " )"},
+		// its peer connections: what it had queued for its followers, and
+		// what they had received and not read yet
+		{"ip", "netns", "exec", site.machines[0].ns, "ss", "-tnmi", "state", "established", "( sport = :19432 or dport = :19432 )"},
+	}
+	for _, m := range site.machines[1:] {
+		cmds = append(cmds, []string{"ip", "netns", "exec", m.ns, "ss", "-tnmi", "state", "established", "( sport = :19432 or dport = :19432 )"})
 	}
 	outs := make([]string, len(cmds))
 	var wg sync.WaitGroup
