@@ -268,9 +268,10 @@ func (n *Node) keyring(repo string) *verify.Keyring {
 
 // newHTTPClient is the one client every mirror request goes through.
 func newHTTPClient(timeout time.Duration, userAgent string) *http.Client {
+	dial := (&net.Dialer{Timeout: min(dialTimeout, timeout), KeepAlive: 30 * time.Second}).DialContext
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: min(dialTimeout, timeout), KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           dial,
 		ForceAttemptHTTP2:     true,
 		TLSHandshakeTimeout:   timeout,
 		ResponseHeaderTimeout: timeout,
@@ -279,8 +280,10 @@ func newHTTPClient(timeout time.Duration, userAgent string) *http.Client {
 		MaxIdleConnsPerHost:   8,
 		IdleConnTimeout:       90 * time.Second,
 	}
+	plain := &plainTransport{fallback: tr, dial: dial, proxy: http.ProxyFromEnvironment,
+		headerWait: timeout, idleWait: tr.IdleConnTimeout, maxIdle: tr.MaxIdleConnsPerHost}
 	return &http.Client{
-		Transport:     userAgentTransport{rt: tr, ua: userAgent},
+		Transport:     userAgentTransport{rt: plain, ua: userAgent},
 		CheckRedirect: checkRedirect,
 	}
 }
@@ -298,7 +301,7 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 
 // userAgentTransport sets the User-Agent of every request, redirects too.
 type userAgentTransport struct {
-	rt *http.Transport
+	rt *plainTransport
 	ua string
 }
 
