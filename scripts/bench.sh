@@ -389,11 +389,15 @@ fi
 if row_on 3; then
 log "row 3: $CLIENTS clients on one cold ${BIG_MB} MiB file"
 t=$(ng_ticks)
-R3_NG=$(kv wall "$(hb concurrent -n "$CLIENTS" -size "$C8_SIZE" "$NGINX_URL/$C8")")
+line=$(hb concurrent -n "$CLIENTS" -size "$C8_SIZE" "$NGINX_URL/$C8")
+log "row 3, nginx: $line"
+R3_NG=$(kv wall "$line")
 ng_add 3 "$t"
 if ((FL_UP)); then
 	row_start 3-concurrent
-	R3_FL=$(kv wall "$(hb concurrent -n "$CLIENTS" -size "$C8_SIZE" "$FL_URL/$C8")")
+	line=$(hb concurrent -n "$CLIENTS" -size "$C8_SIZE" "$FL_URL/$C8")
+	log "row 3, flocon: $line"
+	R3_FL=$(kv wall "$line")
 	row_end
 	R3_UP=$(upstream_fetches "$C8")
 fi
