@@ -80,7 +80,10 @@ func newHost(cfg Config, st localStore) (*Host, error) {
 		}
 	}
 	h.Network().Notify(&network.NotifyBundle{
-		ConnectedF: func(_ network.Network, c network.Conn) { s.recent.connected(c.RemotePeer()) },
+		ConnectedF: func(_ network.Network, c network.Conn) {
+			s.recent.connected(c.RemotePeer())
+			s.connectedOver(c) // tcpafterquic.go
+		},
 		DisconnectedF: func(nw network.Network, c network.Conn) {
 			if nw.Connectedness(c.RemotePeer()) != network.Connected {
 				s.recent.mark(c.RemotePeer(), time.Now())

@@ -114,6 +114,7 @@ type Host struct {
 	punchRetried punchRetries   // failed hole punches per peer (nat.go)
 
 	closing     chan struct{} // closed when the host stops
+	quic        quicMoves     // LAN peers moved from QUIC to TCP (tcpafterquic.go)
 	closeOnce   sync.Once
 	haveTimeout time.Duration
 	bootstrap   []bootstrapPeer

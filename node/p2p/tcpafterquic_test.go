@@ -1,0 +1,106 @@
+package p2p
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// TestLANSimultaneousDialEndsOnTCP: two LAN machines listening on TCP and
+// QUIC that dial each other at the same moment get one TCP connection by
+// simultaneous open, whose handshake fails on both sides; libp2p then
+// dials the QUIC address at once (no dial is left in flight), and the pair
+// would stay on QUIC, every blob stream between them at about 3x the CPU
+// of TCP and with no reset when one of them dies (dialorder.go). They
+// must end up on TCP. Real hosts, real sockets, in a network namespace
+// whose loopback drops the first SYNs (as TestPSKSimultaneousDial).
+func TestLANSimultaneousDialEndsOnTCP(t *testing.T) {
+	if os.Getenv(netnsChildEnv) == "" {
+		runInNetns(t, "TestLANSimultaneousDialEndsOnTCP")
+		return
+	}
+	sh := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
+	}
+	sh("ip", "link", "set", "lo", "up")
+	const pairs = 4
+	hosts := make([][2]*Host, pairs)
+	for i := range hosts {
+		for k := range 2 {
+			h, err := newHost(Config{
+				DataDir: t.TempDir(), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
+				DisableDHT: true,
+			}, newMemStore(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = h.Close() })
+			hosts[i][k] = h
+		}
+	}
+	// Drop plain SYNs (not SYN-ACKs) arriving on any socket.
+	sh("nft", "add", "table", "inet", "simdial")
+	sh("nft", "add", "chain", "inet", "simdial", "input", "{ type filter hook input priority 0; }")
+	sh("nft", "add", "rule", "inet", "simdial", "input", "tcp", "flags", "&", "(fin|syn|rst|ack)", "==", "syn", "drop")
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for _, pair := range hosts {
+		for k := range 2 {
+			from, to := pair[k], pair[1-k]
+			from.h.Peerstore().AddAddrs(to.ID(), to.Addrs(), time.Hour)
+			from.sites.markLAN(to.ID()) // as mDNS does before it dials
+			wg.Go(func() {
+				<-start
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				defer cancel()
+				_ = from.connect(ctx, to.h.Peerstore().PeerInfo(to.ID()))
+			})
+		}
+	}
+	close(start)
+	time.Sleep(300 * time.Millisecond) // every connect has sent its (dropped) SYN
+	sh("nft", "delete", "table", "inet", "simdial")
+	wg.Wait()
+	// The move to TCP follows the connection (the higher peer ID looks
+	// after about 0.5 s): wait for it, within a bound.
+	onTCP := func(h *Host, p peer.ID) bool {
+		conns := h.h.Network().ConnsToPeer(p)
+		for _, c := range conns {
+			if _, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_TCP); err != nil {
+				return false
+			}
+		}
+		return len(conns) > 0
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		all := true
+		for _, pair := range hosts {
+			all = all && onTCP(pair[0], pair[1].ID()) && onTCP(pair[1], pair[0].ID())
+		}
+		if all {
+			break
+		}
+	}
+	for i, pair := range hosts {
+		for k := range 2 {
+			conns := pair[k].h.Network().ConnsToPeer(pair[1-k].ID())
+			if len(conns) == 0 {
+				t.Errorf("pair %d side %d: not connected", i, k)
+			}
+			for _, c := range conns {
+				if _, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_TCP); err != nil {
+					t.Errorf("pair %d side %d: connected over %s (%s), want TCP only", i, k, c.RemoteMultiaddr(), c.Stat().Direction)
+				}
+			}
+		}
+	}
+}
