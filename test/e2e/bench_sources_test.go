@@ -759,46 +759,39 @@ func killWhileServing(m *benchMachine, id string, want int, sockets func() strin
 	rep.at = time.Since(m.start)
 	m.lastCPU = processCPU(m.d.PID())
 	m.d.Kill()
+	rep.sockets += fmt.Sprintf("\n# killed (%s)\n", time.Now().Format(time.RFC3339Nano))
 	return rep
 }
 
 // socketsAtKill is where the bytes of the mirror's connections are just
-// before the kill: the mirror's sockets (ss in the root namespace: what is
-// queued unsent, the window, bytes sent and acknowledged), the shaped
-// link's queue (tc), and the first machine's sockets (ss in its namespace:
-// what arrived and its daemon has not read yet; its peer connections and
-// the survivors', both ends of each stream). FLOCON_BENCH_LOGS keeps it
-// (kill-sockets.txt): the kill row's extra bytes, accounted.
+// before the kill: the first machine's sockets (ss in its namespace: what
+// arrived and its daemon has not read yet; its peer connections), then,
+// last and quickest (the kill follows at once), the mirror's sockets (ss
+// in the root namespace: what is queued unsent, the window, bytes sent
+// and acknowledged) and the shaped link's queue (tc). Each part has its
+// time: an ss in a namespace takes tens of ms on a loaded host.
+// FLOCON_BENCH_LOGS keeps it (kill-sockets.txt): the kill row's extra
+// bytes, accounted.
 func socketsAtKill(site *benchSite, mirrorPort string) string {
 	port := ":" + mirrorPort
-	cmds := [][]string{
-		{"ss", "-tnmi", "state", "established", "( sport = " + port + " )"},
-		{"tc", "-s", "class", "show", "dev", site.lan.bridge, "classid", "1:10"},
-		{"ip", "netns", "exec", site.machines[0].ns, "ss", "-tnmi", "state", "established", "( dport = " + port + " )"},
-		// its peer connections: what it had queued for its followers, and
-		// what they had received and not read yet
-		{"ip", "netns", "exec", site.machines[0].ns, "ss", "-tnmi", "state", "established", "( sport = :19432 or dport = :19432 )"},
+	run := func(c ...string) string {
+		out, err := exec.Command(c[0], c[1:]...).CombinedOutput()
+		return fmt.Sprintf("# %s (%s, err %v)\n%s", strings.Join(c, " "), time.Now().Format(time.RFC3339Nano), err, out)
 	}
-	for _, m := range site.machines[1:] {
-		cmds = append(cmds, []string{"ip", "netns", "exec", m.ns, "ss", "-tnmi", "state", "established", "( sport = :19432 or dport = :19432 )"})
-	}
-	outs := make([]string, len(cmds))
-	var wg sync.WaitGroup
-	for i, c := range cmds {
-		wg.Go(func() {
-			out, err := exec.Command(c[0], c[1:]...).CombinedOutput()
-			outs[i] = fmt.Sprintf("# %s (%s, err %v)\n%s", strings.Join(c, " "), time.Now().Format(time.RFC3339Nano), err, out)
-		})
-	}
-	wg.Wait()
-	return strings.Join(outs, "\n")
+	ns := run("ip", "netns", "exec", site.machines[0].ns, "sh", "-c",
+		"ss -tnmi state established '( dport = "+port+" )'; echo '# its peer connections'; ss -tnmi state established '( sport = :19432 or dport = :19432 )'")
+	return strings.Join([]string{
+		ns,
+		run("tc", "-s", "class", "show", "dev", site.lan.bridge, "classid", "1:10"),
+		run("ss", "-tnmi", "state", "established", "( sport = "+port+" )"),
+	}, "\n")
 }
 
 // mirrorBacklog sums, over the mirror's connections to ip in a
 // socketsAtKill report, the bytes written but not sent (notsent) and sent
 // but not acknowledged (bytes_sent - bytes_acked).
 func mirrorBacklog(report, ip string) (unsent, unacked int64) {
-	mirrorSide, _, _ := strings.Cut(report, "\n# tc ")
+	_, mirrorSide, _ := strings.Cut(report, "\n# ss -tnmi state established ( sport")
 	conn := regexp.MustCompile(`(?:\[::ffff:)?` + regexp.QuoteMeta(ip) + `\]?:\d+\s*\n([^\n]*)`)
 	field := func(info, name string) int64 {
 		m := regexp.MustCompile(`\b` + name + `:(\d+)`).FindStringSubmatch(info)
