@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"context"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -85,33 +86,38 @@ func (m *quicMoves) first(p peer.ID, now time.Time) bool {
 }
 
 // connectedOver is called for every new connection. A connection to a
-// private address starts a look at its peer after the pair's retry delay
-// (toTCP): QUIC connections beside a TCP one are closed, and a peer on
-// QUIC alone is redialled, at most once per tcpRetryEvery.
+// private address starts a look at its peer after the pair's retry delay:
+// QUIC connections beside a TCP one are closed (dropQUIC), and a peer on
+// QUIC alone is redialled (toTCP), at most once per tcpRetryEvery.
 func (s *Host) connectedOver(c network.Conn) {
-	a := c.RemoteMultiaddr()
+	a, p := c.RemoteMultiaddr(), c.RemotePeer()
 	if !manet.IsPrivateAddr(a) || isCircuit(a) {
 		return
 	}
 	switch {
-	case hasProtocol(a, ma.P_QUIC_V1):
-		go s.toTCP(c.RemotePeer())
-	case hasProtocol(a, ma.P_TCP):
-		go s.dropQUIC(c.RemotePeer())
+	case hasProtocol(a, ma.P_QUIC_V1) && s.quic.first(p, time.Now()):
+		go s.afterRetryDelay(p, s.toTCP)
+	case hasProtocol(a, ma.P_QUIC_V1), hasProtocol(a, ma.P_TCP):
+		go s.afterRetryDelay(p, func(context.Context, peer.ID) { s.dropQUIC(p) })
 	}
 }
 
-// toTCP moves p, a peer of this site, to TCP (see above): the lower peer
-// ID of the pair first, the higher one later and only if still on QUIC
-// alone.
-func (s *Host) toTCP(p peer.ID) {
+// afterRetryDelay runs f after the pair's handshake-retry delay (the
+// lower peer ID first), unless the p2p side stops first.
+func (s *Host) afterRetryDelay(p peer.ID, f func(context.Context, peer.ID)) {
 	ctx, cancel := s.streamContext() // ends with the p2p side
 	defer cancel()
 	select {
 	case <-time.After(handshakeRetryDelay(s.h.ID(), p, rand.Float64())):
+		f(ctx, p)
 	case <-ctx.Done():
-		return
 	}
+}
+
+// toTCP moves p, a peer of this site, to TCP (see above) when it is on
+// QUIC alone and no transfer or lookup question runs over it (closing
+// the connection would cut them).
+func (s *Host) toTCP(ctx context.Context, p peer.ID) {
 	if s.sites.site(p) != routing.SameLAN {
 		return // a peer of another site keeps its QUIC (a hole punch, a WAN)
 	}
@@ -119,10 +125,13 @@ func (s *Host) toTCP(p peer.ID) {
 		s.dropQUIC(p)
 		return
 	}
-	if !s.quic.first(p, time.Now()) {
-		return // tried lately: TCP is blocked between the two
+	conns := s.h.Network().ConnsToPeer(p)
+	for _, c := range conns {
+		if busy(c) {
+			return
+		}
 	}
-	for _, c := range s.h.Network().ConnsToPeer(p) {
+	for _, c := range conns {
 		_ = c.Close()
 	}
 	err := s.dialOnce(ctx, peer.AddrInfo{ID: p}, true) // past the backoff a failed handshake set
@@ -131,8 +140,8 @@ func (s *Host) toTCP(p peer.ID) {
 }
 
 // dropQUIC closes the QUIC connections to a private address of p, a peer of
-// this site, when a TCP one is up, but those that carry a blob stream (it
-// ends with its transfer).
+// this site, when a TCP one is up, but those that carry a transfer or a
+// have question (busy).
 func (s *Host) dropQUIC(p peer.ID) {
 	if s.sites.site(p) != routing.SameLAN {
 		return
@@ -146,17 +155,18 @@ func (s *Host) dropQUIC(p peer.ID) {
 		return
 	}
 	for _, c := range conns {
-		if a := c.RemoteMultiaddr(); hasProtocol(a, ma.P_QUIC_V1) && manet.IsPrivateAddr(a) && !carriesBlob(c) {
+		if a := c.RemoteMultiaddr(); hasProtocol(a, ma.P_QUIC_V1) && manet.IsPrivateAddr(a) && !busy(c) {
 			_ = c.Close()
 			s.log.Info("lan peer's quic connection closed, tcp is up", "peer", p.String())
 		}
 	}
 }
 
-// carriesBlob reports whether a blob stream is open on c.
-func carriesBlob(c network.Conn) bool {
+// busy reports whether a blob stream or a have question is open on c.
+func busy(c network.Conn) bool {
 	for _, str := range c.GetStreams() {
-		if pr := str.Protocol(); pr == blobProto || pr == blobProtoLive {
+		switch str.Protocol() {
+		case blobProto, blobProtoLive, haveProto, haveProtoHead:
 			return true
 		}
 	}

@@ -104,3 +104,54 @@ func TestLANSimultaneousDialEndsOnTCP(t *testing.T) {
 		}
 	}
 }
+
+// TestMoveToTCPSparesABusyConnection: a LAN peer on QUIC alone is not cut
+// off while a blob stream runs over the connection (the transfer would
+// fail); once the connection is idle, the move takes it to TCP.
+func TestMoveToTCPSparesABusyConnection(t *testing.T) {
+	t.Parallel()
+	both := func(c *Config) {
+		c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	}
+	a := startNode(t, newMemStore(t), both)
+	b := startNode(t, newMemStore(t), both)
+	// The looks a new connection starts are taken: the test makes its own.
+	a.s.quic.first(b.id(), time.Now())
+	b.s.quic.first(a.id(), time.Now())
+	var quicAddrs []ma.Multiaddr
+	for _, addr := range a.s.h.Addrs() {
+		if _, err := addr.ValueForProtocol(ma.P_QUIC_V1); err == nil {
+			quicAddrs = append(quicAddrs, addr)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := b.s.h.Connect(ctx, peer.AddrInfo{ID: a.id(), Addrs: quicAddrs}); err != nil {
+		t.Fatalf("connect over QUIC: %v", err)
+	}
+	b.s.h.Peerstore().AddAddrs(a.id(), a.s.h.Addrs(), time.Hour) // its TCP address too, as identify gives it
+	if !b.s.onQUICOnly(a.id()) {
+		t.Fatalf("conns %v: want QUIC alone", b.s.h.Network().ConnsToPeer(a.id()))
+	}
+	str, err := b.s.h.NewStream(ctx, a.id(), blobProtoLive) // a waits for the request
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.s.toTCP(ctx, a.id())
+	if !b.s.onQUICOnly(a.id()) || str.Conn().IsClosed() {
+		t.Fatalf("a QUIC connection carrying a blob stream was closed: conns %v", b.s.h.Network().ConnsToPeer(a.id()))
+	}
+	_ = str.Reset()
+	for deadline := time.Now().Add(5 * time.Second); busy(str.Conn()) && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	}
+	b.s.toTCP(ctx, a.id())
+	conns := b.s.h.Network().ConnsToPeer(a.id())
+	for _, c := range conns {
+		if _, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_TCP); err != nil {
+			t.Errorf("idle, still connected over %s, want TCP", c.RemoteMultiaddr())
+		}
+	}
+	if len(conns) == 0 {
+		t.Error("not connected after the move")
+	}
+}
