@@ -44,13 +44,13 @@ type testKeys struct {
 	keyring  *verify.Keyring
 }
 
-func testKeyring(t *testing.T) *testKeys {
+func testKeyring(t testing.TB) *testKeys {
 	t.Helper()
 	k := nodetest.SharedKeys(t)
 	return &testKeys{packager: k.Packager, stranger: k.Stranger, keyring: k.Keyring}
 }
 
-func sign(t *testing.T, key *openpgp.Entity, data []byte) []byte {
+func sign(t testing.TB, key *openpgp.Entity, data []byte) []byte {
 	t.Helper()
 	return nodetest.Sign(t, key, data)
 }
@@ -70,7 +70,7 @@ type testPkg struct {
 	sig  []byte
 }
 
-func newTestPkg(t *testing.T, name string, size int, signer *openpgp.Entity) testPkg {
+func newTestPkg(t testing.TB, name string, size int, signer *openpgp.Entity) testPkg {
 	t.Helper()
 	data := packageBytes(t, name, size)
 	sum := sha256.Sum256(data)
@@ -83,7 +83,7 @@ func newTestPkg(t *testing.T, name string, size int, signer *openpgp.Entity) tes
 
 // packageBytes is a plain tar package of at least size bytes whose .PKGINFO
 // matches file name name (the verifier reads only up to .PKGINFO).
-func packageBytes(t *testing.T, name string, size int) []byte {
+func packageBytes(t testing.TB, name string, size int) []byte {
 	t.Helper()
 	f, err := verify.ParsePkgFilename(name)
 	if err != nil {
@@ -136,7 +136,7 @@ type mirrorRequest struct {
 // fakeMirror is an upstream mirror serving /core/os/x86_64/FILE and logging
 // every request.
 type fakeMirror struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *httptest.Server
 	mode    mirrorMode
 	modTime time.Time
@@ -147,7 +147,7 @@ type fakeMirror struct {
 	reqs    []mirrorRequest
 }
 
-func newFakeMirror(t *testing.T, mode mirrorMode, files map[string][]byte) *fakeMirror {
+func newFakeMirror(t testing.TB, mode mirrorMode, files map[string][]byte) *fakeMirror {
 	t.Helper()
 	m := &fakeMirror{t: t, mode: mode, files: files, modTime: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)}
 	m.srv = httptest.NewServer(http.HandlerFunc(m.serve))
@@ -260,7 +260,7 @@ func noTimeouts(c *Config) {
 }
 
 // newTestNode runs a mirror-only node over a real store in a temp dir.
-func newTestNode(t *testing.T, mirrors []string, opts ...func(*Config)) (*Node, *store.Store) {
+func newTestNode(t testing.TB, mirrors []string, opts ...func(*Config)) (*Node, *store.Store) {
 	t.Helper()
 	st, err := store.Open(store.Config{Dir: t.TempDir()})
 	if err != nil {
