@@ -2,6 +2,7 @@ package store
 
 import (
 	"os"
+	"sync/atomic"
 	"time"
 )
 
@@ -85,6 +86,28 @@ type heldFile struct {
 func (f *heldFile) Sync() error {
 	<-f.release
 	return f.File.Sync()
+}
+
+// CountTempChmods counts the chmods of the next downloads' temp files in n
+// (nil: real files).
+func (s *Store) CountTempChmods(n *atomic.Int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n == nil {
+		s.wrapTemp = nil
+		return
+	}
+	s.wrapTemp = func(f *os.File) tempFile { return &chmodCounter{File: f, n: n} }
+}
+
+type chmodCounter struct {
+	*os.File
+	n *atomic.Int32
+}
+
+func (f *chmodCounter) Chmod(mode os.FileMode) error {
+	f.n.Add(1)
+	return f.File.Chmod(mode)
 }
 
 // SetClock replaces the store's clock.

@@ -170,8 +170,8 @@ func setBlobRows(txn *badger.Txn, c cid.Cid, info BlobInfo, sig []byte) error {
 	return setJSON(txn, blobKey(c), info)
 }
 
-// syncTemp fsyncs the temp file (written first when the download was held
-// in memory) and makes it read-only; a failure aborts.
+// syncTemp fsyncs the temp file and makes it read-only (a download held in
+// memory is written first, to a file created read-only); a failure aborts.
 func (p *Pending) syncTemp() error {
 	if p.inMem {
 		if err := p.toDisk(); err != nil {
@@ -181,7 +181,7 @@ func (p *Pending) syncTemp() error {
 		}
 	}
 	err := p.f.Sync()
-	if err == nil {
+	if err == nil && !p.inMem {
 		err = p.f.Chmod(0o444)
 	}
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -238,5 +239,46 @@ func TestMemoryBudget(t *testing.T) {
 	}
 	for _, p := range held[1:] {
 		p.Abort(errors.New("test over"))
+	}
+}
+
+// TestCommitReadOnlyBlob: every committed blob is read-only; one held in
+// memory is written to a file created so (no chmod after its fsync), one
+// written to a temp file as it came is made so at its commit.
+func TestCommitReadOnlyBlob(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		memoryBody int64
+		wantChmods int32
+	}{
+		{name: "held in memory", memoryBody: 0, wantChmods: 0},
+		{name: "temp file", memoryBody: -1, wantChmods: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := openAt(t, store.Config{Dir: t.TempDir(), MemoryBody: tt.memoryBody})
+			var chmods atomic.Int32
+			s.CountTempChmods(&chmods)
+			data := storetest.RandomBytes(3, 50<<10)
+			p := beginMem(t, s, data)
+			if _, err := p.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Commit(store.BlobInfo{}, nil); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(s.BlobPath(p.CID()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != 0o444 {
+				t.Errorf("blob mode %v, want 0444", fi.Mode().Perm())
+			}
+			if got := chmods.Load(); got != tt.wantChmods {
+				t.Errorf("%d chmods of the temp file, want %d", got, tt.wantChmods)
+			}
+		})
 	}
 }

@@ -39,10 +39,15 @@ func openRead(path string) (*os.File, error) { return openFile(path, os.O_RDONLY
 
 // createTemp creates a new file prefix<random> in dir, read-write, mode
 // 0600, like os.CreateTemp(dir, prefix+"*").
-func createTemp(dir, prefix string) (*os.File, error) {
+func createTemp(dir, prefix string) (*os.File, error) { return createTempMode(dir, prefix, 0o600) }
+
+// createTempMode is createTemp with the file's mode perm. The descriptor is
+// read-write whatever perm says (open(2) checks the mode only for later
+// opens), so a file written once can be created read-only.
+func createTempMode(dir, prefix string, perm fs.FileMode) (*os.File, error) {
 	for range 10000 {
 		name := filepath.Join(dir, prefix+strconv.FormatUint(uint64(rand.Uint32()), 10))
-		f, err := openFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := openFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
