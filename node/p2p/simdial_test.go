@@ -36,12 +36,7 @@ func TestPSKSimultaneousDial(t *testing.T) {
 		runInNetns(t, "TestPSKSimultaneousDial")
 		return
 	}
-	sh := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v: %s", args, err, out)
-		}
-	}
+	sh := netnsShell(t)
 	sh("ip", "link", "set", "lo", "up")
 	psk := writePSK(t)
 	const pairs, rounds = 5, 3
@@ -60,10 +55,7 @@ func TestPSKSimultaneousDial(t *testing.T) {
 				hosts[i][k] = h
 			}
 		}
-		// Drop plain SYNs (not SYN-ACKs) arriving on any socket.
-		sh("nft", "add", "table", "inet", "simdial")
-		sh("nft", "add", "chain", "inet", "simdial", "input", "{ type filter hook input priority 0; }")
-		sh("nft", "add", "rule", "inet", "simdial", "input", "tcp", "flags", "&", "(fin|syn|rst|ack)", "==", "syn", "drop")
+		allowSYNs := dropSYNs(sh)
 		errs := make([][2]error, pairs)
 		var wg sync.WaitGroup
 		start := make(chan struct{})
@@ -81,7 +73,7 @@ func TestPSKSimultaneousDial(t *testing.T) {
 		}
 		close(start)
 		time.Sleep(300 * time.Millisecond) // every connect has sent its (dropped) SYN
-		sh("nft", "delete", "table", "inet", "simdial")
+		allowSYNs()
 		wg.Wait()
 		for i, pair := range hosts {
 			for k, err := range errs[i] {
@@ -108,6 +100,27 @@ func TestPSKSimultaneousDial(t *testing.T) {
 			_ = pair[1].Close()
 		}
 	}
+}
+
+// netnsShell returns a runner of commands (ip, nft) that fails t on error;
+// in a test re-run by runInNetns they act on its own namespace.
+func netnsShell(t *testing.T) func(args ...string) {
+	return func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
+	}
+}
+
+// dropSYNs has the namespace drop plain SYNs (not SYN-ACKs) arriving on any
+// socket, until allow is called: connects sent meanwhile wait for their
+// retransmission (1 s), and two that cross meet in SYN-SENT.
+func dropSYNs(sh func(args ...string)) (allow func()) {
+	sh("nft", "add", "table", "inet", "simdial")
+	sh("nft", "add", "chain", "inet", "simdial", "input", "{ type filter hook input priority 0; }")
+	sh("nft", "add", "rule", "inet", "simdial", "input", "tcp", "flags", "&", "(fin|syn|rst|ack)", "==", "syn", "drop")
+	return func() { sh("nft", "delete", "table", "inet", "simdial") }
 }
 
 // runInNetns runs test (of this binary) again inside a new network

@@ -3,7 +3,6 @@ package p2p
 import (
 	"context"
 	"os"
-	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -25,12 +24,7 @@ func TestLANSimultaneousDialEndsOnTCP(t *testing.T) {
 		runInNetns(t, "TestLANSimultaneousDialEndsOnTCP")
 		return
 	}
-	sh := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v: %s", args, err, out)
-		}
-	}
+	sh := netnsShell(t)
 	sh("ip", "link", "set", "lo", "up")
 	const pairs = 4
 	hosts := make([][2]*Host, pairs)
@@ -47,10 +41,7 @@ func TestLANSimultaneousDialEndsOnTCP(t *testing.T) {
 			hosts[i][k] = h
 		}
 	}
-	// Drop plain SYNs (not SYN-ACKs) arriving on any socket.
-	sh("nft", "add", "table", "inet", "simdial")
-	sh("nft", "add", "chain", "inet", "simdial", "input", "{ type filter hook input priority 0; }")
-	sh("nft", "add", "rule", "inet", "simdial", "input", "tcp", "flags", "&", "(fin|syn|rst|ack)", "==", "syn", "drop")
+	allowSYNs := dropSYNs(sh)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for _, pair := range hosts {
@@ -68,7 +59,7 @@ func TestLANSimultaneousDialEndsOnTCP(t *testing.T) {
 	}
 	close(start)
 	time.Sleep(300 * time.Millisecond) // every connect has sent its (dropped) SYN
-	sh("nft", "delete", "table", "inet", "simdial")
+	allowSYNs()
 	wg.Wait()
 	// The move to TCP follows the connection (the higher peer ID looks
 	// after about 0.5 s): wait for it, within a bound.
