@@ -110,6 +110,35 @@ func (f *chmodCounter) Chmod(mode os.FileMode) error {
 	return f.File.Chmod(mode)
 }
 
+// GateSyncs makes the fsync of the next downloads' temp files count
+// themselves in running (the most at once in peak) and wait until release
+// is closed.
+func (s *Store) GateSyncs(running, peak *atomic.Int32, release <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.wrapTemp = func(f *os.File) tempFile {
+		return &gatedFile{File: f, running: running, peak: peak, release: release}
+	}
+}
+
+type gatedFile struct {
+	*os.File
+	running, peak *atomic.Int32
+	release       <-chan struct{}
+}
+
+func (f *gatedFile) Sync() error {
+	n := f.running.Add(1)
+	for p := f.peak.Load(); n > p && !f.peak.CompareAndSwap(p, n); p = f.peak.Load() {
+	}
+	<-f.release
+	f.running.Add(-1)
+	return f.File.Sync()
+}
+
+// SyncParallel is syncParallel.
+const SyncParallel = syncParallel
+
 // SetClock replaces the store's clock.
 func (s *Store) SetClock(now func() time.Time) { s.clock.Store(&now) }
 

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/flocon/flocon/store"
@@ -203,4 +205,52 @@ func TestCommitGatherNotForTempFiles(t *testing.T) {
 	if !s.Has(p.CID()) || s.CommitBatches() != 1 {
 		t.Errorf("stored %v after %d batches", s.Has(p.CID()), s.CommitBatches())
 	}
+}
+
+// TestCommitSyncsBounded: the fsyncs of one batch run at most
+// store.SyncParallel at once (each holds an OS thread), and every blob of
+// the batch is committed.
+func TestCommitSyncsBounded(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		s := openAt(t, store.Config{Dir: dir})
+		const n, size = 10, 2048
+		s.SetCommitGather(time.Hour, n*size) // one batch of all n
+		var running, peak atomic.Int32
+		release := make(chan struct{})
+		s.GateSyncs(&running, &peak, release)
+		errs := make(chan error, n)
+		var ps []*store.Pending
+		for i := range n {
+			data := storetest.RandomBytes(uint64(400+i), size)
+			p, _, err := s.Begin(storetest.CIDOf(t, data), size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			go func() { errs <- p.Commit(store.BlobInfo{}, nil) }()
+			ps = append(ps, p)
+		}
+		synctest.Wait()
+		if got := running.Load(); got != store.SyncParallel {
+			t.Errorf("%d fsyncs at once, want %d", got, store.SyncParallel)
+		}
+		close(release)
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := peak.Load(); got > store.SyncParallel {
+			t.Errorf("up to %d fsyncs at once, want at most %d", got, store.SyncParallel)
+		}
+		for i, p := range ps {
+			if !s.Has(p.CID()) {
+				t.Errorf("blob %d not stored", i)
+			}
+		}
+	})
 }
