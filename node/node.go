@@ -136,6 +136,8 @@ type Node struct {
 	answered answerDelays
 
 	stats *stats // counters for Stats (stats.go)
+
+	started chan struct{} // closed by Run once the node is up (Started)
 }
 
 // New validates cfg and builds a Node; nothing listens until Run.
@@ -187,6 +189,7 @@ func New(cfg Config) (*Node, error) {
 		health:    newHealthBook(),
 		ranks:     newRankHistory(),
 		stats:     newStats(cfg.Mirrors),
+		started:   make(chan struct{}),
 	}
 	n.client.Transport = statsTransport{RoundTripper: n.client.Transport, s: n.stats}
 	n.peers, n.peerSig, n.ban = n.peerSources, n.peerSignature, n.banPeer
@@ -215,11 +218,19 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.cfg.P2P {
 		err = n.runP2P(ctx)
 	} else {
+		close(n.started)
 		<-ctx.Done()
 	}
 	n.shutdown()
 	return err
 }
+
+// Started is closed once Run has brought the node up: at once without the
+// peer-to-peer side, else when its host is built and listening with its
+// services (identify, relay, AutoNAT) started. It stays open if the host
+// fails to start. The daemon waits for it to release its start-up memory
+// (cmd/flocon, releaseStartPages): the host's set-up runs once.
+func (n *Node) Started() <-chan struct{} { return n.started }
 
 // runP2P builds the peer-to-peer side, plugs it into fetching and runs it
 // until ctx ends.
@@ -239,6 +250,7 @@ func (n *Node) runP2P(ctx context.Context) error {
 	}
 	n.net.Store(&peerNet{router: h.Router(), blobs: h, bans: h, host: h})
 	defer n.net.Store(nil)
+	close(n.started)
 	return h.Run(ctx)
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -156,4 +157,18 @@ func releaseStartPages(log *slog.Logger, phase string) {
 		return
 	}
 	log.Debug("executable pages released", "phase", phase, "bytes", n)
+}
+
+// releaseWhenStarted releases the executable's pages once the node is up
+// (started closed): the peer-to-peer host's set-up (identify, relay,
+// AutoNAT, the resource manager, their protobuf tables) runs once, after
+// serving begins, and released before it those pages stayed mapped until
+// the release startSettle later, during the first requests
+// (ARCHITECTURE.md, Memory).
+func releaseWhenStarted(ctx context.Context, log *slog.Logger, started <-chan struct{}) {
+	select {
+	case <-started:
+		releaseStartPages(log, "serving")
+	case <-ctx.Done():
+	}
 }

@@ -170,7 +170,7 @@ func serve(ctx context.Context, o *options) error {
 	logMirrors(log, mirrors, o.mirrorSource)
 	log.Info("flocon serving", "version", node.Version, "listen", ln.Addr().String(), "dataDir", o.dataDir,
 		"adminSocket", o.adminSocketPath(), "p2p", !o.noP2P, "mirrors", len(mirrors.Default), "repos", len(repos))
-	releaseStartPages(log, "serving") // the start-up's code and tables ran once
+	eg.Go(func() error { releaseWhenStarted(ctx, log, n.Started()); return nil })
 	settled := time.AfterFunc(startSettle, func() { releaseStartPages(log, "start") })
 	defer settled.Stop()
 	err = eg.Wait()
