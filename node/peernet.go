@@ -201,6 +201,9 @@ func (n *Node) peerSignature(ctx context.Context, c cid.Cid) ([]byte, peer.ID, e
 			return sig, src.Peer(), nil
 		}
 	}
+	if late == nil { // the lookup ended in time: no late answers (a range over nil never ends)
+		return nil, "", fmt.Errorf("signature of %s from peers: %w", c, last)
+	}
 	for src := range late {
 		if sig, ok := try(src); ok {
 			return sig, src.Peer(), nil

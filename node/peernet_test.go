@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -169,4 +170,21 @@ func TestSoftDeadline(t *testing.T) {
 		n.noteAnswer(routing.Provider{Site: routing.SameLAN}, time.Millisecond)
 	}
 	check("quick again", 150*time.Millisecond)
+}
+
+// A signature asked of the peers when the lookup ended before its soft
+// deadline (no late answers to wait for) fails at once: it hung forever
+// on the nil channel of late answers (e2e TestLAN: a download and the
+// daemon's shutdown waited on it).
+func TestPeerSignatureLookupEndedInTime(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		n := hedgeNode()
+		n.cfg.HaveTimeout = 150 * time.Millisecond
+		n.ranks = newRankHistory()
+		n.net.Store(&peerNet{router: &slowRouter{}}) // no answer, the lookup ends at once
+		if _, _, err := n.peerSignature(t.Context(), cid.Cid{}); !errors.Is(err, ErrPeerNotFound) {
+			t.Errorf("peerSignature: %v, want ErrPeerNotFound", err)
+		}
+	})
 }
