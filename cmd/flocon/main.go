@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	_ "github.com/flocon/flocon/cmd/flocon/internal/exeinit" // first: see its doc
 	"github.com/flocon/flocon/node"
 )
 
