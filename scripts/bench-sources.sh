@@ -23,6 +23,8 @@
 # pacman) with a cpu cgroup, alone or not (default: the host's cores / 5,
 # so five machines at once fit the host as five real machines would; 0:
 # uncapped, where one alone gets every core and five share them).
+# FLOCON_BENCH_SET=issue runs issue 7's own package set (33 packages,
+# 204.5 MB) instead of the default 27 packages, 52.5 MB (shorter rounds).
 # FLOCON_BENCH_LOGS=<dir> keeps each run's daemon logs, pacman downloads
 # (start, first byte, end) and mirror requests. FLOCON_BENCH_P2P=quic has the
 # machines speak QUIC only (a SIGKILL then resets nothing: the kill row
