@@ -280,7 +280,7 @@ func (n *Node) keyring(repo string) *verify.Keyring {
 
 // newHTTPClient is the one client every mirror request goes through.
 func newHTTPClient(timeout time.Duration, userAgent string) *http.Client {
-	dial := (&net.Dialer{Timeout: min(dialTimeout, timeout), KeepAlive: 30 * time.Second}).DialContext
+	dial := hedgedDial((&net.Dialer{Timeout: min(dialTimeout, timeout), KeepAlive: 30 * time.Second}).DialContext)
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           dial,

@@ -33,7 +33,7 @@ import (
 // net/http does.
 type plainTransport struct {
 	fallback   http.RoundTripper
-	dial       func(ctx context.Context, network, addr string) (net.Conn, error)
+	dial       dialFunc
 	proxy      func(*http.Request) (*url.URL, error) // nil: no proxy
 	headerWait time.Duration                         // request written and response head read (0: no bound)
 	idleWait   time.Duration                         // a kept connection older than this is not reused
@@ -113,7 +113,7 @@ func (t *plainTransport) get(ctx context.Context, addr string) (pc *plainConn, r
 		_ = pc.conn.Close()
 	}
 	t.mu.Unlock()
-	conn, err := dialHedged(ctx, t.dial, addr, dialHedgeAfter)
+	conn, err := t.dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, false, err
 	}
@@ -276,61 +276,4 @@ func (b *plainBody) finish(whole bool) {
 		return
 	}
 	_ = b.pc.conn.Close()
-}
-
-// dialHedgeAfter is how long a mirror dial waits alone before a second one
-// starts beside it.
-const dialHedgeAfter = time.Second
-
-// dialHedged dials addr and, when no connection came within after, dials
-// again beside the first and keeps whichever connects first. The second
-// socket has a new source port: a SYN whose flow a NAT router's connection
-// tracking lost (seen in e2e TestNATSites: every retransmission of one
-// connection unanswered for the whole 5 s dial timeout, while the other
-// machines behind the same router reached the mirror) then costs a second,
-// not a failed request. A dial that fails before the second starts (a
-// refusal) fails at once.
-func dialHedged(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), addr string, after time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends the losing dial
-	type result struct {
-		conn net.Conn
-		err  error
-	}
-	results := make(chan result, 2)
-	try := func() {
-		c, err := dial(ctx, "tcp", addr)
-		results <- result{c, err}
-	}
-	go try()
-	hedge := time.NewTimer(after)
-	defer hedge.Stop()
-	running, hedged := 1, false
-	var firstErr error
-	for {
-		select {
-		case <-hedge.C:
-			hedged = true
-			running++
-			go try()
-		case r := <-results:
-			running--
-			if r.err == nil {
-				if running > 0 { // the other may still connect: close it
-					go func() {
-						if late := <-results; late.conn != nil {
-							_ = late.conn.Close()
-						}
-					}()
-				}
-				return r.conn, nil
-			}
-			if firstErr == nil {
-				firstErr = r.err
-			}
-			if !hedged || running == 0 {
-				return nil, firstErr
-			}
-		}
-	}
 }

@@ -29,7 +29,7 @@ func TestDialHedged(t *testing.T) {
 				return c, nil
 			}
 			start := time.Now()
-			c, err := dialHedged(t.Context(), dial, "mirror:80", dialHedgeAfter)
+			c, err := dialHedged(t.Context(), dial, "tcp", "mirror:80", dialHedgeAfter)
 			if err != nil {
 				t.Fatalf("dialHedged: %v", err)
 			}
@@ -51,7 +51,7 @@ func TestDialHedged(t *testing.T) {
 				return nil, syscall.ECONNREFUSED
 			}
 			start := time.Now()
-			_, err := dialHedged(t.Context(), dial, "mirror:80", dialHedgeAfter)
+			_, err := dialHedged(t.Context(), dial, "tcp", "mirror:80", dialHedgeAfter)
 			if !errors.Is(err, syscall.ECONNREFUSED) || time.Since(start) != 0 || dials.Load() != 1 {
 				t.Errorf("err %v after %v, %d dials; want ECONNREFUSED at once, 1 dial", err, time.Since(start), dials.Load())
 			}
