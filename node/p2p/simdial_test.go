@@ -41,20 +41,7 @@ func TestPSKSimultaneousDial(t *testing.T) {
 	psk := writePSK(t)
 	const pairs, rounds = 5, 3
 	for round := range rounds {
-		hosts := make([][2]*Host, pairs)
-		for i := range hosts {
-			for k := range 2 {
-				h, err := newHost(Config{
-					DataDir: t.TempDir(), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
-					PSKFile: psk, DisableDHT: true,
-				}, newMemStore(t))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { _ = h.Close() })
-				hosts[i][k] = h
-			}
-		}
+		hosts := hostPairs(t, pairs, Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, PSKFile: psk})
 		allowSYNs := dropSYNs(sh)
 		errs := make([][2]error, pairs)
 		var wg sync.WaitGroup
@@ -100,6 +87,26 @@ func TestPSKSimultaneousDial(t *testing.T) {
 			_ = pair[1].Close()
 		}
 	}
+}
+
+// hostPairs starts pairs pairs of hosts with cfg, each with its own data
+// directory and store and no DHT, closed when t ends.
+func hostPairs(t *testing.T, pairs int, cfg Config) [][2]*Host {
+	t.Helper()
+	hosts := make([][2]*Host, pairs)
+	for i := range hosts {
+		for k := range 2 {
+			c := cfg
+			c.DataDir, c.DisableDHT = t.TempDir(), true
+			h, err := newHost(c, newMemStore(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = h.Close() })
+			hosts[i][k] = h
+		}
+	}
+	return hosts
 }
 
 // netnsShell returns a runner of commands (ip, nft) that fails t on error;

@@ -27,20 +27,7 @@ func TestLANSimultaneousDialEndsOnTCP(t *testing.T) {
 	sh := netnsShell(t)
 	sh("ip", "link", "set", "lo", "up")
 	const pairs = 4
-	hosts := make([][2]*Host, pairs)
-	for i := range hosts {
-		for k := range 2 {
-			h, err := newHost(Config{
-				DataDir: t.TempDir(), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
-				DisableDHT: true,
-			}, newMemStore(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = h.Close() })
-			hosts[i][k] = h
-		}
-	}
+	hosts := hostPairs(t, pairs, Config{ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}})
 	allowSYNs := dropSYNs(sh)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
